@@ -1,0 +1,1 @@
+"""Crab Studio core library."""

@@ -1,0 +1,7 @@
+"""``python -m crab_core <command>``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,272 @@
+"""Interaction-aware multi-head LoRA (I-LoRA) as a PEFT custom LoRA layer.
+
+For a frozen linear layer ``W`` (out x in, optional bias ``b``) and an input ``x`` (..., in)::
+
+    y = W x + b + sum_h g_h(x) * B_h A dropout(x) * (alpha / r),    g(x) = softmax(R x)
+
+with one shared down-projection ``A`` (r x in), ``H`` up-projection heads ``B_h`` (out x r) and a
+bias-free per-token router ``R`` (H x in). The softmax is taken in float32 on the *un-dropped*
+input and cast back to the output dtype, as in the reference (``peft_hyper/tuners/lora.py``).
+
+Storage and efficiency. The heads are stored side by side in ONE ``nn.Linear(H*r, out)`` whose
+weight is ``[B_0 | B_1 | ... | B_{H-1}]`` (out, H*r); the router is an ``nn.Linear(in, H)``.
+The forward computes ``z = A dropout(x)`` once (the reference recomputes it per head) and combines
+all heads with a single GEMM::
+
+    u = (scaling * g).unsqueeze(-1) * z.unsqueeze(-2)     # (..., H, r) -> (..., H*r)
+    y = addmm(W x + b, u, B_stacked^T)
+
+so no (..., out) tensor is materialised per head. Parameter names follow PEFT
+(``lora_A.<adapter>.weight``, ``lora_B.<adapter>.weight``, ``lora_route.<adapter>.weight``),
+so ``get_peft_model_state_dict``/``set_peft_model_state_dict`` and adapter save/load work.
+
+Number of heads. PEFT 0.21 builds custom modules as ``cls(target, adapter_name, config=config,
+r=..., lora_alpha=..., ...)``. ``H`` is read from ``config.num_heads``: use :class:`ILoraPeftConfig`
+(a ``LoraConfig`` subclass with that field, serialised into ``adapter_config.json``). An explicit
+``num_heads=`` keyword overrides it (e.g. ``functools.partial``).
+
+Training-mode difference. One dropout mask is shared by all heads; the reference draws one mask
+per head (its ``A`` is recomputed per head). Eval mode is identical.
+
+Routing control (interpretability). Each layer has an attribute ``routing`` (default ``None``,
+zero cost); set it to a :class:`RoutingControl` (one object may be shared by all layers):
+``head_mask`` removes heads, ``forced_weights`` replaces the router output, ``capture`` receives
+the router readout and per-head contribution norms.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig
+from peft.tuners.lora.layer import LoraLayer
+from peft.utils import CONFIG_NAME
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+CaptureFn = Callable[[str, Tensor, Tensor], None]
+
+
+@dataclass
+class ILoraPeftConfig(LoraConfig):
+    """``LoraConfig`` with the I-LoRA head count (saved in ``adapter_config.json``)."""
+
+    num_heads: int = field(default=3, metadata={"help": "Number of I-LoRA B heads (router outputs)."})
+
+    @classmethod
+    def from_adapter_dir(cls, path: str | os.PathLike[str]) -> ILoraPeftConfig:
+        """Read ``adapter_config.json`` keeping ``num_heads`` (``LoraConfig.from_pretrained`` drops it).
+
+        The returned config already has :class:`ILoraLinear` registered for ``nn.Linear``.
+        """
+        raw = cls.from_json_file(os.path.join(os.fspath(path), CONFIG_NAME))
+        names = {f.name for f in fields(cls) if f.init}
+        cfg = cls(**{k: v for k, v in raw.items() if k in names})
+        cfg._register_custom_module({nn.Linear: ILoraLinear})
+        return cfg
+
+
+@dataclass
+class RoutingControl:
+    """Routing override / readout shared by one or more :class:`ILoraLinear` layers.
+
+    Attributes:
+        head_mask: (H,) bool or float; heads with 0/False contribute nothing. The remaining router
+            weights are NOT renormalised unless ``renormalize`` is True.
+        renormalize: rescale the masked weights to sum to 1 per token.
+        forced_weights: (H,) fixed mix used instead of the router output (e.g. one-hot).
+        capture: ``capture(layer_name, route_weights, head_norms)`` with ``route_weights`` (..., H)
+            the router's own softmax output (before any override) and ``head_norms`` (..., H) the
+            L2 norms over the out dim of each applied head contribution
+            ``w_h * scaling * B_h A dropout(x)`` (``w`` after override/mask). Both detached.
+            The name is the layer's ``ilora_name`` (set by ``inject_ilora``), suffixed
+            ``@<adapter>`` for adapters other than ``default``.
+    """
+
+    head_mask: Tensor | None = None
+    renormalize: bool = False
+    forced_weights: Tensor | None = None
+    capture: CaptureFn | None = None
+
+    def apply(self, g: Tensor) -> Tensor:
+        """Apply the override and the mask to router weights ``g`` (..., H)."""
+        if self.forced_weights is not None:
+            forced = self.forced_weights.to(device=g.device, dtype=g.dtype)
+            g = forced.expand_as(g)
+        if self.head_mask is not None:
+            g = g * self.head_mask.to(device=g.device, dtype=g.dtype)
+            if self.renormalize:
+                g = g / g.sum(-1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
+        return g
+
+
+class ILoraLinear(nn.Module, LoraLayer):
+    """I-LoRA wrapper of an ``nn.Linear`` usable as a PEFT custom LoRA module.
+
+    Args:
+        base_layer: the frozen ``nn.Linear`` (in -> out).
+        adapter_name: PEFT adapter name (usually ``"default"``).
+        config: a ``LoraConfig``; ``num_heads`` is read from it (see :class:`ILoraPeftConfig`).
+        r: rank.
+        lora_alpha: scaling numerator (scaling = alpha / r, or alpha / sqrt(r) with rslora).
+        num_heads: optional explicit head count overriding ``config.num_heads``.
+        **kwargs: other PEFT keywords (ignored).
+
+    Shapes: input (..., in) with any number of leading dims (2-D and 3-D alike); output (..., out).
+    """
+
+    adapter_layer_names = (*LoraLayer.adapter_layer_names, "lora_route")
+    other_param_names = (*LoraLayer.other_param_names, "num_heads")
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: LoraConfig,
+        r: int = 0,
+        lora_alpha: int = 1,
+        num_heads: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        kwargs.pop("lora_dropout", None)
+        LoraLayer.__init__(self, base_layer, ephemeral_gpu_offload=False)
+        if not isinstance(self.get_base_layer(), nn.Linear):
+            raise TypeError(f"ILoraLinear wraps nn.Linear, got {type(self.get_base_layer()).__name__}")
+        if getattr(config, "fan_in_fan_out", False):
+            raise ValueError("ILoraLinear does not support fan_in_fan_out=True")
+        self.fan_in_fan_out = False
+        self.lora_route = nn.ModuleDict({})
+        self.num_heads: dict[str, int] = {}
+        self.routing: RoutingControl | None = None
+        self.ilora_name = ""
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, num_heads=num_heads)
+
+    @classmethod
+    def wrap(
+        cls,
+        base_layer: nn.Linear,
+        r: int,
+        alpha: float,
+        dropout: float,
+        num_heads: int,
+        adapter_name: str = "default",
+    ) -> ILoraLinear:
+        """Wrap a plain ``nn.Linear`` outside of PEFT injection (tests, benchmarks)."""
+        cfg = ILoraPeftConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, num_heads=num_heads)
+        return cls(base_layer, adapter_name, config=cfg, r=r, lora_alpha=alpha)
+
+    def update_layer(
+        self,
+        adapter_name: str,
+        r: int,
+        lora_alpha: int,
+        config: LoraConfig,
+        num_heads: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Create (or replace) the I-LoRA parameters of one adapter."""
+        heads = num_heads if num_heads is not None else getattr(config, "num_heads", None)
+        if heads is None:
+            raise ValueError("I-LoRA needs num_heads: use ILoraPeftConfig or pass num_heads=")
+        if r <= 0 or heads <= 0:
+            raise ValueError(f"r and num_heads must be positive, got r={r}, num_heads={heads}")
+        if config.use_dora or config.lora_bias:
+            raise ValueError("I-LoRA supports neither DoRA nor lora_bias")
+        self.r[adapter_name] = r
+        self.lora_alpha[adapter_name] = lora_alpha
+        self.num_heads[adapter_name] = int(heads)
+        p = config.lora_dropout
+        self.lora_dropout[adapter_name] = nn.Dropout(p=p) if p > 0.0 else nn.Identity()
+        self.lora_A[adapter_name] = nn.Linear(self.in_features, r, bias=False)
+        self.lora_B[adapter_name] = nn.Linear(heads * r, self.out_features, bias=False)
+        self.lora_route[adapter_name] = nn.Linear(self.in_features, heads, bias=False)
+        self.lora_bias[adapter_name] = False
+        self.use_rslora[adapter_name] = config.use_rslora
+        self.use_dora[adapter_name] = False
+        self.scaling[adapter_name] = lora_alpha / (math.sqrt(r) if config.use_rslora else r)
+        if config.init_lora_weights:
+            self.reset_lora_parameters(adapter_name, config.init_lora_weights)
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
+
+    def reset_lora_parameters(self, adapter_name: str, init_lora_weights: Any = True) -> None:
+        """Reference init: A and router Kaiming-uniform (a=sqrt(5)), every B head zero."""
+        if adapter_name not in self.lora_A:
+            return
+        nn.init.kaiming_uniform_(self.lora_A[adapter_name].weight, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.lora_route[adapter_name].weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B[adapter_name].weight)
+
+    def head_weight(self, adapter_name: str = "default") -> Tensor:
+        """The B heads as a (H, out, r) view of the stacked weight."""
+        w = self.lora_B[adapter_name].weight
+        h, r = self.num_heads[adapter_name], self.r[adapter_name]
+        return w.view(self.out_features, h, r).permute(1, 0, 2)
+
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        """Not possible: the routing weights depend on the input."""
+        raise NotImplementedError("I-LoRA cannot be merged into the base weight (input-dependent routing)")
+
+    def unmerge(self) -> None:
+        """Nothing to undo (merging is never performed)."""
+
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        """Base output plus the routed I-LoRA update of every active adapter.
+
+        Args:
+            x: (..., in).
+
+        Returns:
+            (..., out).
+        """
+        if kwargs.pop("adapter_names", None) is not None:
+            raise NotImplementedError("I-LoRA does not support mixed-adapter batches")
+        result = self.base_layer(x, *args, **kwargs)
+        if self.disable_adapters:
+            return result
+        for adapter in self.active_adapters:
+            if adapter in self.lora_A:
+                result = self._add_adapter(result, x, adapter)
+        return result
+
+    def _add_adapter(self, result: Tensor, x: Tensor, adapter: str) -> Tensor:
+        lora_a, lora_b = self.lora_A[adapter], self.lora_B[adapter]
+        x = self._cast_input_dtype(x, lora_a.weight.dtype)
+        g = F.softmax(self.lora_route[adapter](x), dim=-1, dtype=torch.float32).to(result.dtype)
+        z = lora_a(self.lora_dropout[adapter](x))  # (..., r), computed once for all heads
+        ctl = self.routing
+        w = g if ctl is None else ctl.apply(g)
+        if ctl is not None and ctl.capture is not None:
+            self._capture(ctl.capture, adapter, g, w, z)
+        u = (w * self.scaling[adapter]).unsqueeze(-1) * z.unsqueeze(-2).to(w.dtype)  # (..., H, r)
+        out_shape = result.shape
+        out = torch.addmm(
+            result.reshape(-1, out_shape[-1]),
+            u.reshape(-1, u.shape[-2] * u.shape[-1]).to(lora_b.weight.dtype),
+            lora_b.weight.t(),
+        )
+        return out.view(out_shape)
+
+    @torch.no_grad()
+    def _capture(self, fn: CaptureFn, adapter: str, g: Tensor, w: Tensor, z: Tensor) -> None:
+        """Call ``fn`` with the router readout and per-head norms ||w_h s B_h z|| (..., H)."""
+        heads = self.head_weight(adapter).float()  # (H, out, r)
+        gram = heads.transpose(1, 2) @ heads  # (H, r, r)
+        zf = z.float()
+        sq = torch.einsum("...r,hrs,...s->...h", zf, gram, zf).clamp_min(0.0)
+        norms = w.float().abs() * self.scaling[adapter] * sq.sqrt()
+        name = self.ilora_name if adapter == "default" else f"{self.ilora_name}@{adapter}"
+        fn(name, g.detach(), norms.to(g.dtype))
+
+    def __repr__(self) -> str:
+        return "ilora." + super().__repr__()

@@ -1,0 +1,58 @@
+"""Named model presets: the official ``crab-7b`` geometry and the CPU-sized ``crab-tiny``."""
+
+from __future__ import annotations
+
+from .config import (
+    BeatsConfig,
+    CompatConfig,
+    CrabConfig,
+    ILoraConfig,
+    LLMConfig,
+    QFormerConfig,
+    SegConfig,
+    VisionConfig,
+)
+from .errors import ConfigError
+
+
+def crab_7b() -> CrabConfig:
+    """Official geometry: LLaMA-2-7B-chat, CLIP ViT-L/14-224, BEATs iter3+, 3-head I-LoRA.
+
+    Official checkpoints were trained with the reference's bugs, so the compat mode is
+    ``reference`` (see docs/deviations.md).
+    """
+    return CrabConfig(name="crab-7b", compat=CompatConfig(mode="reference"))
+
+
+def crab_tiny() -> CrabConfig:
+    """The same classes at CPU-trainable size (SynthAV default model)."""
+    return CrabConfig(
+        name="crab-tiny",
+        vision=VisionConfig(hidden_size=96, intermediate_size=192, num_hidden_layers=4,
+                            num_attention_heads=4, image_size=112, patch_size=14,
+                            projection_dim=64, select_layers=(2, 3, 4)),
+        audio=BeatsConfig(embed_dim=48, encoder_layers=2, encoder_embed_dim=64,
+                          encoder_ffn_embed_dim=128, encoder_attention_heads=4,
+                          conv_pos=32, conv_pos_groups=16, finetuned_model=False),
+        vl_qformer=QFormerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=128, num_query_tokens=8, encoder_width=96),
+        al_qformer=QFormerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=128, num_query_tokens=8, encoder_width=64),
+        llm=LLMConfig(vocab_size=512, hidden_size=128, intermediate_size=320, num_hidden_layers=4,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024),
+        lora=ILoraConfig(r=8, alpha=16.0, dropout=0.05, num_heads=3),
+        seg=SegConfig(prompt_embed_dim=64, mlp_dim=256, num_heads=4, num_queries=16,
+                      low_res_mask_size=56, image_size=112),
+        compat=CompatConfig(mode="corrected"),
+    )
+
+
+PRESETS = {"crab-7b": crab_7b, "crab-tiny": crab_tiny}
+
+
+def get_preset(name: str) -> CrabConfig:
+    """Return the config of a named preset; raises ``ConfigError`` on an unknown name."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; known: {sorted(PRESETS)}") from None
