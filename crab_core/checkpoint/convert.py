@@ -76,8 +76,10 @@ def reference_to_ours(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tens
     """
     groups: dict[str, dict[str, torch.Tensor]] = defaultdict(dict)
     unexpected: list[str] = []
+    original: dict[str, str] = {}
     for key, value in sd.items():
         k = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
+        original[k] = key
         for prefix, attr, _, _ in ROUTES:
             if k.startswith(prefix):
                 groups[attr][k[len(prefix):]] = value
@@ -93,7 +95,7 @@ def reference_to_ours(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tens
         if attr in groups:
             mapped, drop = _component(module).reference_to_ours(groups[attr], **kwargs)
             ours.update({f"{attr}.{k}": v for k, v in mapped.items()})
-            dropped += [prefix + d for d in drop]
+            dropped += [original.get(prefix + d, prefix + d) for d in drop]
     if LLM_ATTR in groups:
         ours.update({f"{LLM_ATTR}.{k}": v for k, v in llm_reference_to_ours(groups[LLM_ATTR]).items()})
     return ours, dropped, unexpected

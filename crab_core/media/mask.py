@@ -210,10 +210,10 @@ def load_index_mask(
 
 
 def guess_mask_kind(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
-    """Guess ``"binary"``, ``"palette"`` or ``"index"`` from a mask file's mode and colours.
+    """Guess a mask's kind: P-mode -> ``"index"``, RGB(A) with non-gray colours -> ``"palette"``, else ``"binary"``.
 
-    P-mode -> index; RGB(A) with non-gray colours -> palette; otherwise binary when at most two gray levels
-    (one of them 0) occur, else index.
+    Single-channel masks are taken as binary (AVSBench binary masks hold arbitrary gray levels such as 45, or
+    9 and 41); pass ``kind="index"`` explicitly for gray-level index PNGs.
     """
     _, img = _open(path, max_bytes)
     with img:
@@ -223,8 +223,7 @@ def guess_mask_kind(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYT
             rgb = np.asarray(img.convert("RGB"))
             if not ((rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])).all():
                 return "palette"
-        values = np.unique(_cv2_gray(img))
-    return "binary" if len(values) <= 2 and values[0] == 0 or len(values) == 1 else "index"
+    return "binary"
 
 
 def mask_from_any(path: str | os.PathLike, size: int, kind: str = "auto", **kwargs) -> Tensor:
@@ -246,6 +245,6 @@ def mask_from_any(path: str | os.PathLike, size: int, kind: str = "auto", **kwar
     if kind not in MASK_KINDS:
         raise ValueError(f"unknown mask kind {kind!r}; expected one of {MASK_KINDS}")
     if kind == "auto":
-        kind = guess_mask_kind(path)
+        kind = guess_mask_kind(path, max_bytes=kwargs.get("max_bytes", DEFAULT_MAX_BYTES))
     loader = {"binary": load_binary_mask, "palette": load_palette_mask, "index": load_index_mask}[kind]
     return loader(path, size, **kwargs)

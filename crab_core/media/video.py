@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from crab_core.errors import MediaError
 from .probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DURATION_S, check_duration, check_file
 
 logger = logging.getLogger(__name__)
+
+_DECORD_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: (Error: )?")
 
 
 def sample_frame_indices(num_frames_total: int, n: int) -> list[int]:
@@ -113,8 +116,8 @@ def _av_frames(path: Path, indices: list[int], fps: float, size: int) -> np.ndar
 
 
 def _decode_error(path: Path, exc: Exception) -> MediaError:
-    message = str(exc).strip().splitlines()
-    detail = message[-1] if message else type(exc).__name__
+    message = [line for line in str(exc).strip().splitlines() if line.strip()]
+    detail = _DECORD_PREFIX.sub("", message[-1]) if message else type(exc).__name__
     return MediaError(f"could not decode video {path.name}: {detail[:300]} (corrupt, truncated or not a video?)")
 
 
@@ -174,6 +177,18 @@ def load_video_frames(
         MediaError: For a missing/empty/oversized file, an unsupported extension, an image given as a
             video, a corrupt or truncated file, or a video longer than ``max_duration_s``.
     """
+    return read_video(path, num_frames, size, max_bytes=max_bytes, max_duration_s=max_duration_s)[0]
+
+
+def read_video(
+    path: str | os.PathLike,
+    num_frames: int,
+    size: int,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+) -> tuple[np.ndarray, float]:
+    """As :func:`load_video_frames`, also returning the video's duration in seconds (one open, one probe)."""
     p = check_file(path, "video", max_bytes=max_bytes)
     try:
         reader, vlen, fps = _decord_info(p, size)
@@ -184,18 +199,38 @@ def load_video_frames(
         raise _decode_error(p, exc) from exc
     if fps <= 0:
         raise MediaError(f"video {p.name} reports no frame rate")
-    check_duration(p, vlen / fps, max_duration_s)
+    duration = vlen / fps
+    check_duration(p, duration, max_duration_s)
     indices = sample_frame_indices(vlen, num_frames)
     try:
         frames = reader.get_batch(indices).asnumpy()
     except Exception as exc:
-        raise _decode_error(p, exc) from exc
+        if "must exactly match" not in str(exc):
+            raise _decode_error(p, exc) from exc
+        frames = _native_then_resize(p, indices, size, exc)
     finally:
         del reader
-    return _validated(frames, p, len(indices), size)
+    return _validated(frames, p, len(indices), size), duration
 
 
-def _load_with_av(p: Path, num_frames: int, size: int, max_duration_s: float, first: Exception) -> np.ndarray:
+def _native_then_resize(p: Path, indices: list[int], size: int, first: Exception) -> np.ndarray:
+    """Work around decord's resizer failing for some output sizes (e.g. 16, 24, 48, 72): decode at the native
+    size and resize with Pillow BICUBIC instead (close to, not bit-identical with, decord's own resizer)."""
+    from PIL import Image
+
+    logger.info("decord cannot resize %s to %dx%d; resizing with Pillow instead", p.name, size, size)
+    try:
+        native = _open_decord(p, None).get_batch(indices).asnumpy()
+    except Exception as exc:
+        raise _decode_error(p, first) from exc
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BICUBIC)) for f in native]
+    )
+
+
+def _load_with_av(
+    p: Path, num_frames: int, size: int, max_duration_s: float, first: Exception
+) -> tuple[np.ndarray, float]:
     try:
         vlen, fps = _av_info(p)
         if fps <= 0:
@@ -207,7 +242,7 @@ def _load_with_av(p: Path, num_frames: int, size: int, max_duration_s: float, fi
         raise
     except Exception as exc:
         raise _decode_error(p, first) from exc
-    return _validated(frames, p, len(indices), size)
+    return _validated(frames, p, len(indices), size), vlen / fps
 
 
 def _validated(frames: np.ndarray, p: Path, count: int, size: int) -> np.ndarray:

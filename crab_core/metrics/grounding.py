@@ -16,6 +16,7 @@ when the GT names the object.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -89,7 +90,7 @@ def arig_majority_baseline(gts: Sequence[Mapping]) -> dict[str, float]:
     boxes = np.asarray([g["box"] for g in gts], dtype=float).reshape(-1, 4)
     mean_box = tuple(boxes.mean(0)) if len(boxes) else None
     objects = [normalize_label(str(g["object"])) for g in gts if g.get("object") is not None]
-    top = max(set(objects), key=objects.count) if objects else None
+    top = Counter(objects).most_common(1)[0][0] if objects else None
     metric = ARIGMetric()
     for g in gts:
         metric.update(ARIGPrediction(top, mean_box), g)

@@ -67,7 +67,31 @@ def build_model(
     model = CrabModel(cfg, visual, audio, vl, al, llm, seg)
     if dtype is not None:
         model.to(dtype)
+        reset_rotary(model)
     return model
+
+
+def materialize(model: CrabModel, device: torch.device | str, dtype: torch.dtype | None = None) -> CrabModel:
+    """Allocate a meta-device model on ``device`` (values uninitialised until loaded).
+
+    Non-persistent buffers (RoPE inverse frequencies) are recomputed in float32.
+    """
+    model = model.to_empty(device=device)
+    if dtype is not None:
+        model.to(dtype)
+    reset_rotary(model)
+    return model
+
+
+def reset_rotary(model: torch.nn.Module) -> None:
+    """Recompute every RoPE ``inv_freq`` buffer in float32 (casts and ``to_empty`` spoil it)."""
+    for module in model.modules():
+        fn = getattr(module, "compute_default_rope_parameters", None)
+        if fn is not None and hasattr(module, "inv_freq") and getattr(module, "rope_type", "default") == "default":
+            inv, _ = fn(module.config)
+            device = module.inv_freq.device
+            module.inv_freq = inv.to(device)
+            module.original_inv_freq = inv.clone().to(device)
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:

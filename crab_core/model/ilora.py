@@ -242,8 +242,8 @@ class ILoraLinear(nn.Module, LoraLayer):
     def _add_adapter(self, result: Tensor, x: Tensor, adapter: str) -> Tensor:
         lora_a, lora_b = self.lora_A[adapter], self.lora_B[adapter]
         x = self._cast_input_dtype(x, lora_a.weight.dtype)
-        g = F.softmax(self.lora_route[adapter](x), dim=-1, dtype=torch.float32).to(result.dtype)
-        z = lora_a(self.lora_dropout[adapter](x))  # (..., r), computed once for all heads
+        logits, z = self._route_and_down(x, adapter)  # (..., H), (..., r): A computed once
+        g = F.softmax(logits, dim=-1, dtype=torch.float32).to(result.dtype)
         ctl = self.routing
         w = g if ctl is None else ctl.apply(g)
         if ctl is not None and ctl.capture is not None:
@@ -256,6 +256,20 @@ class ILoraLinear(nn.Module, LoraLayer):
             lora_b.weight.t(),
         )
         return out.view(out_shape)
+
+    def _route_and_down(self, x: Tensor, adapter: str) -> tuple[Tensor, Tensor]:
+        """Router logits R x (..., H) and z = A dropout(x) (..., r).
+
+        Without an active dropout both read the same x, so they share one GEMM on [A; R]
+        (x is read once; in backward one grad-input GEMM and no extra add).
+        """
+        drop = self.lora_dropout[adapter]
+        lora_a, route = self.lora_A[adapter], self.lora_route[adapter]
+        if isinstance(drop, nn.Dropout) and drop.training and drop.p > 0:
+            return route(x), lora_a(drop(x))
+        r = lora_a.weight.shape[0]
+        zr = F.linear(x, torch.cat([lora_a.weight, route.weight], dim=0))
+        return zr[..., r:], zr[..., :r]
 
     @torch.no_grad()
     def _capture(self, fn: CaptureFn, adapter: str, g: Tensor, w: Tensor, z: Tensor) -> None:

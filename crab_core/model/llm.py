@@ -110,7 +110,7 @@ def decode(
             break
         mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=device)], 1)
         out = llm(inputs_embeds=embed(tok[:, None]), attention_mask=mask, position_ids=next_pos,
-                  past_key_values=out.past_key_values, use_cache=True,
+                  cache=_cache_of(out), use_cache=True,
                   output_hidden_states=return_hidden)
         next_pos = next_pos + 1
     empty = torch.zeros(b, 0, dtype=torch.long, device=device)
@@ -120,6 +120,12 @@ def decode(
         step_logits=torch.stack(logits_all, 1) if return_logits and logits_all else None,
         step_hidden=torch.stack(hidden_all, 1) if return_hidden and hidden_all else None,
     )
+
+
+def _cache_of(out):
+    """The KV cache of a model output (``cache`` in transformers 5, ``past_key_values`` before)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 def _choose(logits, do_sample, temperature, top_p, generator):

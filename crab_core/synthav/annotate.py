@@ -78,10 +78,10 @@ def _set_sounding(scene: Scene, i: int, sounding) -> Scene:
     return dataclasses.replace(scene, objects=tuple(objs))
 
 
-def build_ave(rng: np.random.Generator, split: str) -> Target:
+def build_ave(rng: np.random.Generator, split: str, stratum: float) -> Target:
     """One audio-visual event (a visible object sounding over one run); other on-screen objects
     are silent, an off-screen source may sound at any time."""
-    cls = _pick(rng, CLASSES)
+    cls = CLASSES[int(stratum * len(CLASSES))]
     scene = sample_scene(rng, split, include=cls, silent_prob=1.0, require_audible=False)
     i = next(k for k, o in enumerate(scene.objects) if o.cls == cls)
     lo = scene.objects[i].visible.index(True)
@@ -94,7 +94,7 @@ def build_ave(rng: np.random.Generator, split: str) -> Target:
     return Target(scene, out, {"event": cls, "range": [s, e], "segments": T.segments(cls, s, e)})
 
 
-def build_avvp(rng: np.random.Generator, split: str) -> Target:
+def build_avvp(rng: np.random.Generator, split: str, stratum: float) -> Target:
     """Every audio event (sounding runs, off-screen included) and visual event (visible runs)."""
     scene = sample_scene(rng, split)
     audio = [{"event": o.cls, "ranges": runs(o.sounding)} for o in scene.audible]
@@ -109,9 +109,9 @@ def build_avvp(rng: np.random.Generator, split: str) -> Target:
     return Target(scene, out, {"audio": audio, "visual": visual, "num_segments": NUM_SECONDS})
 
 
-def build_arig(rng: np.random.Generator, split: str) -> Target:
+def build_arig(rng: np.random.Generator, split: str, stratum: float) -> Target:
     """A second at which exactly one source sounds, and it is on screen: its class and box."""
-    cls = _pick(rng, CLASSES)
+    cls = CLASSES[int(stratum * len(CLASSES))]
 
     def once() -> Target | None:
         scene = sample_scene(rng, split, include=cls)
@@ -130,14 +130,17 @@ def build_arig(rng: np.random.Generator, split: str) -> Target:
 
 
 def _seg_text(names: list[str], t: int) -> str:
-    subject = f"The object making the sound in the video is {T.join(names) if names else 'nothing'}."
+    if len(names) > 1:
+        return (f"The objects making the sound in the video are {T.join(names)}. The mask of the objects that "
+                f"make the sound at the {T.ORDINALS[t]} second is {T.SEG_TOKENS}")
+    subject = f"The object making the sound in the video is {names[0] if names else 'nothing'}."
     return f"{subject} The mask of the object that makes the sound at the {T.ORDINALS[t]} second is {T.SEG_TOKENS}"
 
 
-def build_s4(rng: np.random.Generator, split: str) -> Target:
+def build_s4(rng: np.random.Generator, split: str, stratum: float) -> Target:
     """One sounding object (other on-screen objects silent, nothing off-screen); the mask at a
     second is the object where it sounds then, empty otherwise (15 % of samples when possible)."""
-    cls = _pick(rng, CLASSES)
+    cls = CLASSES[int(stratum * len(CLASSES))]
     scene = sample_scene(rng, split, include=cls, offscreen_prob=0.0, silent_prob=1.0, require_audible=False)
     i = next(k for k, o in enumerate(scene.objects) if o.cls == cls)
     lo = scene.objects[i].visible.index(True)
@@ -160,10 +163,12 @@ def _multi_seg(rng: np.random.Generator, split: str, task: str) -> Target:
                              offscreen_prob=0.0 if ms3 else 0.3, silent_prob=0.15 if ms3 else 0.25)
         if ms3 and sum(o.sounds for o in scene.onscreen) < 2:
             return None
-        good = [t for t in range(NUM_SECONDS) if any(o.sounding[t] for o in scene.onscreen)]
+        counts = [sum(o.sounding[t] for o in scene.onscreen) for t in range(NUM_SECONDS)]
+        good = [t for t in range(NUM_SECONDS) if counts[t] >= 1]
+        many = [t for t in good if counts[t] >= 2]
         if not good:
             return None
-        t = _pick(rng, good)
+        t = _pick(rng, many if many and rng.random() < 0.7 else good)
         objs = [k for k, o in enumerate(scene.objects) if o.onscreen and o.sounding[t]]
         names = [scene.objects[k].cls for k in objs]
         gt = {"mask": None, "object": " and ".join(names), "null": False, "objects": names}
@@ -227,7 +232,7 @@ _REF_KINDS = ("class", "slot", "leftmost", "rightmost", "silent", "loudest", "fi
 _NULL_KINDS = ("class", "slot", "after")
 
 
-def build_ref_avs(rng: np.random.Generator, split: str) -> Target:
+def build_ref_avs(rng: np.random.Generator, split: str, stratum: float) -> Target:
     """A referring expression that needs sound to resolve; 25 % null expressions (empty mask)."""
     null = bool(rng.random() < 0.25)
     kind = _pick(rng, _NULL_KINDS if null else _REF_KINDS)
@@ -257,21 +262,29 @@ def build_ref_avs(rng: np.random.Generator, split: str) -> Target:
     return _retry(once)
 
 
-def build_caption(rng: np.random.Generator, split: str) -> Target:
+def build_caption(rng: np.random.Generator, split: str, stratum: float) -> Target:
     scene = sample_scene(rng, split)
     cap = T.caption(scene)
     return Target(scene, cap, {"caption": cap})
 
 
-def build_target(rng: np.random.Generator, task: str, split: str) -> Target:
-    """Sample a scene and its target for ``task`` (one of :data:`TASKS`) in ``split``."""
+def build_target(rng: np.random.Generator, task: str, split: str, stratum: float | None = None) -> Target:
+    """Sample a scene and its target for ``task`` (one of :data:`TASKS`) in ``split``.
+
+    ``stratum`` in [0, 1) picks the balanced choice of the sample (the target class of AVE / ARIG /
+    S4, the AVQA question kind and answer); a low-discrepancy sequence of strata over a split makes
+    those histograms near-uniform. ``None`` draws it from ``rng``.
+    """
     from .avqa import build_avqa
+
+    if stratum is None:
+        stratum = float(rng.random())
 
     builders = {
         "ave": build_ave, "avvp": build_avvp, "avqa": build_avqa, "arig": build_arig, "s4": build_s4,
-        "ms3": lambda r, s: _multi_seg(r, s, "ms3"), "avss": lambda r, s: _multi_seg(r, s, "avss"),
+        "ms3": lambda r, s, _: _multi_seg(r, s, "ms3"), "avss": lambda r, s, _: _multi_seg(r, s, "avss"),
         "ref-avs": build_ref_avs, "caption": build_caption,
     }
     if task not in builders:
         raise TaskError(f"unknown SynthAV task {task!r}; known: {list(TASKS)}")
-    return builders[task](rng, split)
+    return builders[task](rng, split, stratum)

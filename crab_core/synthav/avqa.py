@@ -1,8 +1,9 @@
 """SynthAV AVQA: MUSIC-AVQA-style questions with closed-vocabulary, balanced answers.
 
-A sample picks a question kind uniformly, then a target answer uniformly from the kind's answer set
-(so yes/no is 50/50 and no class, number or side dominates a question type by construction), and
-rejection-samples scenes until the kind can ask a question whose true answer is the target.
+A sample's stratum (a number in [0, 1), a low-discrepancy sequence over a split) picks a question
+kind and a target answer from the kind's answer set, so kinds and answers are spread evenly (yes/no
+is 50/50 and no class, number or side dominates a question type by construction); scenes are then
+rejection-sampled until the kind can ask a question whose true answer is the target.
 
 Question types (``{modality}/{kind}``) and templates:
 
@@ -191,10 +192,12 @@ KINDS: tuple[tuple[str, tuple[str, ...], Callable, bool], ...] = (
 )
 
 
-def build_avqa(rng: np.random.Generator, split: str, max_tries: int = 2000) -> Target:
-    """Sample a question kind and a target answer, then a scene whose true answer is the target."""
-    qtype, answers, ask, class_answer = KINDS[int(rng.integers(len(KINDS)))]
-    ans = answers[int(rng.integers(len(answers)))]
+def build_avqa(rng: np.random.Generator, split: str, stratum: float, max_tries: int = 2000) -> Target:
+    """Pick a question kind and a target answer from ``stratum`` in [0, 1) (kind = which 13th,
+    answer = where inside it), then rejection-sample a scene whose true answer is the target."""
+    x = stratum * len(KINDS)
+    qtype, answers, ask, class_answer = KINDS[min(int(x), len(KINDS) - 1)]
+    ans = answers[min(int((x - int(x)) * len(answers)), len(answers) - 1)]
     for _ in range(max_tries):
         scene = sample_scene(rng, split, include=ans if class_answer else None)
         asked = ask(scene, rng, ans)

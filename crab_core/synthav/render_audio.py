@@ -26,18 +26,41 @@ _TWO_PI = np.float32(2 * np.pi)
 
 
 def _partials(phase: np.ndarray, ratios, amps) -> np.ndarray:
-    """Sum of ``amps[k] * sin(ratios[k] * phase)``; ``phase`` ``(N,)`` -> ``(N,)``."""
-    r = np.asarray(ratios, np.float32)[:, None]
-    return np.asarray(amps, np.float32) @ np.sin(r * phase[None, :])
+    """Sum of ``amps[k] * sin(ratios[k] * phase)``; ``phase`` ``(N,)`` -> ``(N,)``.
+
+    Integer ratios use the recurrence ``sin((h+1)x) = 2 cos(x) sin(hx) - sin((h-1)x)`` (one sine and
+    one cosine for all harmonics); other ratios evaluate each sine.
+    """
+    ratios, amps = list(ratios), [np.float32(a) for a in amps]
+    if not all(float(r).is_integer() for r in ratios):
+        r = np.asarray(ratios, np.float32)[:, None]
+        return np.asarray(amps, np.float32) @ np.sin(r * phase[None, :])
+    weight = dict(zip((int(r) for r in ratios), amps))
+    two_cos = 2 * np.cos(phase)
+    prev, cur = np.zeros_like(phase), np.sin(phase)
+    out = weight.get(1, np.float32(0)) * cur
+    for h in range(2, max(weight) + 1):
+        prev, cur = cur, two_cos * cur - prev
+        if h in weight:
+            out += weight[h] * cur
+    return out
 
 
 def _period_time(n: int) -> np.ndarray:
     """Time since the last of ``n`` evenly spaced onsets in the second."""
-    return _T % np.float32(1.0 / n)
+    x = _T * np.float32(n)
+    return (x - np.floor(x)) / np.float32(n)
 
 
 def _sustain(attack: float = 0.05) -> np.ndarray:
     return np.minimum(1.0, _T / attack).astype(np.float32)
+
+
+def _white(seed: int, n: int) -> np.ndarray:
+    """Unit-variance white noise ``(n,)`` float32: uniform random bytes (much cheaper than Gaussians)."""
+    raw = np.random.default_rng(seed).bit_generator.random_raw(-(-n // 8)).astype("<u8")
+    u = raw.view(np.uint8)[:n].astype(np.float32)
+    return (u - np.float32(127.5)) * np.float32(1.0 / np.sqrt((256 ** 2 - 1) / 12.0))
 
 
 def _template_raw(obj: SceneObject, noise: np.ndarray) -> np.ndarray:
@@ -88,7 +111,7 @@ def _template_raw(obj: SceneObject, noise: np.ndarray) -> np.ndarray:
 
 def source_template(obj: SceneObject) -> np.ndarray:
     """One second of an object's sound, ``(16000,)`` float32 at unit RMS, with 8-ms fades."""
-    noise = np.random.default_rng(obj.sound_seed).standard_normal(SAMPLE_RATE, dtype=np.float32)
+    noise = _white(obj.sound_seed, SAMPLE_RATE)
     x = np.asarray(_template_raw(obj, noise), np.float32)
     ramp = np.linspace(0, 1, _FADE, dtype=np.float32)
     x[:_FADE] *= ramp
@@ -105,8 +128,7 @@ def render_audio(scene: Scene) -> np.ndarray:
     mix = mix.reshape(-1)
     rms = float(np.sqrt(np.mean(mix * mix))) or REF_RMS * 0.1
     noise_rms = np.float32(rms / 10.0 ** (scene.background.snr_db / 20.0))
-    mix += noise_rms * np.random.default_rng(scene.background.noise_seed).standard_normal(
-        mix.size, dtype=np.float32)
+    mix += noise_rms * _white(scene.background.noise_seed, mix.size)
     peak = float(np.abs(mix).max())
     if peak > 0.95:
         mix *= np.float32(0.95 / peak)

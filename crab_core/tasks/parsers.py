@@ -22,18 +22,13 @@ logger = logging.getLogger(__name__)
 BACKGROUND = "background"
 _NUM = r"\d{1,9}(?:\.\d{1,9})?"
 _SNUM = r"-?\d{1,9}(?:\.\d{1,9})?"
-_EVENT_RE = re.compile(r"<event>(.*?)</event>", re.S)
-_EVENT_OPEN_RE = re.compile(r"<event>([^<\n]*)")
-_RANGE_RE = re.compile(r"<range>(.*?)</range>", re.S)
-_META_RE = re.compile(rf"event:\s*([^\n]*?)\s+start_time:\s*({_NUM})\s+end_time:\s*({_NUM})")
+_EVENT_OPEN_RE = re.compile(r"<event>([^<\n]{0,200})")
+_META_RE = re.compile(rf"event:\s*([^\n]{{0,200}}?)\s+start_time:\s*({_NUM})\s+end_time:\s*({_NUM})")
 _NUMBER_RE = re.compile(_NUM)
 _AVVP_TAG_RE = re.compile(r"<(/?)(audio_event|visual_event|audio|visual)>")
 _SPAN_RE = re.compile(rf"\(\s*({_NUM})(?:\s*[,\-]\s*|\s*to\s*|\s+)({_NUM})\s*\)")
-_SEP_ONLY_RE = re.compile(r"[\s,;]*(?:and)?[\s,;]*")
 _NO_EVENT_RE = re.compile(r"\bno (audio|visual)(?: |_)?events?\b", re.I)
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.S)
 _ANSWER_FALLBACK_RE = re.compile(r"answer is\s+([^.<\n]+)", re.I)
-_OBJ_RE = re.compile(r"<obj>(.*?)</obj>", re.S)
 _PAIR_RE = re.compile(rf"\(\s*({_SNUM})\s*,\s*({_SNUM})\s*\)")
 _QUAD_RE = re.compile(rf"\(\s*({_SNUM})\s*,\s*({_SNUM})\s*,\s*({_SNUM})\s*,\s*({_SNUM})\s*\)")
 _SOUNDING_RE = re.compile(r"sounding object is\s+([^.<\n]*)", re.I)
@@ -55,6 +50,17 @@ def clean_text(text: object) -> str:
     for tok in ("<s>", "</s>", "<unk>", "<pad>"):
         text = text.replace(tok, "")
     return text.replace("\u2581", " ").strip()
+
+
+def tag_content(text: str, tag: str) -> str | None:
+    """Text between the first ``<tag>`` and the next ``</tag>`` (``None`` if absent). Linear time,
+    unlike a lazy regex, which rescans the rest of the text for every unmatched opening tag."""
+    start = text.find(f"<{tag}>")
+    if start < 0:
+        return None
+    start += len(tag) + 2
+    end = text.find(f"</{tag}>", start)
+    return text[start:end] if end >= 0 else None
 
 
 def _norm_space(text: str) -> str:
@@ -116,11 +122,14 @@ def parse_ave(text: str) -> AVEPrediction:
     ``event:X start_time:s end_time:e``)."""
     t = clean_text(text)
     raw = text if isinstance(text, str) else t
-    m = _EVENT_RE.search(t) or _EVENT_OPEN_RE.search(t)
-    event = _norm_space(m.group(1)).strip(" ,.") if m else ""
-    r = _RANGE_RE.search(t)
-    rng = _two_ints(r.group(1)) if r else None
-    if not event:
+    content = tag_content(t, "event")
+    if content is None:
+        m = _EVENT_OPEN_RE.search(t)
+        content = m.group(1) if m else ""
+    event = _norm_space(content).strip(" ,.")
+    r = tag_content(t, "range")
+    rng = _two_ints(r) if r is not None else None
+    if not event and "start_time:" in t:
         meta = _META_RE.search(t)
         if meta:
             event = _norm_space(meta.group(1))
@@ -151,6 +160,11 @@ def _clean_name(name: str) -> str:
     return name
 
 
+def _is_separator(text: str) -> bool:
+    """Only spaces, commas, semicolons and at most an ``and`` between two ranges."""
+    return text.strip(" \t\r\n,;") in ("", "and")
+
+
 def _block_events(content: str) -> list[tuple[str, list[tuple[int, int]]]]:
     """``"Speech,(0 3),(5 10) Dog,(2 4)"`` -> [("Speech", [(0,3),(5,10)]), ("Dog", [(2,4)])]."""
     events: list[tuple[str, list[tuple[int, int]]]] = []
@@ -160,7 +174,7 @@ def _block_events(content: str) -> list[tuple[str, list[tuple[int, int]]]]:
     while i < len(spans):
         name = _clean_name(content[pos : spans[i].start()])
         group = [spans[i]]
-        while i + len(group) < len(spans) and _SEP_ONLY_RE.fullmatch(
+        while i + len(group) < len(spans) and _is_separator(
             content[group[-1].end() : spans[i + len(group)].start()]
         ):
             group.append(spans[i + len(group)])
@@ -249,9 +263,12 @@ def parse_avqa(text: str) -> AVQAPrediction:
     """Read ``<answer> X </answer>``; fall back to ``answer is X`` or a bare answer of <= 3 words."""
     t = clean_text(text)
     raw = text if isinstance(text, str) else t
-    m = _ANSWER_RE.search(t) or _ANSWER_FALLBACK_RE.search(t)
-    if m:
-        ans = normalize_answer(m.group(1))
+    content = tag_content(t, "answer")
+    if content is None:
+        m = _ANSWER_FALLBACK_RE.search(t)
+        content = m.group(1) if m else None
+    if content is not None:
+        ans = normalize_answer(content)
         return AVQAPrediction(ans or None, None if ans else "empty <answer>", raw)
     if t and "<" not in t and len(t.split()) <= 3:
         return AVQAPrediction(normalize_answer(t) or None, None, raw)
@@ -285,8 +302,8 @@ def parse_arig(text: str, image_size: float | None = 224.0) -> ARIGPrediction:
     raw = text if isinstance(text, str) else t
     m = _SOUNDING_RE.search(t)
     obj = _norm_space(m.group(1)) or None if m else None
-    o = _OBJ_RE.search(t)
-    box = (_find_box(o.group(1)) if o else None) or _find_box(t)
+    o = tag_content(t, "obj")
+    box = (_find_box(o) if o is not None else None) or _find_box(t)
     if box is None:
         return ARIGPrediction(obj, None, "no box", raw)
     x1, y1, x2, y2 = box

@@ -185,6 +185,12 @@ def test_peft_state_dict_and_save_load_round_trip(tmp_path):
     ids = torch.randint(0, 117, (1, 7))
     with torch.no_grad():
         torch.testing.assert_close(pm2(ids).logits, pm(ids).logits, atol=0, rtol=0)
+        fresh_base = _tiny_llama()
+        fresh_base.load_state_dict(base_sd)
+        base_logits = fresh_base(ids).logits
+        assert not torch.allclose(pm(ids).logits, base_logits)
+        with pm.disable_adapter():
+            torch.testing.assert_close(pm(ids).logits, base_logits, atol=0, rtol=0)
 
 
 def _random_layer(heads: int = 3, out: int = 24) -> ILoraLinear:
@@ -246,8 +252,9 @@ def test_routing_context_manager_restores():
     assert all(not m._forward_hooks for m in pm.modules())
 
 
-def test_gradients_flow():
-    layer = _random_layer().train()
+@pytest.mark.parametrize("train", [True, False])  # dropout path vs fused [A; R] GEMM path
+def test_gradients_flow(train):
+    layer = _random_layer().train(train)
     layer.base_layer.requires_grad_(False)
     x = torch.randn(3, 16, requires_grad=True)
     layer(x).square().sum().backward()

@@ -1,0 +1,157 @@
+"""From a user's files to model-ready tensors: :class:`MediaClip` and :func:`load_clip`.
+
+Task-specific numbers (frames per video, audio mode, which second a frame belongs to) come from the task
+registry; this module only takes them as arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from crab_core.errors import MediaError, TaskError
+
+from .audio import AUDIO_MODES, SAMPLE_RATE, audio_features, load_audio
+from .image import clip_preprocess, load_image, load_image_uint8
+from .mask import mask_from_any
+from .probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DURATION_S
+from .video import read_video, sample_frame_indices
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+
+@dataclass
+class MediaClip:
+    """Model-ready tensors for one sample.
+
+    Attributes:
+        frames: ``(T, 3, S, S)`` float32 CLIP-normalised video frames, or ``None``.
+        audio: ``(T_a, frames, 128)`` float32 normalised fbank per audio segment, or ``None``.
+        image: ``(1, 3, S, S)`` float32 CLIP-normalised image, or ``None``.
+        mask: ``(1, S, S)`` ground-truth mask (float32 binary, or int64 class ids), or ``None``.
+        duration_s: Duration of the video (or of the audio when there is no video), or ``None``.
+        sources: The file each tensor came from (keys ``video``, ``audio``, ``image``, ``mask``).
+        num_frames: ``T`` of ``frames`` (0 without video).
+    """
+
+    frames: Tensor | None = None
+    audio: Tensor | None = None
+    image: Tensor | None = None
+    mask: Tensor | None = None
+    duration_s: float | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    num_frames: int = 0
+
+
+def _frames_from_images(paths: Sequence[PathLike], task_frames: int, size: int, max_bytes: int) -> Tensor:
+    """AVS-style videos: a stack of frame images, subsampled uniformly to ``task_frames`` if longer."""
+    if not paths:
+        raise MediaError("an empty list of frame images was given as the video")
+    chosen = [paths[i] for i in sample_frame_indices(len(paths), task_frames)]
+    frames = np.stack([load_image_uint8(p, size, max_bytes=max_bytes) for p in chosen])
+    return clip_preprocess(frames, size)
+
+
+def _audio(
+    source: PathLike,
+    mode: str,
+    num_segments: int,
+    frame_index: int | None,
+    max_bytes: int,
+    max_duration_s: float,
+) -> tuple[Tensor, float]:
+    wave = load_audio(source, SAMPLE_RATE, max_bytes=max_bytes, max_duration_s=max_duration_s)
+    if mode == "single" and frame_index is None:
+        raise TaskError("audio_mode 'single' needs frame_index (the second the image belongs to)")
+    try:
+        feats = audio_features(wave, SAMPLE_RATE, num_segments, mode=mode, index=frame_index)
+    except MediaError as exc:
+        raise MediaError(f"{Path(source).name}: {exc}") from exc
+    return feats, wave.shape[0] / SAMPLE_RATE
+
+
+def load_clip(
+    video: PathLike | Sequence[PathLike] | None = None,
+    audio: PathLike | None = None,
+    image: PathLike | None = None,
+    mask: PathLike | None = None,
+    *,
+    task_frames: int,
+    audio_mode: str | None = "uniform",
+    image_size: int = 224,
+    frame_index: int | None = None,
+    audio_segments: int | None = None,
+    mask_kind: str = "binary",
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+) -> MediaClip:
+    """Load a sample's media as the reference preprocesses it.
+
+    Audio comes from ``audio`` when given, otherwise from the video file's own audio track (a video without
+    one raises :class:`MediaError`; silence is never substituted).
+
+    Args:
+        video: Video file, or a sequence of frame images (AVS frame stacks).
+        audio: Separate audio file.
+        image: Single frame (ARIG input / segmentation target frame).
+        mask: Ground-truth mask file.
+        task_frames: Frames per video (10 for AVE/AVVP/AVQA/Ref-AVS/AVSS, 5 for S4/MS3/ARIG); also the nominal
+            clip length ``tot`` of the ``"uniform"`` / ``"single"`` audio split.
+        audio_mode: ``"uniform"``, ``"avqa"``, ``"single"`` or ``None`` (no audio).
+        image_size: Side ``S`` of frames, images and masks.
+        frame_index: Segment index for ``"single"`` audio.
+        audio_segments: Overrides the audio segment count / ``tot`` (default: ``task_frames``).
+        mask_kind: ``"binary"``, ``"palette"``, ``"index"`` or ``"auto"``.
+        max_bytes: Largest accepted file size.
+        max_duration_s: Longest accepted media duration.
+
+    Returns:
+        A :class:`MediaClip`.
+
+    Raises:
+        MediaError: For any unreadable, unsuitable or too-short input.
+        TaskError: For inconsistent arguments (unknown audio mode, audio wanted but no source, ...).
+    """
+    if audio_mode is not None and audio_mode not in AUDIO_MODES:
+        raise TaskError(f"unknown audio_mode {audio_mode!r}; expected one of {AUDIO_MODES} or None")
+    if task_frames < 1:
+        raise TaskError(f"task_frames must be >= 1, got {task_frames}")
+    clip = MediaClip()
+    if video is not None:
+        if isinstance(video, (str, os.PathLike)):
+            frames, clip.duration_s = read_video(
+                video, task_frames, image_size, max_bytes=max_bytes, max_duration_s=max_duration_s
+            )
+            clip.frames = clip_preprocess(frames, image_size)
+            clip.sources["video"] = str(video)
+        else:
+            clip.frames = _frames_from_images(list(video), task_frames, image_size, max_bytes)
+            clip.sources["video"] = ", ".join(str(v) for v in video)
+        clip.num_frames = int(clip.frames.shape[0])
+    if audio_mode is None and audio is not None:
+        logger.warning("audio file %s ignored: this task takes no audio (audio_mode=None)", audio)
+    if audio_mode is not None:
+        source = audio if audio is not None else (video if isinstance(video, (str, os.PathLike)) else None)
+        if source is None:
+            raise TaskError("this task needs audio: give an audio file or a video with an audio track")
+        clip.audio, audio_s = _audio(
+            source, audio_mode, audio_segments or task_frames, frame_index, max_bytes, max_duration_s
+        )
+        clip.sources["audio"] = str(source)
+        if clip.duration_s is None:
+            clip.duration_s = audio_s
+    if image is not None:
+        clip.image = load_image(image, image_size, max_bytes=max_bytes)
+        clip.sources["image"] = str(image)
+    if mask is not None:
+        clip.mask = mask_from_any(mask, image_size, mask_kind, max_bytes=max_bytes)
+        clip.sources["mask"] = str(mask)
+    return clip

@@ -1,0 +1,272 @@
+"""SynthAV generator: render samples in memory or write a split (media files + JSONL manifest).
+
+Sample ``i`` of a split does task ``tasks[i % len(tasks)]``, as that task's ``k = i // len(tasks)``-th
+sample, with seed :func:`task_seed` (split, task, k, user seed) inside the split's seed range. :func:`render_sample` returns arrays (the training fast
+path); :func:`generate_split` writes exactly those arrays to files, so both paths give the same
+samples (the mp4 is the lossy H.264/AAC copy of the same frames and wav).
+
+File layout of ``generate_split(out_dir, split, ...)``::
+
+    out_dir/<split>/manifest.jsonl        one AV-UIE row per sample (docs/manifest.md)
+    out_dir/<split>/balance.json          class / answer histograms and majority-answer shares
+    out_dir/<split>/media/<i // 1000>/<id>.mp4        10 s, 8 fps H.264 + AAC 16 kHz mono
+    out_dir/<split>/media/<i // 1000>/<id>.wav        the exact audio (16-bit PCM)
+    out_dir/<split>/media/<i // 1000>/<id>.png        frame at ``frame_index`` (ARIG, seg tasks)
+    out_dir/<split>/media/<i // 1000>/<id>_mask.png   target mask (seg tasks)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from crab_core.errors import ConfigError
+
+from .annotate import TASKS, build_target
+from .render_audio import render_audio
+from .render_video import render_video
+from .world import CLASSES, SPLITS, sample_seed, split_of_seed
+from .writer import write_manifest, write_mask_png, write_mp4, write_png, write_wav
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthSample:
+    """One rendered sample.
+
+    Attributes:
+        seed: per-sample seed; ``split`` is read from it.
+        task: task name.
+        frames: ``(10, S, S, 3)`` uint8, one frame per second (t = 0..9 s).
+        audio: ``(160000,)`` float32, 16 kHz mono on the 16-bit grid.
+        frame_index: target second (ARIG / seg tasks) or ``None``.
+        mask: ``(S, S)`` uint8 target mask (binary 0/1, or class index + 1 for AVSS) or ``None``.
+        question: AVQA question / Ref-AVS expression or ``None``.
+        output: answer text in Crab's format.
+        gt: structured ground truth; seg tasks carry ``mask: None`` (the file path is set on writing).
+        meta: scene description (objects, slots, runs, gains).
+    """
+
+    seed: int
+    split: str
+    task: str
+    frames: np.ndarray
+    audio: np.ndarray
+    frame_index: int | None
+    mask: np.ndarray | None
+    question: str | None
+    output: str
+    gt: dict
+    meta: dict
+
+
+_PHI = 0.6180339887498949  # golden-ratio Weyl sequence
+_SQRT2 = 0.4142135623730951
+
+
+_TASK_SHIFT = 20
+
+
+def task_seed(split: str, task: str, k: int, user_seed: int) -> int:
+    """Seed of the ``k``-th sample of ``task`` in ``split`` (k < 2**20): the split-local index packs
+    the task and ``k`` (see :func:`world.sample_seed`), so a task's k-th sample is the same whatever
+    the other tasks of the split are."""
+    if not 0 <= k < (1 << _TASK_SHIFT):
+        raise ConfigError(f"at most 2**20 samples per task and split, got index {k}")
+    return sample_seed(split, (TASKS.index(task) << _TASK_SHIFT) | k, user_seed)
+
+
+def stratum(seed: int) -> float:
+    """Low-discrepancy number in [0, 1) for a seed: ``frac(k * phi + user * (sqrt2 - 1))`` with ``k``
+    the sample's index within its task (:func:`task_seed`). Over consecutive ``k`` (a golden-ratio
+    Weyl sequence) the balanced choices (target class, AVQA kind and answer) are near-uniform."""
+    k, user = seed & ((1 << _TASK_SHIFT) - 1), (seed >> 24) & 0xFFFFFF
+    return (k * _PHI + user * _SQRT2) % 1.0
+
+
+def render_sample(seed: int, task: str, image_size: int = 224) -> SynthSample:
+    """Render one sample to arrays (no files). The same ``(seed, task)`` always gives the same sample."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown SynthAV task {task!r}; known: {list(TASKS)}")
+    if image_size < 32 or image_size % 2:
+        raise ConfigError(f"image_size must be an even number >= 32, got {image_size}")
+    split = split_of_seed(seed)
+    rng = np.random.default_rng([seed, TASKS.index(task)])
+    target = build_target(rng, task, split, stratum(seed))
+    video = render_video(target.scene, image_size)
+    mask = None
+    if target.mask_format is not None:
+        t = target.frame_index
+        mask = np.zeros((image_size, image_size), np.uint8)
+        for i in target.mask_objects:
+            value = 1 if target.mask_format == "binary" else CLASSES.index(target.scene.objects[i].cls) + 1
+            mask[video.mask_at(i, t)] = value
+    return SynthSample(
+        seed=seed, split=split, task=task, frames=video.frames, audio=render_audio(target.scene),
+        frame_index=target.frame_index, mask=mask, question=target.question, output=target.output,
+        gt=target.gt, meta=target.scene.to_meta(),
+    )
+
+
+def sample_id(split: str, index: int, user_seed: int) -> str:
+    return f"synthav-{split}-s{user_seed}-{index:06d}"
+
+
+def write_sample(out: Path, split: str, index: int, user_seed: int, task: str, k: int, image_size: int = 224,
+                 write_audio: bool = True) -> dict:
+    """Render sample ``index`` of a split (the ``k``-th of its task) and write its files under ``out``;
+    return its manifest row."""
+    seed = task_seed(split, task, k, user_seed)
+    s = render_sample(seed, task, image_size)
+    sid = sample_id(split, index, user_seed)
+    rel = Path("media") / f"{index // 1000:03d}"
+    (out / rel).mkdir(parents=True, exist_ok=True)
+    wav = write_wav(out / rel / f"{sid}.wav", s.audio)
+    write_mp4(out / rel / f"{sid}.mp4", s.frames, wav)
+    row: dict = {"id": sid, "task": task, "video": f"{rel.as_posix()}/{sid}.mp4"}
+    if write_audio:
+        row["audio"] = f"{rel.as_posix()}/{sid}.wav"
+    else:
+        wav.unlink()
+    if s.frame_index is not None:
+        write_png(out / rel / f"{sid}.png", s.frames[s.frame_index])
+        row["image"] = f"{rel.as_posix()}/{sid}.png"
+        row["frame_index"] = s.frame_index
+    if s.question is not None:
+        row["question"] = s.question
+    gt = dict(s.gt)
+    if s.mask is not None:
+        write_mask_png(out / rel / f"{sid}_mask.png", s.mask, binary=gt.get("mask_format") != "index")
+        gt["mask"] = f"{rel.as_posix()}/{sid}_mask.png"
+    row.update({"output": s.output, "gt": gt, "seed": seed, "split": split, "meta": s.meta})
+    return row
+
+
+def _write_job(job: tuple) -> dict:
+    return write_sample(*job)
+
+
+def answer_key(row: dict) -> str:
+    """The label a majority baseline would predict for a row (one string per sample)."""
+    gt, task = row["gt"], row["task"]
+    if task == "ave":
+        return gt["event"]
+    if task == "avqa":
+        return gt["answer"]
+    if task == "avvp":
+        return "+".join(sorted(e["event"] for e in gt["audio"])) or "none"
+    if task == "ref-avs":
+        return "null" if gt["null"] else gt["object"]
+    if task in ("arig", "s4", "ms3"):
+        return gt["object"] or "none"
+    if task == "avss":
+        return " and ".join(gt["objects"]) or "none"
+    return "+".join(o["class"] for o in row["meta"]["objects"] if o["slot"] is not None)
+
+
+def _hist(counter: Counter, n: int) -> dict:
+    top = counter.most_common(1)
+    return {"n": n, "answers": dict(sorted(counter.items())),
+            "majority_answer": top[0][0] if top else None,
+            "majority_share": round(top[0][1] / n, 4) if top else None}
+
+
+def balance_report(rows: list[dict]) -> dict:
+    """Per task: class histogram (every source of every scene), answer histogram and the
+    majority-answer share; per AVQA question type as well."""
+    report: dict = {"num": len(rows), "tasks": {}}
+    for task in TASKS:
+        sel = [r for r in rows if r["task"] == task]
+        if not sel:
+            continue
+        classes = Counter(o["class"] for r in sel for o in r["meta"]["objects"])
+        entry = _hist(Counter(answer_key(r) for r in sel), len(sel))
+        entry["classes"] = {c: classes.get(c, 0) for c in CLASSES}
+        if task == "avqa":
+            types = sorted({r["gt"]["question_type"] for r in sel})
+            entry["question_types"] = {
+                qt: _hist(Counter(r["gt"]["answer"] for r in sel if r["gt"]["question_type"] == qt),
+                          sum(r["gt"]["question_type"] == qt for r in sel)) for qt in types}
+        report["tasks"][task] = entry
+    return report
+
+
+def generate_split(out_dir: str | Path, split: str, num: int, seed: int, tasks: list[str] | None = None,
+                   image_size: int = 224, workers: int = 1, *, write_audio: bool = True,
+                   progress: bool = False) -> tuple[Path, dict]:
+    """Write ``num`` samples of ``split`` under ``out_dir/<split>/`` (layout in the module docstring).
+
+    Args:
+        out_dir: root folder; the split gets its own sub-folder.
+        split: one of ``train``, ``val``, ``test``, ``test-compositional``.
+        num: number of samples; sample ``i`` does ``tasks[i % len(tasks)]``.
+        seed: user seed in [0, 2**24); different seeds give disjoint samples.
+        tasks: task names (default: all nine).
+        image_size: frame side in pixels (even).
+        workers: worker processes for rendering + encoding.
+        write_audio: also list the wav in each row's ``audio`` (else it is deleted after muxing).
+        progress: show a tqdm bar.
+
+    Returns:
+        ``(manifest_path, balance_report)``; the report is also written as ``balance.json``.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; known: {list(SPLITS)}")
+    tasks = list(tasks or TASKS)
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise ConfigError(f"unknown SynthAV task(s) {bad}; known: {list(TASKS)}")
+    out = Path(out_dir) / split
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(out, split, i, seed, tasks[i % len(tasks)], i // len(tasks), image_size, write_audio)
+            for i in range(num)]
+    bar = tqdm(total=num, desc=f"synthav {split}", disable=not progress)
+    rows: list[dict] = []
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for row in pool.imap(_write_job, jobs, chunksize=4):
+                rows.append(row)
+                bar.update()
+    else:
+        for job in jobs:
+            rows.append(_write_job(job))
+            bar.update()
+    bar.close()
+    manifest = write_manifest(out / "manifest.jsonl", rows)
+    report = {"split": split, "seed": seed, "image_size": image_size, **balance_report(rows)}
+    (out / "balance.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote %d %s samples to %s", num, split, manifest)
+    return manifest, report
+
+
+def main_synth(argv: list[str]) -> int:
+    """CLI: ``--out DIR --split S --num N --seed S [--tasks a,b] [--image-size 224] [--workers W]``."""
+    parser = argparse.ArgumentParser(prog="crab_core synth", description="Generate a SynthAV split.")
+    parser.add_argument("--out", required=True, help="output root (the split gets a sub-folder)")
+    parser.add_argument("--split", required=True, choices=SPLITS)
+    parser.add_argument("--num", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--no-wav", action="store_true", help="do not keep the separate wav files")
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    manifest, report = generate_split(args.out, args.split, args.num, args.seed, tasks, args.image_size,
+                                      args.workers, write_audio=not args.no_wav, progress=True)
+    for task, entry in report["tasks"].items():
+        logger.info("%-8s n=%-6d majority=%s (%.1f%%)", task, entry["n"], entry["majority_answer"],
+                    100 * entry["majority_share"])
+    logger.info("manifest: %s", manifest)
+    return 0
