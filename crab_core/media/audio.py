@@ -224,7 +224,8 @@ def audio_segments(
     * ``"avqa"`` (MUSIC-AVQA): ``num_segments`` windows of ``seconds_per_segment`` (default 2) nominal seconds
       spanning ``[t - w/4, t + 3w/4]`` with ``t = i * tot / num_segments``; ``tot`` is ``total_seconds`` or
       the clip length rounded to whole seconds. For a 60 s clip that is ``[t-0.5, t+1.5]``, ``t = 0, 6, ..., 54``,
-      with 0.5 s of silence prepended at ``t = 0`` (and silence appended past the end).
+      with 0.5 s of silence prepended at ``t = 0`` (and silence appended past the end). (The reference pads
+      with float64 zeros, so its first window's fbank runs in float64; here everything stays float32.)
     * ``"single"`` (AVSS test, quick-start S4/MS3/AVSS/ARIG): only segment ``index`` of the ``"uniform"``
       split (``tot = num_segments``), right-padded.
 

@@ -2,10 +2,11 @@
 :mod:`crab_core.synthav.world` for the world's rules and parameters)."""
 
 from .annotate import TASKS
-from .generate import SynthSample, balance_report, generate_split, main_synth, render_sample
+from .generate import SynthSample, balance_report, generate_split, main_synth, render_sample, task_seed
 from .world import CLASSES, HOLDOUT_CLASS_SLOT, HOLDOUT_PAIRS, SLOTS, SPLITS, sample_seed, split_of_seed
 
 __all__ = [
     "CLASSES", "HOLDOUT_CLASS_SLOT", "HOLDOUT_PAIRS", "SLOTS", "SPLITS", "TASKS", "SynthSample",
     "balance_report", "generate_split", "main_synth", "render_sample", "sample_seed", "split_of_seed",
+    "task_seed",
 ]

@@ -77,7 +77,7 @@ def write_mp4(path: str | Path, frames: np.ndarray, wav_path: str | Path, fps: i
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(fps), "-i", "pipe:0",
         "-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0",
         "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", "-threads", "1",
-        "-c:a", "aac", "-aac_coder", "fast", "-b:a", "96k", "-map_metadata", "-1", "-fflags", "+bitexact",
+        "-c:a", "aac", "-aac_coder", "fast", "-b:a", "48k", "-map_metadata", "-1", "-fflags", "+bitexact",
         "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-movflags", "+faststart", str(path),
     ]
     proc = subprocess.run(cmd, input=raw, capture_output=True, check=False)

@@ -2,10 +2,10 @@
 
 from crab_core.tasks.parsers import (
     PARSERS,
+    ARIGPrediction,
     AVEPrediction,
     AVQAPrediction,
     AVVPPrediction,
-    ARIGPrediction,
     CaptionPrediction,
     SegPrediction,
     clean_text,

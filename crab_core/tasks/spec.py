@@ -99,6 +99,9 @@ class TaskSpec:
             raise TaskError(f"task {self.name!r}: num_frames must be 5 or 10, got {self.num_frames}")
         object.__setattr__(self, "variants", dict(self.variants))  # own copy; picklable
 
+    def __hash__(self) -> int:  # ``variants`` is a dict; task names are unique
+        return hash(self.name)
+
     def variant(self, name: str | None = None) -> PromptVariant:
         """Return the prompt variant ``name`` (default variant when ``None``).
 

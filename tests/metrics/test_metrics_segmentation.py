@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from crab_core.errors import TaskError
 from crab_core.metrics import (
@@ -100,3 +101,57 @@ def test_seg_majority_baselines():
 def test_metrics_for_task():
     assert set(metrics_for_task("ref-avs")) == {"binary_seg", "null_s"}
     assert metrics_for_task("caption") == {}
+
+
+def _ref_style_fmeasure(prob: torch.Tensor, gt: torch.Tensor) -> float:
+    """Per-frame F as the AVSBench ``Eval_Fmeasure`` loop computes it (one frame per call)."""
+    if gt.mean() == 0:
+        return 0.0
+    th = torch.linspace(0, 1 - 1e-10, 255, dtype=torch.float64)
+    prec, rec = torch.zeros(255, dtype=torch.float64), torch.zeros(255, dtype=torch.float64)
+    for i in range(255):
+        on = (prob >= th[i]).double()
+        tp = (on * gt).sum()
+        prec[i], rec[i] = tp / (on.sum() + 1e-20), tp / (gt.sum() + 1e-20)
+    f = 1.3 * prec * rec / (0.3 * prec + rec)
+    f[f != f] = 0
+    return f.max().item()
+
+
+def test_binary_metrics_match_reference_loops_on_random_data():
+    rng = np.random.default_rng(0)
+    prob = rng.random((4, 16, 16))
+    gt = (rng.random((4, 16, 16)) > 0.6).astype(float)
+    gt[3] = 0
+    pt, gtt = torch.from_numpy(prob), torch.from_numpy(gt)
+    ref_f = [_ref_style_fmeasure(pt[i], gtt[i]) for i in range(4)]
+    np.testing.assert_allclose(frame_fscore(prob, gt), ref_f, atol=1e-12)
+    p = (pt > 0.5).double()
+    inter, union = (p * gtt).sum((1, 2)), torch.maximum(p, gtt).sum((1, 2))
+    inter[3], union[3] = ((1 - p[3]) * (1 - gtt[3])).sum(), 256
+    np.testing.assert_allclose(mask_iou(prob, gt), (inter / (union + 1e-7)).numpy(), atol=1e-12)
+
+
+def test_avss_matches_histc_accumulation_on_random_data():
+    rng = np.random.default_rng(1)
+    n_cls = 6
+    pred = rng.integers(0, n_cls, (5, 8, 8))
+    gt = rng.integers(0, 3, (5, 8, 8))  # classes 3..5 never in GT
+    ious, fs, cnt = torch.zeros(n_cls), torch.zeros(n_cls), torch.zeros(n_cls)
+    for p, g in zip(torch.from_numpy(pred).float() + 1, torch.from_numpy(gt).float() + 1):
+        inter = p * (p == g).float()
+        a_i, a_p, a_l = (torch.histc(x, bins=n_cls, min=1, max=n_cls) for x in (inter, p, g))
+        union = a_p + a_l - a_i
+        ious += a_i / (2.220446049250313e-16 + union)
+        cnt[torch.nonzero(union).squeeze(-1)] += 1
+        pr, rc = a_i / a_p, a_i / a_l
+        f = 1.3 * pr * rc / (0.3 * pr + rc)
+        f[f != f] = 0
+        fs += f
+    miou_pc, f_pc = ious / cnt, fs / cnt
+    miou_pc[torch.isnan(miou_pc)], f_pc[torch.isnan(f_pc)] = 0, 0
+    m = AVSSMetric(num_classes=n_cls)
+    m.update(pred, gt)
+    out = m.compute()
+    assert out["miou"] == pytest.approx(miou_pc.mean().item(), abs=1e-6)
+    assert out["fscore"] == pytest.approx(f_pc.mean().item(), abs=1e-6)

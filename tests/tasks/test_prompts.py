@@ -62,6 +62,7 @@ def test_spec_is_frozen_and_picklable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.name = "x"  # type: ignore[misc]
     assert pickle.loads(pickle.dumps(spec)) == spec
+    assert len({spec, TASKS["ave"], TASKS["s4"]}) == 2
 
 
 @pytest.mark.parametrize(
