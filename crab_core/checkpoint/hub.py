@@ -15,7 +15,13 @@ import torch
 from ..errors import CheckpointError
 from ..presets import crab_7b
 from .convert import LoadReport
-from .official import config_for_files, load_base_llm, load_beats_checkpoint, load_hf_clip, load_reference_files
+from .official import (
+    config_for_files,
+    load_base_llm,
+    load_beats_checkpoint,
+    load_hf_clip,
+    load_reference_files,
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .fixture import load_fixture_model, load_io, load_meta
+from .fixture import load_fixture_model, load_meta
 
 log = logging.getLogger(__name__)
 

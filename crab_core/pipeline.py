@@ -1,0 +1,232 @@
+"""The one inference path (CLI, evaluation and app): media + task -> :class:`TaskResult`.
+
+Encoded clip features are cached (keyed by the files, their modification times and how the
+task samples them), so more questions on the same clip skip the encoders.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import CrabError, TaskError
+from .model.crab import CrabModel, CrabSample, EncodedMedia
+from .tasks import get_task
+from .tasks.parsers import parse
+from .tasks.prompts import build_prompt
+from .tokenizer import CrabTokenizer
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+TINY_DIR = ASSETS / "crab-tiny"
+
+
+@dataclass
+class TaskResult:
+    """What one run produced.
+
+    Attributes:
+        task: task name.
+        text: generated answer (special tokens kept, EOS removed).
+        parsed: the task parser's dataclass (``parse_error`` set when malformed).
+        mask: ``(S, S)`` bool mask (binary seg tasks) or int64 class map (AVSS), or None.
+        mask_logits: ``(C, S, S)`` float logits, or None.
+        prompt: the full prompt text.
+        token_ids: ``(L,)`` prompt + answer token ids (placeholders unexpanded).
+        timings: seconds per stage (``load``, ``encode``, ``generate``, ``total``).
+        cached: whether the clip features came from the cache.
+    """
+
+    task: str
+    text: str
+    parsed: Any
+    mask: np.ndarray | None = None
+    mask_logits: np.ndarray | None = None
+    prompt: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    answer_ids: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
+
+    def to_json(self) -> dict:
+        parsed = self.parsed.__dict__ if hasattr(self.parsed, "__dict__") else self.parsed
+        out = {"task": self.task, "text": self.text, "parsed": _jsonable(parsed), "timings": self.timings,
+               "cached": self.cached}
+        if self.mask is not None:
+            out["mask_shape"] = list(self.mask.shape)
+            out["mask_area"] = float((self.mask > 0).mean())
+        return out
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return str(x)
+
+
+@dataclass
+class PreparedInput:
+    """A task request turned into model input (reused by interpretability)."""
+
+    sample: CrabSample
+    prompt: str
+    media: EncodedMedia
+    cached: bool
+    load_s: float
+    encode_s: float
+
+
+class CrabPipeline:
+    """Run any Crab task on media files with one model.
+
+    Example:
+        >>> pipe = CrabPipeline.load("crab-tiny")  # doctest: +SKIP
+        >>> res = pipe.run("ave", video="clip.mp4")  # doctest: +SKIP
+        >>> res.parsed.event, res.parsed.range  # doctest: +SKIP
+    """
+
+    def __init__(self, model: CrabModel, tokenizer: CrabTokenizer, name: str = "crab", trained: bool = True,
+                 card: dict | None = None, cache_size: int = 8) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.trained = trained
+        self.card = card or {}
+        self._cache: OrderedDict[tuple, EncodedMedia] = OrderedDict()
+        self._cache_size = cache_size
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, model: str = "crab-tiny", device: str | torch.device = "cpu",
+             dtype: torch.dtype | None = None) -> CrabPipeline:
+        """Load ``crab-tiny`` (the shipped folder), or any folder in our format."""
+        from .checkpoint.pretrained import load_pretrained, read_card
+
+        folder = TINY_DIR if model == "crab-tiny" else Path(model)
+        if model == "crab-tiny" and not (folder / "model.safetensors").is_file():
+            log.warning("crab-tiny weights not found in %s: using a RANDOMLY INITIALISED crab-tiny "
+                        "(answers are noise)", folder)
+            return cls.random_tiny(device)
+        if not folder.exists():
+            raise CrabError(f"{model}: unknown model (use crab-tiny or a model folder)")
+        net, tok, _ = load_pretrained(folder, device=device, dtype=dtype)
+        if tok is None:
+            raise CrabError(f"{folder}: model folder has no tokenizer/")
+        return cls(net, tok, name=model, trained=True, card=read_card(folder))
+
+    @classmethod
+    def random_tiny(cls, device: str | torch.device = "cpu", seed: int = 0) -> CrabPipeline:
+        """A randomly initialised crab-tiny with a tokenizer trained on the task texts."""
+        from .model.builder import build_model
+        from .presets import crab_tiny
+        from .training.corpus import corpus
+
+        cfg = crab_tiny()
+        tok = CrabTokenizer.train_bpe(corpus(), cfg)
+        net = build_model(cfg, seed=seed).to(device)
+        return cls(net, tok, name="crab-tiny (random weights)", trained=False)
+
+    # ------------------------------------------------------------------ media
+    def _key(self, video, audio, image, frames, audio_mode, segs, frame_index, need_seg):
+        def stamp(p):
+            if p is None:
+                return None
+            try:
+                st = os.stat(p)
+                return (str(Path(p).resolve()), st.st_mtime_ns, st.st_size)
+            except OSError:
+                return (str(p), None, None)
+        return (stamp(video), stamp(audio), stamp(image), frames, audio_mode, segs, frame_index, need_seg)
+
+    def encode(self, task: str, video=None, audio=None, image=None, frame_index: int | None = None,
+               variant: str | None = None) -> tuple[EncodedMedia, bool, float, float]:
+        """Load and encode a clip for ``task``; returns ``(media, cached, load_s, encode_s)``."""
+        from .media import load_clip
+
+        spec = get_task(task)
+        pv = spec.variant(variant)
+        s = self.model.config.vision.image_size
+        key = self._key(video, audio, image, spec.num_frames, pv.audio_mode, pv.num_seconds, frame_index,
+                        spec.needs_mask)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key], True, 0.0, 0.0
+        t0 = time.perf_counter()
+        clip = load_clip(video=video, audio=audio, image=image, task_frames=spec.num_frames,
+                         audio_mode=pv.audio_mode if (audio or video) else None, image_size=s,
+                         frame_index=frame_index, audio_segments=pv.num_seconds)
+        t1 = time.perf_counter()
+        frames = clip.frames if "video" in pv.blocks else None
+        img = clip.image
+        if img is None and ("image" in pv.blocks or spec.needs_mask):
+            if clip.frames is None:
+                raise TaskError(f"task {task!r} needs an image or a video")
+            idx = min(frame_index or 0, clip.frames.shape[0] - 1)
+            img = clip.frames[idx:idx + 1]
+        if "image" in pv.blocks and img is None:
+            raise TaskError(f"task {task!r} needs an image")
+        if "video" in pv.blocks and frames is None:
+            raise TaskError(f"task {task!r} needs a video")
+        with torch.no_grad():
+            media = self.model.encode_media(video=frames, audio=clip.audio, image=img, need_seg=spec.needs_mask)
+        t2 = time.perf_counter()
+        self._cache[key] = media
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return media, False, t1 - t0, t2 - t1
+
+    # ------------------------------------------------------------------ run
+    def prepare(self, task: str, video=None, audio=None, image=None, question: str | None = None,
+                frame_index: int | None = None, variant: str | None = None) -> PreparedInput:
+        spec = get_task(task)
+        if spec.needs_mask and frame_index is None and "{nth}" in spec.variant(variant).template:
+            frame_index = 0
+        prompt = build_prompt(spec, question=question, variant=variant, frame_index=frame_index)
+        media, cached, load_s, enc_s = self.encode(task, video, audio, image, frame_index, variant)
+        ids = torch.tensor(self.tokenizer.encode(prompt), dtype=torch.long)
+        return PreparedInput(CrabSample(input_ids=ids, media=media, task=task), prompt, media, cached, load_s, enc_s)
+
+    def run(self, task: str, video=None, audio=None, image=None, question: str | None = None,
+            frame_index: int | None = None, variant: str | None = None,
+            max_new_tokens: int | None = None) -> TaskResult:
+        """Run ``task`` on the given media files (paths).
+
+        Raises:
+            MediaError: unreadable / unsuitable media. TaskError: inputs that do not fit the task.
+        """
+        t0 = time.perf_counter()
+        spec = get_task(task)
+        prep = self.prepare(task, video, audio, image, question, frame_index, variant)
+        t1 = time.perf_counter()
+        gen = self.model.generate([prep.sample], max_new_tokens=max_new_tokens or spec.max_new_tokens)
+        t2 = time.perf_counter()
+        return self._result(task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
+                                              "generate": t2 - t1, "total": t2 - t0})
+
+    def _result(self, task: str, prep: PreparedInput, gen, timings: dict[str, float], index: int = 0) -> TaskResult:
+        n = int(gen.decode.lengths[index])
+        ids = gen.decode.sequences[index, :n].tolist()
+        if ids and ids[-1] == self.model.config.llm.eos_token_id:
+            ids = ids[:-1]
+        text = self.tokenizer.decode(ids)
+        mask = logits = None
+        if gen.masks[index] is not None:
+            lg = gen.masks[index].float().cpu()
+            logits = lg.numpy()
+            mask = (lg.argmax(0).numpy() if lg.shape[0] > 1 else (lg[0].sigmoid() > 0.5).numpy())
+        return TaskResult(task=task, text=text, parsed=parse(task, text), mask=mask, mask_logits=logits,
+                          prompt=prep.prompt, token_ids=prep.sample.input_ids.tolist() + ids, answer_ids=ids,
+                          timings=timings, cached=prep.cached)
