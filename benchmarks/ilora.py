@@ -212,11 +212,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--branch-reps", type=int, default=41)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ilora.md")
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stat", choices=sorted(STAT), default="median")
     args = ap.parse_args()
     global _stat
     _stat = STAT[args.stat]
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0]
     rows = [
         r for d_in, d_out in SHAPES for r in bench_shape(d_in, d_out, args.seq, args.reps, args.branch_reps)
@@ -230,7 +231,7 @@ def main() -> None:
         f"1-min load average before/after: {load0:.2f} / {os.getloadavg()[0]:.2f} "
         "(other jobs share the 2 cores; contention inflates 2-thread timings)  \n"
         f"Command: `python benchmarks/ilora.py --seq {args.seq} --reps {args.reps} "
-        f"--branch-reps {args.branch_reps} --stat {args.stat}`\n\n"
+        f"--branch-reps {args.branch_reps} --stat {args.stat} --threads {args.threads}`\n\n"
         "Outputs and gradients (input, A, B heads, router) of ours and naive checked with allclose "
         "before timing.\n\n" + table + "\n"
     )

@@ -159,15 +159,16 @@ class CrabPipeline:
         spec = get_task(task)
         pv = spec.variant(variant)
         s = self.model.config.vision.image_size
-        key = self._key(video, audio, image, spec.num_frames, pv.audio_mode, pv.num_seconds, frame_index,
-                        spec.needs_mask)
+        # 'single' picks one second of a clip whose nominal length is the task's frame count
+        segs = spec.num_frames if pv.audio_mode == "single" else pv.num_seconds
+        key = self._key(video, audio, image, spec.num_frames, pv.audio_mode, segs, frame_index, spec.needs_mask)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key], True, 0.0, 0.0
         t0 = time.perf_counter()
         clip = load_clip(video=video, audio=audio, image=image, task_frames=spec.num_frames,
                          audio_mode=pv.audio_mode if (audio or video) else None, image_size=s,
-                         frame_index=frame_index, audio_segments=pv.num_seconds)
+                         frame_index=frame_index, audio_segments=segs)
         t1 = time.perf_counter()
         frames = clip.frames if "video" in pv.blocks else None
         img = clip.image

@@ -109,9 +109,9 @@ class CrabModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.llm.get_input_embeddings().weight.dtype
 
-    @torch.no_grad()
-    def _clip(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        return self.visual_encoder(pixels.to(self.device))
+    def _towers_grad(self, module: nn.Module) -> bool:
+        """Encoders run without autograd unless they are being trained (crab-tiny from scratch)."""
+        return torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
 
     def encode_media(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None,
                      image: torch.Tensor | None = None, need_seg: bool = False) -> EncodedMedia:
@@ -123,30 +123,56 @@ class CrabModel(nn.Module):
             image: ``(1, 3, S, S)`` or ``(3, S, S)`` target frame.
             need_seg: also keep frame-0 multi-scale CLIP features for the mask decoder.
         """
-        out = EncodedMedia()
-        q_v = self.config.vl_qformer.num_query_tokens
+        def batch1(x, dims):
+            if x is None:
+                return None
+            return (x if x.dim() == dims else x.unsqueeze(0)).unsqueeze(0)
+
+        return self.encode_media_batch(batch1(video, 4), batch1(audio, 3), batch1(image, 4), need_seg)[0]
+
+    def encode_media_batch(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None,
+                           image: torch.Tensor | None = None, need_seg: bool = False) -> list[EncodedMedia]:
+        """Encode a batch of clips with equal shapes in one pass per encoder.
+
+        Args:
+            video: ``(B, T, 3, S, S)``; audio: ``(B, T, F, 128)``; image: ``(B, 1, 3, S, S)``.
+
+        Returns:
+            One :class:`EncodedMedia` per sample.
+        """
+        sizes = [x.shape[0] for x in (video, audio, image) if x is not None]
+        if not sizes:
+            return []
+        b = sizes[0]
+        outs = [EncodedMedia() for _ in range(b)]
+        p = self.visual_encoder.patches_per_frame
         seg_src = None
         for name, pixels in (("video", video), ("image", image)):
             if pixels is None:
                 continue
-            pixels = pixels if pixels.dim() == 4 else pixels.unsqueeze(0)
-            feats = self._clip(pixels.unsqueeze(0))
-            out.features[name] = self.vl_projector(
-                feats[-1].to(self.dtype), tokens_per_frame=self.visual_encoder.patches_per_frame)[0]
-            out.tokens_per_unit[name] = q_v
+            with torch.set_grad_enabled(self._towers_grad(self.visual_encoder)):
+                feats = self.visual_encoder(pixels.to(self.device, self.vision_dtype))
+            proj = self.vl_projector(feats[-1].to(self.dtype), tokens_per_frame=p)
+            for i in range(b):
+                outs[i].features[name] = proj[i]
+                outs[i].tokens_per_unit[name] = self.config.vl_qformer.num_query_tokens
             if name == "image" or seg_src is None:
-                p = self.visual_encoder.patches_per_frame
-                seg_src = [f[0, :p] for f in feats[:2]]
+                seg_src = [f[:, :p] for f in feats[:2]]
         if audio is not None:
-            fb = audio.to(self.device)
-            fb = fb.unsqueeze(0) if fb.dim() == 2 else fb
-            with torch.no_grad():
-                tokens = self.audio_encoder(fb.unsqueeze(0).to(self.audio_dtype))
-            out.features["audio"] = self.al_projector(tokens.to(self.dtype))[0]
-            out.tokens_per_unit["audio"] = self.config.al_qformer.num_query_tokens
-        if need_seg:
-            out.seg_features = seg_src
-        return out
+            with torch.set_grad_enabled(self._towers_grad(self.audio_encoder)):
+                tokens = self.audio_encoder(audio.to(self.device, self.audio_dtype))
+            proj = self.al_projector(tokens.to(self.dtype))
+            for i in range(b):
+                outs[i].features["audio"] = proj[i]
+                outs[i].tokens_per_unit["audio"] = self.config.al_qformer.num_query_tokens
+        if need_seg and seg_src is not None:
+            for i in range(b):
+                outs[i].seg_features = [f[i] for f in seg_src]
+        return outs
+
+    @property
+    def vision_dtype(self) -> torch.dtype:
+        return next(self.visual_encoder.parameters()).dtype
 
     @property
     def audio_dtype(self) -> torch.dtype:

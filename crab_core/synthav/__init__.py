@@ -3,10 +3,20 @@
 
 from .annotate import TASKS
 from .generate import SynthSample, balance_report, generate_split, main_synth, render_sample, task_seed
-from .world import CLASSES, HOLDOUT_CLASS_SLOT, HOLDOUT_PAIRS, SLOTS, SPLITS, sample_seed, split_of_seed
+from .world import (
+    CLASSES,
+    CLIP_SECONDS,
+    HOLDOUT_CLASS_SLOT,
+    HOLDOUT_PAIRS,
+    SLOTS,
+    SPLITS,
+    clip_seconds,
+    sample_seed,
+    split_of_seed,
+)
 
 __all__ = [
-    "CLASSES", "HOLDOUT_CLASS_SLOT", "HOLDOUT_PAIRS", "SLOTS", "SPLITS", "TASKS", "SynthSample",
-    "balance_report", "generate_split", "main_synth", "render_sample", "sample_seed", "split_of_seed",
-    "task_seed",
+    "CLASSES", "CLIP_SECONDS", "HOLDOUT_CLASS_SLOT", "HOLDOUT_PAIRS", "SLOTS", "SPLITS", "TASKS", "SynthSample",
+    "balance_report", "clip_seconds", "generate_split", "main_synth", "render_sample", "sample_seed",
+    "split_of_seed", "task_seed",
 ]

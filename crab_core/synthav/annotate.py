@@ -5,6 +5,9 @@ compositional rule always holds), then derives every label from the per-second g
 targets are returned as a list of object indices plus a format; the pixels are drawn by the
 renderer at the requested image size (see ``generate.render_sample``).
 
+Clip lengths come from :data:`world.CLIP_SECONDS`: S4, MS3 and ARIG scenes last 5 s (target second
+``frame_index`` in 0..4, named ``first`` .. ``fifth``), all other tasks 10 s.
+
 Answer layouts (the tag formats of crab-reference.md section 4, each after a reasoning sentence):
 
 - AVE: ``... the audible and visible event in the video is <event> drum </event>, and the time range
@@ -13,8 +16,12 @@ Answer layouts (the tag formats of crab-reference.md section 4, each after a rea
 - ARIG: ``The sounding object is X. Its coordinate of top left corner is (x1,y1) and coordinate of
   bottom right corner is (x2,y2)`` in 224-pixel coordinates.
 - S4 / MS3 / AVSS: ``The object making the sound in the video is X. The mask of the object that
-  makes the sound at the {nth} second is <mask_start><mask_0>...<mask_5><mask_end>``.
-- Ref-AVS: ``At the {nth} second in the video, {exp} is X. Its mask is <mask_start>...<mask_end>``.
+  makes the sound at the {nth} second is <mask_start><mask_0>...<mask_5><mask_end>`` (several
+  objects: ``X and Y``).
+- Ref-AVS: ``At the {nth} second in the video, {exp} is X. Its mask is <mask_start>...<mask_end>``
+  (``X`` = ``nothing`` for a null expression).
+
+Every output parses with :func:`crab_core.tasks.parse` (the contract; ``tests/synthav/test_synthav_parsers.py``).
 - AVQA: see :mod:`crab_core.synthav.avqa`; caption: one or two plain sentences.
 """
 
@@ -30,7 +37,16 @@ from crab_core.errors import TaskError
 
 from . import text as T
 from .render_video import object_box
-from .world import CLASSES, LOUDNESS_MARGIN_DB, NUM_SECONDS, SLOTS, Scene, random_runs, runs, sample_scene
+from .world import (
+    CLASSES,
+    LOUDNESS_MARGIN_DB,
+    SLOTS,
+    Scene,
+    clip_seconds,
+    random_runs,
+    runs,
+    sample_scene,
+)
 
 TASKS: tuple[str, ...] = ("ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref-avs", "caption")
 SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
@@ -88,7 +104,7 @@ def build_ave(rng: np.random.Generator, split: str, stratum: float) -> Target:
     hi = lo + sum(scene.objects[i].visible)
     s = int(rng.integers(lo, hi - 1)) if hi - lo >= 2 else lo
     e = int(rng.integers(s + min(2, hi - s), hi + 1))
-    scene = _set_sounding(scene, i, [s <= t < e for t in range(NUM_SECONDS)])
+    scene = _set_sounding(scene, i, [s <= t < e for t in range(scene.num_seconds)])
     out = (f"{T.scene_sentences(scene)} So the audible and visible event in the video is <event> {cls} </event>, "
            f"and the time range is <range> {s},{e} </range>.")
     return Target(scene, out, {"event": cls, "range": [s, e], "segments": T.segments(cls, s, e)})
@@ -106,17 +122,18 @@ def build_avvp(rng: np.random.Generator, split: str, stratum: float) -> Target:
 
     out = (f"{T.scene_sentences(scene)} The audio events are {blocks('audio_event', audio)}, "
            f"and the visual events are {blocks('visual_event', visual)}.")
-    return Target(scene, out, {"audio": audio, "visual": visual, "num_segments": NUM_SECONDS})
+    return Target(scene, out, {"audio": audio, "visual": visual, "num_segments": scene.num_seconds})
 
 
 def build_arig(rng: np.random.Generator, split: str, stratum: float) -> Target:
-    """A second at which exactly one source sounds, and it is on screen: its class and box."""
+    """A second (0..4 of a 5-s clip) at which exactly one source sounds, and it is on screen: its class
+    and box (the object is static, so its box is the same in every frame it is visible in)."""
     cls = CLASSES[int(stratum * len(CLASSES))]
 
     def once() -> Target | None:
-        scene = sample_scene(rng, split, include=cls)
+        scene = sample_scene(rng, split, include=cls, num_seconds=clip_seconds("arig"))
         i = next(k for k, o in enumerate(scene.objects) if o.cls == cls)
-        alone = [t for t in range(NUM_SECONDS)
+        alone = [t for t in range(scene.num_seconds)
                  if scene.objects[i].sounding[t] and sum(o.sounding[t] for o in scene.objects) == 1]
         if not alone:
             return None
@@ -130,10 +147,9 @@ def build_arig(rng: np.random.Generator, split: str, stratum: float) -> Target:
 
 
 def _seg_text(names: list[str], t: int) -> str:
-    if len(names) > 1:
-        return (f"The objects making the sound in the video are {T.join(names)}. The mask of the objects that "
-                f"make the sound at the {T.ORDINALS[t]} second is {T.SEG_TOKENS}")
-    subject = f"The object making the sound in the video is {names[0] if names else 'nothing'}."
+    """The reference's S4 / MS3 answer layout (``tasks.render_target``); several objects are joined
+    with ``and`` (the ``gt['object']`` of MS3), nothing is written ``nothing``."""
+    subject = f"The object making the sound in the video is {' and '.join(names) if names else 'nothing'}."
     return f"{subject} The mask of the object that makes the sound at the {T.ORDINALS[t]} second is {T.SEG_TOKENS}"
 
 
@@ -141,12 +157,14 @@ def build_s4(rng: np.random.Generator, split: str, stratum: float) -> Target:
     """One sounding object (other on-screen objects silent, nothing off-screen); the mask at a
     second is the object where it sounds then, empty otherwise (15 % of samples when possible)."""
     cls = CLASSES[int(stratum * len(CLASSES))]
-    scene = sample_scene(rng, split, include=cls, offscreen_prob=0.0, silent_prob=1.0, require_audible=False)
+    n = clip_seconds("s4")
+    scene = sample_scene(rng, split, include=cls, offscreen_prob=0.0, silent_prob=1.0, require_audible=False,
+                         num_seconds=n)
     i = next(k for k, o in enumerate(scene.objects) if o.cls == cls)
     lo = scene.objects[i].visible.index(True)
-    scene = _set_sounding(scene, i, random_runs(rng, lo, lo + sum(scene.objects[i].visible)))
-    on = [t for t in range(NUM_SECONDS) if scene.objects[i].sounding[t]]
-    off = [t for t in range(NUM_SECONDS) if not scene.objects[i].sounding[t]]
+    scene = _set_sounding(scene, i, random_runs(rng, lo, lo + sum(scene.objects[i].visible), num_seconds=n))
+    on = [t for t in range(n) if scene.objects[i].sounding[t]]
+    off = [t for t in range(n) if not scene.objects[i].sounding[t]]
     t = _pick(rng, off) if off and rng.random() < 0.15 else _pick(rng, on)
     objs = [i] if scene.objects[i].sounding[t] else []
     out = f"{T.at_second_sentence(scene, t)} {_seg_text([cls], t)}"
@@ -160,11 +178,12 @@ def _multi_seg(rng: np.random.Generator, split: str, task: str) -> Target:
 
     def once() -> Target | None:
         scene = sample_scene(rng, split, n_visible=(2, 3) if ms3 else (1, 3),
-                             offscreen_prob=0.0 if ms3 else 0.3, silent_prob=0.15 if ms3 else 0.25)
+                             offscreen_prob=0.0 if ms3 else 0.3, silent_prob=0.15 if ms3 else 0.25,
+                             num_seconds=clip_seconds(task))
         if ms3 and sum(o.sounds for o in scene.onscreen) < 2:
             return None
-        counts = [sum(o.sounding[t] for o in scene.onscreen) for t in range(NUM_SECONDS)]
-        good = [t for t in range(NUM_SECONDS) if counts[t] >= 1]
+        counts = [sum(o.sounding[t] for o in scene.onscreen) for t in range(scene.num_seconds)]
+        good = [t for t in range(scene.num_seconds) if counts[t] >= 1]
         many = [t for t in good if counts[t] >= 2]
         if not good:
             return None
@@ -243,9 +262,9 @@ def build_ref_avs(rng: np.random.Generator, split: str, stratum: float) -> Targe
             exp = _ref_null(scene, rng, kind)
             if exp is None:
                 return None
-            t = int(rng.integers(NUM_SECONDS))
-            out = (f"{T.scene_sentences(scene)} At the {T.ORDINALS[t]} second in the video, {exp} is not in "
-                   f"the video. Its mask is {T.SEG_TOKENS}")
+            t = int(rng.integers(scene.num_seconds))
+            out = (f"{T.scene_sentences(scene)} No object in the video fits. At the {T.ORDINALS[t]} second in the "
+                   f"video, {exp} is nothing. Its mask is {T.SEG_TOKENS}")
             return Target(scene, out, {"mask": None, "object": None, "null": True}, question=exp,
                           frame_index=t, mask_format="binary")
         hit = _ref_positive(scene, rng, kind)
@@ -253,7 +272,7 @@ def build_ref_avs(rng: np.random.Generator, split: str, stratum: float) -> Targe
             return None
         exp, k = hit
         obj = scene.objects[k]
-        t = _pick(rng, [s for s in range(NUM_SECONDS) if obj.visible[s]])
+        t = _pick(rng, [s for s in range(scene.num_seconds) if obj.visible[s]])
         out = (f"{T.scene_sentences(scene)} At the {T.ORDINALS[t]} second in the video, {exp} is {obj.cls}. "
                f"Its mask is {T.SEG_TOKENS}")
         return Target(scene, out, {"mask": None, "object": obj.cls, "null": False}, question=exp,

@@ -5,12 +5,24 @@ sample, with seed :func:`task_seed` (split, task, k, user seed) inside the split
 path); :func:`generate_split` writes exactly those arrays to files, so both paths give the same
 samples (the mp4 is the lossy H.264/AAC copy of the same frames and wav).
 
+Clip durations (one data table, :data:`world.CLIP_SECONDS`; :func:`world.clip_seconds`), following
+AVSBench for its object tasks so that the task registry (``spec.num_frames`` = 5, ordinals
+``first`` .. ``fifth``) and the media loader (5 uniformly sampled frames, 5 one-second audio
+segments) line up with the ground truth:
+
+========================  ========  =================  ==============  =============
+task                      seconds   ``frames``         audio samples   frame_index
+========================  ========  =================  ==============  =============
+``s4``, ``ms3``, ``arig``  5        ``(5, S, S, 3)``   80000           0..4
+every other task          10        ``(10, S, S, 3)``  160000          0..9 (seg)
+========================  ========  =================  ==============  =============
+
 File layout of ``generate_split(out_dir, split, ...)``::
 
     out_dir/<split>/manifest.jsonl        one AV-UIE row per sample (docs/manifest.md)
     out_dir/<split>/balance.json          class / answer histograms and majority-answer shares
-    out_dir/<split>/media/<i // 1000>/<id>.mp4        10 s, 8 fps H.264 + AAC 16 kHz mono
-    out_dir/<split>/media/<i // 1000>/<id>.wav        the exact audio (16-bit PCM)
+    out_dir/<split>/media/<i // 1000>/<id>.mp4        5 or 10 s (above), 8 fps H.264 + AAC 16 kHz mono
+    out_dir/<split>/media/<i // 1000>/<id>.wav        the exact audio (16-bit PCM), same length
     out_dir/<split>/media/<i // 1000>/<id>.png        frame at ``frame_index`` (ARIG, seg tasks)
     out_dir/<split>/media/<i // 1000>/<id>_mask.png   target mask (seg tasks)
 """
@@ -46,9 +58,10 @@ class SynthSample:
     Attributes:
         seed: per-sample seed; ``split`` is read from it.
         task: task name.
-        frames: ``(10, S, S, 3)`` uint8, one frame per second (t = 0..9 s).
-        audio: ``(160000,)`` float32, 16 kHz mono on the 16-bit grid.
-        frame_index: target second (ARIG / seg tasks) or ``None``.
+        frames: ``(n, S, S, 3)`` uint8, one frame per second (t = 0..n-1 s), n = ``clip_seconds(task)``
+            (5 for S4 / MS3 / ARIG, else 10).
+        audio: ``(n * 16000,)`` float32, 16 kHz mono on the 16-bit grid.
+        frame_index: target second in 0..n-1 (ARIG / seg tasks) or ``None``.
         mask: ``(S, S)`` uint8 target mask (binary 0/1, or class index + 1 for AVSS) or ``None``.
         question: AVQA question / Ref-AVS expression or ``None``.
         output: answer text in Crab's format.

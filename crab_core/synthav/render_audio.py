@@ -1,4 +1,5 @@
-"""Render the sound of a :class:`~crab_core.synthav.world.Scene`: 10 s, mono, 16 kHz (numpy only).
+"""Render the sound of a :class:`~crab_core.synthav.world.Scene`: n s (10, or 5 for S4 / MS3 / ARIG), mono,
+16 kHz (numpy only).
 
 Each source has a one-second template (its class signature, shifted in pitch and tempo, with
 8-ms fades) played in every sounding second at the source's gain; the reference level (0 dB) is
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .world import NUM_SECONDS, SAMPLE_RATE, Scene, SceneObject
+from .world import SAMPLE_RATE, Scene, SceneObject
 
 REF_RMS = 0.1
 _FADE = int(0.008 * SAMPLE_RATE)
@@ -120,8 +121,9 @@ def source_template(obj: SceneObject) -> np.ndarray:
 
 
 def render_audio(scene: Scene) -> np.ndarray:
-    """The clip's mixture ``(160000,)`` float32 in [-1, 1], on the 16-bit grid (``k / 32767``)."""
-    mix = np.zeros((NUM_SECONDS, SAMPLE_RATE), np.float32)
+    """The clip's mixture ``(n * 16000,)`` float32 in [-1, 1] for an n-second scene (160000 samples for
+    10 s, 80000 for 5 s), on the 16-bit grid (``k / 32767``)."""
+    mix = np.zeros((scene.num_seconds, SAMPLE_RATE), np.float32)
     for obj in scene.audible:
         gain = np.float32(REF_RMS * 10.0 ** (obj.gain_db / 20.0))
         mix += np.asarray(obj.sounding, np.float32)[:, None] * (gain * source_template(obj))[None, :]

@@ -1,8 +1,9 @@
 """Render a :class:`~crab_core.synthav.world.Scene` to frames and per-object masks (numpy only).
 
 Objects are static inside the clip (they only appear / disappear at whole seconds), so one frame
-per second is enough: :func:`render_video` returns the 10 frames at t = 0..9 s, which are exactly
-the frames the reference samples from the 8-fps video (indices ``arange(0, 80, 8)``). The mp4
+per second is enough: :func:`render_video` returns the n frames at t = 0..n-1 s of an n-second clip
+(n = 10, or 5 for S4 / MS3 / ARIG), which are exactly the frames the reference samples from the
+8-fps video (indices ``arange(0, 8 n, 8)``). The mp4
 repeats each of them ``FPS`` times. Every shape is an implicit function evaluated on a rotated
 sprite grid, so drawing is vectorised and a 112-px clip takes well under a millisecond.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import NUM_SECONDS, SLOTS, Scene, SceneObject
+from .world import SLOTS, Scene, SceneObject
 
 #: Base RGB colour per class.
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -124,10 +125,10 @@ class VideoRender:
     """Rendered clip.
 
     Attributes:
-        frames: ``(10, S, S, 3)`` uint8, the frame of each second.
+        frames: ``(n, S, S, 3)`` uint8, the frame of each second of an n-second clip.
         masks: ``(num_objects, S, S)`` bool, each object's full-frame mask where it stands
             (all False for off-screen sources); the mask at second t is ``mask_at(i, t)``.
-        visible: ``(num_objects, 10)`` bool.
+        visible: ``(num_objects, n)`` bool.
     """
 
     frames: np.ndarray
@@ -140,8 +141,8 @@ class VideoRender:
 
 
 def render_video(scene: Scene, size: int = 224) -> VideoRender:
-    """Draw the 10 per-second frames and the object masks of a scene at ``size`` pixels."""
-    frames = np.broadcast_to(render_background(scene, size), (NUM_SECONDS, size, size, 3)).copy()
+    """Draw the per-second frames (``scene.num_seconds`` of them) and the object masks of a scene."""
+    frames = np.broadcast_to(render_background(scene, size), (scene.num_seconds, size, size, 3)).copy()
     masks = np.zeros((len(scene.objects), size, size), dtype=bool)
     visible = np.array([o.visible for o in scene.objects], dtype=bool).reshape(len(scene.objects), -1)
     for i, obj in enumerate(scene.objects):

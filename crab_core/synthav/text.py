@@ -1,7 +1,9 @@
 """Sentence templates shared by the SynthAV task annotators (reasoning sentences, captions, tags).
 
 The tag layouts follow Crab (crab-reference.md section 4); the reasoning sentences never contain
-``(x,y)`` pairs or tags, so Crab's parsers read only the tagged result.
+``(x,y)`` pairs or tags, so Crab's parsers read only the tagged result. They also never contain the
+word ``is`` (the seg parser reads the object from the first sentence with ``... is X``) nor an
+``at the {nth} second`` other than the target second's.
 """
 
 from __future__ import annotations
@@ -60,15 +62,15 @@ def scene_sentences(scene: Scene) -> str:
 
 
 def at_second_sentence(scene: Scene, t: int) -> str:
-    """What sounds at second ``t`` (ordinal), and which visible objects are silent then."""
+    """What sounds at second ``t`` (ordinal), and which visible objects stay silent then."""
     loud = [o for o in scene.objects if o.sounding[t]]
     quiet = [o for o in scene.onscreen if o.visible[t] and not o.sounding[t]]
     names = [f"the {o.cls} {WHERE[o.slot]}" if o.onscreen else f"{article(o.cls)} {o.cls} off-screen"
              for o in loud]
     text = f"At the {ORDINALS[t]} second I hear {join(names)}" if names else \
-        f"At the {ORDINALS[t]} second nothing is sounding"
+        f"At the {ORDINALS[t]} second nothing sounds"
     if quiet:
-        text += f", while {join([f'the {o.cls}' for o in quiet])} {'is' if len(quiet) == 1 else 'are'} silent"
+        text += f", while {join([f'the {o.cls}' for o in quiet])} {'stays' if len(quiet) == 1 else 'stay'} silent"
     return text + "."
 
 

@@ -7,16 +7,17 @@ random happens here, from one ``numpy.random.Generator``.
 
 World parameters (the values ``docs`` and the generator docstring refer to):
 
-- 10 classes (:data:`CLASSES`), clip of :data:`NUM_SECONDS` = 10 s, video at :data:`FPS` = 8,
-  audio mono at :data:`SAMPLE_RATE` = 16 kHz.
+- 10 classes (:data:`CLASSES`), video at :data:`FPS` = 8, audio mono at :data:`SAMPLE_RATE` = 16 kHz.
+- Clip length per task (:data:`CLIP_SECONDS`, :func:`clip_seconds`): 5 s for the AVSBench-object
+  tasks (``s4``, ``ms3``, ``arig``, as in AVSBench), :data:`NUM_SECONDS` = 10 s for every other task.
 - 1 to 3 on-screen objects, each in its own horizontal slot (left / middle / right, centres at
   1/6, 1/2, 5/6 of the width) with a vertical jitter of +-12 % of the height, plus with some
   probability one off-screen source (audible, never visible, a class not on screen): 1 to 4 sources.
   Objects never overlap (no occlusion), so every mask is exact.
 - Looks: size 20-28 % of the frame (bird 13-17 %), shade x0.8-1.15, rotation +-15 degrees.
 - Sounds: pitch +-3 semitones, tempo x0.8-1.25, gain -18..0 dB (RMS).
-- Visible seconds: the whole clip (65 %) or one interval of 4-9 s; at least one object is visible
-  for >= 8 s. Sounding seconds: 1 or 2 runs inside the visible interval (on-screen objects only
+- Visible seconds (clip of n s): the whole clip (65 %) or one interval of 0.4 n .. n - 1 s (4-9 s
+  of a 10-s clip, 2-4 s of a 5-s clip); at least one object is visible for >= 0.8 n s. Sounding seconds: 1 or 2 runs inside the visible interval (on-screen objects only
   sound while visible), or none (a silent object, 25 %).
 - Background: a muted colour with one of 5 textures; white noise at an SNR of 10-30 dB.
 """
@@ -35,7 +36,11 @@ CLASSES: tuple[str, ...] = (
 )
 SLOTS: tuple[str, ...] = ("left", "middle", "right")
 SPLITS: tuple[str, ...] = ("train", "val", "test", "test-compositional")
+#: Default clip length in seconds (every task not in :data:`CLIP_SECONDS`).
 NUM_SECONDS = 10
+#: Per-task clip length in seconds, where it differs from :data:`NUM_SECONDS`: the AVSBench-object
+#: tasks use AVSBench's 5-s clips (5 frames at one per second, ``frame_index`` in 0..4).
+CLIP_SECONDS: dict[str, int] = {"s4": 5, "ms3": 5, "arig": 5}
 FPS = 8
 SAMPLE_RATE = 16000
 #: Minimum gain difference (dB) for "louder" / "loudest" to have a true answer.
@@ -62,8 +67,8 @@ class SceneObject:
     Attributes:
         cls: class name (one of :data:`CLASSES`).
         slot: ``'left'``/``'middle'``/``'right'``, or ``None`` for an off-screen source.
-        visible: 10 booleans, one per second.
-        sounding: 10 booleans, one per second.
+        visible: one boolean per second of the clip.
+        sounding: one boolean per second of the clip.
         gain_db: loudness of the source (RMS, dB re the reference level).
         size: sprite side as a fraction of the frame side.
         shade: colour multiplier.
@@ -122,6 +127,11 @@ class Scene:
     background: Background
 
     @property
+    def num_seconds(self) -> int:
+        """Clip length in seconds (the length of every object's per-second flags)."""
+        return len(self.objects[0].visible) if self.objects else NUM_SECONDS
+
+    @property
     def onscreen(self) -> list[SceneObject]:
         return [o for o in self.objects if o.onscreen]
 
@@ -138,7 +148,7 @@ class Scene:
     def per_second(self) -> list[dict]:
         """Ground truth per second: visible classes (with slot) and audible classes (with gain)."""
         out = []
-        for t in range(NUM_SECONDS):
+        for t in range(self.num_seconds):
             out.append({
                 "visible": [o.cls for o in self.objects if o.visible[t]],
                 "audible": [{"class": o.cls, "gain_db": round(o.gain_db, 2)}
@@ -199,9 +209,15 @@ def split_ok(scene: Scene, split: str) -> bool:
     return has_holdout(scene) == (split == "test-compositional")
 
 
-def random_runs(rng: np.random.Generator, lo: int, hi: int, max_runs: int = 2) -> tuple[bool, ...]:
-    """1..max_runs random non-empty runs inside ``[lo, hi)``, as 10 booleans."""
-    flags = np.zeros(NUM_SECONDS, dtype=bool)
+def clip_seconds(task: str) -> int:
+    """Clip length in seconds of a task's samples (:data:`CLIP_SECONDS`, else :data:`NUM_SECONDS`)."""
+    return CLIP_SECONDS.get(task, NUM_SECONDS)
+
+
+def random_runs(rng: np.random.Generator, lo: int, hi: int, max_runs: int = 2,
+                num_seconds: int = NUM_SECONDS) -> tuple[bool, ...]:
+    """1..max_runs random non-empty runs inside ``[lo, hi)``, as ``num_seconds`` booleans."""
+    flags = np.zeros(num_seconds, dtype=bool)
     n = int(rng.integers(1, max_runs + 1)) if hi - lo >= 4 else 1
     for _ in range(n):
         s = int(rng.integers(lo, hi))
@@ -210,16 +226,17 @@ def random_runs(rng: np.random.Generator, lo: int, hi: int, max_runs: int = 2) -
     return tuple(bool(x) for x in flags)
 
 
-def _interval(lo: int, hi: int) -> tuple[bool, ...]:
-    return tuple(lo <= t < hi for t in range(NUM_SECONDS))
+def _interval(lo: int, hi: int, num_seconds: int) -> tuple[bool, ...]:
+    return tuple(lo <= t < hi for t in range(num_seconds))
 
 
-def _sample_visible(rng: np.random.Generator) -> tuple[bool, ...]:
+def _sample_visible(rng: np.random.Generator, num_seconds: int) -> tuple[bool, ...]:
+    """The whole clip (65 %) or one interval of ``0.4 n .. n - 1`` seconds."""
     if rng.random() < 0.65:
-        return _interval(0, NUM_SECONDS)
-    length = int(rng.integers(4, NUM_SECONDS))
-    start = int(rng.integers(0, NUM_SECONDS - length + 1))
-    return _interval(start, start + length)
+        return _interval(0, num_seconds, num_seconds)
+    length = int(rng.integers(max(1, (4 * num_seconds) // 10), num_seconds))
+    start = int(rng.integers(0, num_seconds - length + 1))
+    return _interval(start, start + length, num_seconds)
 
 
 def make_object(rng: np.random.Generator, cls: str, slot: str | None, visible: tuple[bool, ...],
@@ -250,7 +267,7 @@ def sample_background(rng: np.random.Generator) -> Background:
 
 
 def _one_scene(rng: np.random.Generator, n_visible: int, include: str | None, offscreen: bool,
-               silent_prob: float) -> Scene:
+               silent_prob: float, num_seconds: int) -> Scene:
     names = [c for c in CLASSES if c != include]
     picked = list(rng.choice(names, size=n_visible + 1, replace=False))
     if include is not None:
@@ -258,22 +275,23 @@ def _one_scene(rng: np.random.Generator, n_visible: int, include: str | None, of
     slots = sorted(rng.choice(len(SLOTS), size=n_visible, replace=False).tolist())
     objects = []
     for k, cls in enumerate(picked[:n_visible]):
-        visible = _sample_visible(rng)
+        visible = _sample_visible(rng, num_seconds)
         lo = visible.index(True)
         hi = lo + sum(visible)
-        sounding = (False,) * NUM_SECONDS if rng.random() < silent_prob else random_runs(rng, lo, hi)
+        sounding = (False,) * num_seconds if rng.random() < silent_prob else \
+            random_runs(rng, lo, hi, num_seconds=num_seconds)
         objects.append(make_object(rng, str(cls), SLOTS[slots[k]], visible, sounding))
-    if max(sum(o.visible) for o in objects) < 8:
-        objects[0] = dataclasses.replace(objects[0], visible=_interval(0, NUM_SECONDS))
+    if max(sum(o.visible) for o in objects) < (8 * num_seconds) // 10:
+        objects[0] = dataclasses.replace(objects[0], visible=_interval(0, num_seconds, num_seconds))
     if offscreen:
-        objects.append(make_object(rng, str(picked[n_visible]), None, (False,) * NUM_SECONDS,
-                                   random_runs(rng, 0, NUM_SECONDS)))
+        objects.append(make_object(rng, str(picked[n_visible]), None, (False,) * num_seconds,
+                                   random_runs(rng, 0, num_seconds, num_seconds=num_seconds)))
     return Scene(objects=tuple(objects), background=sample_background(rng))
 
 
 def sample_scene(rng: np.random.Generator, split: str, *, n_visible: tuple[int, int] = (1, 3),
                  include: str | None = None, offscreen_prob: float = 0.3, silent_prob: float = 0.25,
-                 require_audible: bool = True, max_tries: int = 1000) -> Scene:
+                 require_audible: bool = True, num_seconds: int = NUM_SECONDS, max_tries: int = 1000) -> Scene:
     """Sample a scene that respects the split's compositional rule.
 
     Args:
@@ -284,6 +302,7 @@ def sample_scene(rng: np.random.Generator, split: str, *, n_visible: tuple[int, 
         offscreen_prob: probability of one extra off-screen source.
         silent_prob: probability that an on-screen object never sounds.
         require_audible: resample scenes in which nothing sounds.
+        num_seconds: clip length in seconds (see :func:`clip_seconds`).
         max_tries: rejection-sampling budget.
 
     Returns:
@@ -291,7 +310,7 @@ def sample_scene(rng: np.random.Generator, split: str, *, n_visible: tuple[int, 
     """
     for _ in range(max_tries):
         n = int(rng.integers(n_visible[0], n_visible[1] + 1))
-        scene = _one_scene(rng, n, include, bool(rng.random() < offscreen_prob), silent_prob)
+        scene = _one_scene(rng, n, include, bool(rng.random() < offscreen_prob), silent_prob, num_seconds)
         if require_audible and not scene.audible:
             continue
         if split_ok(scene, split):

@@ -61,7 +61,7 @@ def write_mp4(path: str | Path, frames: np.ndarray, wav_path: str | Path, fps: i
     Args:
         path: output ``.mp4``.
         frames: ``(T, S, S, 3)`` uint8; each is shown ``repeat`` times (one frame per second at
-            8 fps gives a 10-s clip whose frame ``8 t`` is ``frames[t]``).
+            8 fps gives a T-second clip whose frame ``8 t`` is ``frames[t]``).
         wav_path: the audio track.
         fps: video frame rate.
         repeat: how many video frames each input frame lasts.

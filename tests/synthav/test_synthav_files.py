@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from crab_core.synthav import TASKS, generate_split, main_synth, render_sample
+from crab_core.synthav import TASKS, clip_seconds, generate_split, main_synth, render_sample
 
 decord = pytest.importorskip("decord")
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
@@ -41,8 +41,9 @@ def test_same_seed_same_bytes(split_dirs):
                 assert (ma.parent / row[key]).read_bytes() == (mb.parent / row[key]).read_bytes()
         if "mask" in row["gt"]:
             assert (ma.parent / row["gt"]["mask"]).read_bytes() == (mb.parent / row["gt"]["mask"]).read_bytes()
-        va = decord.VideoReader(str(ma.parent / row["video"])).get_batch(list(range(0, 80, 8))).asnumpy()
-        vb = decord.VideoReader(str(mb.parent / row["video"])).get_batch(list(range(0, 80, 8))).asnumpy()
+        idx = list(range(0, 8 * clip_seconds(row["task"]), 8))
+        va = decord.VideoReader(str(ma.parent / row["video"])).get_batch(idx).asnumpy()
+        vb = decord.VideoReader(str(mb.parent / row["video"])).get_batch(idx).asnumpy()
         assert np.array_equal(va, vb)
 
 
@@ -62,18 +63,20 @@ def test_files_decode_and_match_arrays(split_dirs):
         assert set(row) >= {"id", "task", "video", "audio", "output", "gt", "seed", "split"}
         s = render_sample(row["seed"], row["task"], SIZE)
         assert row["output"] == s.output and row.get("question") == s.question
+        n = clip_seconds(row["task"])
+        assert s.frames.shape[0] == n == (5 if row["task"] in ("s4", "ms3", "arig") else 10)
         vr = decord.VideoReader(str(root / row["video"]))
-        assert len(vr) == 80 and abs(vr.get_avg_fps() - 8) < 1e-6
-        frames = vr.get_batch(list(range(0, 80, 8))).asnumpy()
+        assert len(vr) == 8 * n and abs(vr.get_avg_fps() - 8) < 1e-6
+        frames = vr.get_batch(list(range(0, 8 * n, 8))).asnumpy()
         assert frames.shape == s.frames.shape
         assert np.abs(frames.astype(int) - s.frames).mean() < 4.0  # lossy H.264 copy of the same frames
         ar = decord.AudioReader(str(root / row["video"]), sample_rate=16000, mono=True)
-        assert ar.shape[1] >= 159000  # the mp4 has its AAC audio track
+        assert 16000 * n - 1000 <= ar.shape[1] <= 16000 * n + 2048  # the mp4 has its n-second AAC track
         wav, sr = sf.read(root / row["audio"], dtype="float32")
-        assert sr == 16000 and np.abs(wav - s.audio).max() < 1e-4
+        assert sr == 16000 and wav.shape == (16000 * n,) and np.abs(wav - s.audio).max() < 1e-4
         if row["task"] in ("arig", "s4", "ms3", "avss", "ref-avs"):
             img = np.asarray(Image.open(root / row["image"]))
-            assert np.array_equal(img, s.frames[row["frame_index"]])
+            assert 0 <= row["frame_index"] < n and np.array_equal(img, s.frames[row["frame_index"]])
         if "mask" in row["gt"]:
             mask = np.asarray(Image.open(root / row["gt"]["mask"]))
             if row["task"] == "avss":

@@ -22,8 +22,8 @@ def _samples(task, n=N, size=64):
     return [render_sample(task_seed("train", task, i, 1), task, size) for i in range(n)]
 
 
-def _flags(ranges):
-    out = [False] * 10
+def _flags(ranges, n=10):
+    out = [False] * n
     for s, e in ranges:
         out[s:e] = [True] * (e - s)
     return out
@@ -87,7 +87,8 @@ def test_arig_box_and_sole_source():
         assert m, s.output
         assert m.group(1) == s.gt["object"] and [int(m.group(k)) for k in range(2, 6)] == s.gt["box"]
         t = s.frame_index
-        loud = [o for o in s.meta["objects"] if _flags(o["sounding"])[t]]
+        assert s.frames.shape[0] == 5 and 0 <= t < 5
+        loud = [o for o in s.meta["objects"] if _flags(o["sounding"], 5)[t]]
         assert [o["class"] for o in loud] == [s.gt["object"]] and loud[0]["slot"] is not None
     # the box is the object's mask box at 224 px
     rng = np.random.default_rng([sample_seed("train", 0, 1), 3])
@@ -103,7 +104,9 @@ def test_s4_mask_nonempty_exactly_when_sounding():
         obj = next(o for o in s.meta["objects"] if o["class"] == s.gt["object"])
         sounding = [o for o in s.meta["objects"] if o["sounding"]]
         assert sounding == [obj] and all(o["slot"] is not None for o in s.meta["objects"])
-        assert bool(s.mask.any()) == _flags(obj["sounding"])[s.frame_index]
+        assert s.frames.shape[0] == 5 and 0 <= s.frame_index < 5
+        assert bool(s.mask.any()) == _flags(obj["sounding"], 5)[s.frame_index]
+        assert all(e <= 5 for o in s.meta["objects"] for key in ("visible", "sounding") for _, e in o[key])
         assert set(np.unique(s.mask)) <= {0, 1}
         empty += not s.mask.any()
     assert 0 < empty < 20
@@ -113,9 +116,10 @@ def test_s4_mask_nonempty_exactly_when_sounding():
 def test_multi_source_masks(task):
     for s in _samples(task):
         assert s.output.endswith(SEG_TOKENS)
-        t = s.frame_index
+        t, n = s.frame_index, (5 if task == "ms3" else 10)
+        assert s.frames.shape[0] == n and 0 <= t < n
         names = [o["class"] for o in s.meta["objects"]
-                 if o["slot"] is not None and _flags(o["sounding"])[t]]
+                 if o["slot"] is not None and _flags(o["sounding"], n)[t]]
         assert s.gt["objects"] == names and names
         values = set(np.unique(s.mask).tolist()) - {0}
         if task == "avss":

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from crab_core.errors import ConfigError
-from crab_core.synthav import SPLITS, TASKS, render_sample, sample_seed, split_of_seed
+from crab_core.synthav import (
+    CLIP_SECONDS,
+    SPLITS,
+    TASKS,
+    clip_seconds,
+    render_sample,
+    sample_seed,
+    split_of_seed,
+)
 from crab_core.synthav.annotate import build_target
+from crab_core.synthav.generate import task_seed
 from crab_core.synthav.world import CLASSES, NUM_SECONDS, SAMPLE_RATE, has_holdout, runs
 
 
@@ -48,9 +57,11 @@ def test_scene_invariants():
         assert len(slots) == len(set(slots)) and 1 <= len(slots) <= 3
         assert len({o.cls for o in scene.objects}) == len(scene.objects) <= 4
         assert all(o.cls in CLASSES for o in scene.objects)
-        assert max(sum(o.visible) for o in scene.onscreen) >= 4
+        n = clip_seconds(TASKS[i % len(TASKS)])
+        assert scene.num_seconds == n
+        assert max(sum(o.visible) for o in scene.onscreen) >= (8 * n) // 10
         for o in scene.objects:
-            assert len(o.visible) == len(o.sounding) == NUM_SECONDS
+            assert len(o.visible) == len(o.sounding) == n
             if o.onscreen:  # on-screen objects only sound while visible
                 assert all(v for v, s in zip(o.visible, o.sounding) if s)
             else:
@@ -69,10 +80,27 @@ def test_render_sample_is_deterministic(task):
     assert not np.array_equal(a.audio, c.audio) and a.meta != c.meta
 
 
+def test_clip_seconds_table():
+    assert CLIP_SECONDS == {"s4": 5, "ms3": 5, "arig": 5}
+    assert [clip_seconds(t) for t in TASKS] == [5 if t in ("s4", "ms3", "arig") else NUM_SECONDS for t in TASKS]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_clip_length_per_task(task):
+    n = clip_seconds(task)
+    for k in range(3):
+        s = render_sample(task_seed("train", task, k, 2), task, 32)
+        assert s.frames.shape == (n, 32, 32, 3) and s.audio.shape == (n * SAMPLE_RATE,)
+        assert s.frame_index is None or 0 <= s.frame_index < n
+
+
 def test_render_sample_shapes():
     s = render_sample(sample_seed("val", 0, 0), "s4", 112)
-    assert s.frames.shape == (10, 112, 112, 3) and s.frames.dtype == np.uint8
-    assert s.audio.shape == (NUM_SECONDS * SAMPLE_RATE,) and s.audio.dtype == np.float32
+    assert s.frames.shape == (5, 112, 112, 3) and s.frames.dtype == np.uint8
+    assert s.audio.shape == (5 * SAMPLE_RATE,) and s.audio.dtype == np.float32
+    assert 0 <= s.frame_index < 5
+    a = render_sample(sample_seed("val", 0, 0), "ave", 32)
+    assert a.frames.shape == (10, 32, 32, 3) and a.audio.shape == (NUM_SECONDS * SAMPLE_RATE,)
     q = s.audio * 32767
     assert np.abs(q - np.round(q)).max() < 1e-3 and np.abs(s.audio).max() <= 1.0
     assert s.mask.shape == (112, 112) and s.split == "val"

@@ -1,0 +1,372 @@
+"""The app's model side: run a task with routing capture, head ablation / forcing, attention and
+attributions, on top of :class:`crab_core.pipeline.CrabPipeline` (which caches encoded clips).
+
+Everything the views need is kept in a :class:`RunRecord` (numpy arrays and the routing trace), so
+changing a view re-renders from the record and never re-encodes the clip. One lock serialises model
+use (routing controls and the attention implementation are set on the shared model).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crab_core.errors import MediaError, TaskError
+from crab_core.interpret.capture import RoutingTrace, capture_routing
+from crab_core.model.crab import CrabSample
+from crab_core.model.ilora import RoutingControl
+from crab_core.model.ilora_inject import iter_ilora_layers
+from crab_core.model.splice import KIND_NAMES
+from crab_core.pipeline import CrabPipeline, TaskResult
+from crab_core.tasks import get_task
+
+from .analysis import AttentionSummary, group_scores, summarize_attention
+
+log = logging.getLogger(__name__)
+
+SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
+#: Answer budget of a randomly initialised model (it rarely emits EOS).
+RANDOM_MODEL_TOKENS = 48
+_LAYER_RE = re.compile(r"layers\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One task request on uploaded files (paths)."""
+
+    task: str
+    video: str | None = None
+    audio: str | None = None
+    image: str | None = None
+    question: str | None = None
+    frame_index: int | None = None
+    gt_mask: str | None = None
+    max_new_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class HeadControl:
+    """A routing intervention: ``ablate`` removes ``heads``; ``force`` routes every token to ``heads``
+    (equal mix); ``layers`` restricts it (None: every layer)."""
+
+    mode: str = "ablate"
+    heads: tuple[int, ...] = ()
+    layers: tuple[int, ...] | None = None
+    renormalize: bool = False
+
+    def control(self, num_heads: int) -> RoutingControl:
+        bad = [h for h in self.heads if not 0 <= h < num_heads]
+        if bad or not self.heads:
+            raise TaskError(f"choose heads among 0..{num_heads - 1} (got {list(self.heads)})")
+        sel = torch.zeros(num_heads)
+        sel[list(self.heads)] = 1.0
+        if self.mode == "force":
+            return RoutingControl(forced_weights=sel / sel.sum())
+        if self.mode == "ablate":
+            return RoutingControl(head_mask=1.0 - sel, renormalize=self.renormalize)
+        raise TaskError(f"unknown head control mode {self.mode!r} (ablate or force)")
+
+    def describe(self) -> str:
+        where = "all layers" if self.layers is None else "layers " + ", ".join(map(str, self.layers))
+        verb = "without" if self.mode == "ablate" else "forced to"
+        return f"{verb} head(s) {', '.join(map(str, self.heads))} in {where}"
+
+
+@dataclass
+class RunRecord:
+    """Everything a run's views need (kept in ``gr.State``)."""
+
+    request: Request
+    result: TaskResult
+    trace: RoutingTrace | None = None
+    target: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    gt: np.ndarray | None = None
+    control: HeadControl | None = None
+    seconds: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+
+class Engine:
+    """Model operations of the app (thread-safe: one model call at a time).
+
+    Args:
+        pipeline: the loaded pipeline. max_duration_s: longest accepted clip.
+        class_names: AVSS class names for legends (index 1 = first name).
+    """
+
+    def __init__(self, pipeline: CrabPipeline, max_duration_s: float = 60.0,
+                 class_names: list[str] | None = None) -> None:
+        self.pipeline = pipeline
+        self.max_duration_s = max_duration_s
+        self.class_names = class_names
+        self.lock = threading.Lock()
+        self._display: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    @property
+    def model(self):
+        return self.pipeline.model
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.model.config.lora.num_heads)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.llm.num_hidden_layers)
+
+    def default_tokens(self, task: str) -> int:
+        budget = get_task(task).max_new_tokens
+        return budget if self.pipeline.trained else min(budget, RANDOM_MODEL_TOKENS)
+
+    # ------------------------------------------------------------------ checks and display media
+    def check(self, req: Request) -> None:
+        """Reject requests that cannot work before any decoding (clear messages)."""
+        from crab_core.media import video_duration
+
+        spec = get_task(req.task)
+        if req.video is None and req.image is None:
+            raise MediaError("upload a video (with its audio), or an image plus an audio file")
+        if req.video is None and req.audio is None:
+            raise MediaError("an image needs an audio file too")
+        if spec.needs_question and not (req.question or "").strip():
+            raise TaskError(f"the {req.task} task needs a question / expression")
+        if req.video is not None:
+            d = video_duration(req.video)
+            if d > self.max_duration_s:
+                raise MediaError(f"the video is {d:.0f} s long; this app accepts at most {self.max_duration_s:.0f} s")
+        if spec.needs_mask and req.frame_index is not None and not 0 <= req.frame_index < spec.num_frames:
+            raise TaskError(f"target second must be 0..{spec.num_frames - 1} for {req.task}")
+
+    def display_frames(self, req: Request) -> np.ndarray | None:
+        """``(T, S, S, 3)`` uint8 frames as the task samples them (cached per file)."""
+        from crab_core.media import read_video
+
+        if req.video is None:
+            return None
+        spec = get_task(req.task)
+        s = self.model.config.vision.image_size
+        p = Path(req.video)
+        key = (str(p.resolve()), p.stat().st_mtime_ns, spec.num_frames, s)
+        if key not in self._display:
+            self._display[key] = read_video(p, spec.num_frames, s, max_duration_s=self.max_duration_s)[0]
+            while len(self._display) > 8:
+                self._display.popitem(last=False)
+        return self._display[key]
+
+    def target_frame(self, req: Request, frames: np.ndarray | None) -> np.ndarray | None:
+        from crab_core.media import load_image_uint8
+
+        s = self.model.config.vision.image_size
+        if req.image is not None:
+            return load_image_uint8(req.image, s)
+        if frames is None:
+            return None
+        return frames[min(req.frame_index or 0, len(frames) - 1)]
+
+    def load_gt(self, req: Request) -> np.ndarray | None:
+        from crab_core.media import mask_from_any
+
+        if req.gt_mask is None:
+            return None
+        kind = "auto" if req.task == "avss" else "binary"
+        return mask_from_any(req.gt_mask, self.model.config.vision.image_size, kind)[0].numpy()
+
+    # ------------------------------------------------------------------ runs
+    @contextmanager
+    def _controlled(self, control: HeadControl | None) -> Iterator[None]:
+        """Attach ``control`` to the I-LoRA layers it targets; restore afterwards."""
+        if control is None:
+            yield
+            return
+        ctl = control.control(self.num_heads)
+        layers = [(int(_LAYER_RE.search(n).group(1)) if _LAYER_RE.search(n) else -1, m)
+                  for n, m in iter_ilora_layers(self.model.llm)]
+        chosen = [m for li, m in layers if control.layers is None or li in control.layers]
+        previous = [m.routing for m in chosen]
+        try:
+            for m in chosen:
+                m.routing = ctl
+            yield
+        finally:
+            for m, prev in zip(chosen, previous, strict=True):
+                m.routing = prev
+
+    def run(self, req: Request, control: HeadControl | None = None, capture: bool = True,
+            force_mask: bool = True) -> RunRecord:
+        """Run ``req`` (optionally under a head intervention) and capture its routing trace.
+
+        With ``force_mask``, a seg answer without its seg tokens still gets a mask: the span
+        ``<mask_start><mask_0..N><mask_end>`` is appended to the answer and decoded teacher-forced
+        (``record.extras["forced_mask"]`` is then True; the UI says so).
+        """
+        from crab_core.interpret.ablation import seg_token_ids
+
+        self.check(req)
+        t0 = time.perf_counter()
+        with self.lock:
+            prep = self.pipeline.prepare(req.task, req.video, req.audio, req.image, req.question,
+                                         req.frame_index)
+            t1 = time.perf_counter()
+            budget = req.max_new_tokens or self.default_tokens(req.task)
+            with ExitStack() as stack:
+                stack.enter_context(self._controlled(control))
+                rec = stack.enter_context(capture_routing(self.model)) if capture else None
+                gen = self.model.generate([prep.sample], max_new_tokens=budget)
+            t2 = time.perf_counter()
+            result = self.pipeline._result(req.task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
+                                                                 "generate": t2 - t1, "total": t2 - t0})
+            trace = None
+            if rec is not None:
+                n = int(gen.decode.lengths[0])
+                trace = rec.trace(gen.batch, gen.decode.sequences[0, :n].tolist(), tokenizer=self.pipeline.tokenizer,
+                                  seg_token_ids=seg_token_ids(self.model.config))
+        record = RunRecord(req, result, trace, control=control)
+        if req.task in SEG_TASKS or req.task == "arig":
+            record.frames = self.display_frames(req)
+            record.target = self.target_frame(req, record.frames)
+        record.gt = self.load_gt(req)
+        if req.task in SEG_TASKS and record.result.mask is None and force_mask:
+            self._append_mask(record, control)
+        record.seconds = time.perf_counter() - t0
+        return record
+
+    def _append_mask(self, record: RunRecord, control: HeadControl | None) -> None:
+        if self.model.seg_module is None:
+            return
+        req = record.request
+        ids = self.model.config.token_ids
+        span = [ids["<mask_start>"], *self.model.config.mask_token_ids, ids["<mask_end>"]]
+        with self.lock:
+            prep = self.pipeline.prepare(req.task, req.video, req.audio, req.image, req.question, req.frame_index)
+            if prep.media.seg_features is None:
+                return
+            full = torch.cat([prep.sample.input_ids, torch.tensor(list(record.result.answer_ids) + span)])
+            with torch.no_grad(), self._controlled(control):
+                out = self.model([CrabSample(input_ids=full, media=prep.media, task=req.task)])
+        if not out.pred_masks:
+            return
+        lg = out.pred_masks[0].float().cpu()
+        record.result.mask_logits = lg.numpy()
+        record.result.mask = lg.argmax(0).numpy() if lg.shape[0] > 1 else (lg[0].sigmoid() > 0.5).numpy()
+        record.extras["forced_mask"] = True
+
+    # ------------------------------------------------------------------ attention / attribution
+    def _teacher_forced(self, record: RunRecord):
+        req = record.request
+        prep = self.pipeline.prepare(req.task, req.video, req.audio, req.image, req.question, req.frame_index)
+        answer = list(record.result.answer_ids)
+        ids = torch.cat([prep.sample.input_ids, torch.tensor(answer, dtype=torch.long)])
+        batch = self.model.prepare([CrabSample(input_ids=ids, media=prep.media, task=req.task)])
+        kinds = [KIND_NAMES[int(k)] for k in batch.kinds[0].tolist()]
+        return batch, kinds, batch.unit_index[0].tolist(), batch.inputs_embeds.shape[1] - len(answer), answer
+
+    def _raw(self, record: RunRecord):
+        from crab_core.interpret.inputs import Request as IRequest
+        from crab_core.interpret.inputs import load_input
+
+        r = record.request
+        return load_input(self.pipeline, IRequest(r.task, r.video, r.audio, r.image, r.question, r.frame_index))
+
+    def attention(self, record: RunRecord) -> dict:
+        """Attention read-outs of the run's answer (``crab_core.interpret.attention``).
+
+        Returns:
+            ``{"summary": AttentionSummary, "patch_maps": (T, g, g) or None, "time_maps":
+            (T_a, n_time, n_freq) or None, "fbank": (T_a, F, 128) or None, "frames": (T, S, S, 3)}``.
+        """
+        try:
+            from crab_core.interpret.attention import attention_maps
+        except ImportError:  # interpret package without attention maps: LLM attention only
+            return self._own_attention(record)
+        with self.lock:
+            raw = self._raw(record)
+            maps = attention_maps(self.pipeline, raw, list(record.result.answer_ids), qformer=True)
+        kinds = np.array([KIND_NAMES[int(k)] for k in maps.kinds])
+        by_kind = {str(k): float(maps.answer_to_tokens.mean(0)[kinds == k].sum()) for k in dict.fromkeys(kinds)}
+        summary = AttentionSummary(maps.frame_scores.mean(0), maps.second_scores.mean(0),
+                                   float(maps.image_score.mean()), maps.audio_to_video, by_kind, "answer")
+        frames = self.display_frames(record.request) if raw.frames is not None else None
+        return {"summary": summary, "patch_maps": maps.frame_patch_maps, "time_maps": maps.audio_time_maps,
+                "fbank": None if raw.audio is None else raw.audio.numpy(), "frames": frames}
+
+    def _own_attention(self, record: RunRecord) -> dict:
+        with self.lock:
+            batch, kinds, units, n_prompt, _ = self._teacher_forced(record)
+            base = self.model.llm.get_base_model()
+            previous = base.config._attn_implementation
+            try:
+                base.set_attn_implementation("eager")
+                with torch.no_grad():
+                    out = self.model.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
+                                         position_ids=batch.position_ids, output_attentions=True, use_cache=False)
+                attn = torch.stack([a[0].float().mean(0) for a in out.attentions]).mean(0).cpu().numpy()
+            finally:
+                base.set_attn_implementation(previous)
+        spec, _ = self.spectrogram(record)
+        return {"summary": summarize_attention(attn, kinds, units, n_prompt), "patch_maps": None, "time_maps": None,
+                "fbank": spec[None], "frames": self.display_frames(record.request)}
+
+    def attribution(self, record: RunRecord, n_steps: int = 8, max_answer: int = 16) -> tuple[list[str], list[float]]:
+        """Integrated gradients (captum) of the answer's log-probability w.r.t. the input embeddings,
+        summed per frame / second / kind."""
+        try:
+            from crab_core.interpret.attribution import attribute
+        except ImportError:
+            attribute = None
+        if attribute is not None:
+            with self.lock:
+                att = attribute(self.pipeline, self._raw(record), list(record.result.answer_ids)[:max_answer],
+                                n_steps=n_steps, pixels=False, fbank=False, internal_batch_size=n_steps)
+            return group_scores(att.token_scores, [KIND_NAMES[int(k)] for k in att.kinds], att.units)
+        return self._own_attribution(record, n_steps, max_answer)
+
+    def _own_attribution(self, record: RunRecord, n_steps: int, max_answer: int) -> tuple[list[str], list[float]]:
+        from captum.attr import IntegratedGradients
+
+        with self.lock:
+            batch, kinds, units, n_prompt, answer = self._teacher_forced(record)
+            keep = n_prompt + min(len(answer), max_answer)
+            emb = batch.inputs_embeds[:, :keep].detach()
+            mask, pos = batch.attention_mask[:, :keep], batch.position_ids[:, :keep]
+            llm = self.model.llm
+            if keep == n_prompt:  # no answer: explain the most likely next token
+                with torch.no_grad():
+                    logits = llm(inputs_embeds=emb, attention_mask=mask, position_ids=pos).logits
+                target = logits[0, -1].argmax().view(1)
+            else:
+                target = torch.tensor(answer[: keep - n_prompt])
+
+            def score(e: torch.Tensor) -> torch.Tensor:
+                k = e.shape[0]
+                lg = llm(inputs_embeds=e, attention_mask=mask.expand(k, -1), position_ids=pos.expand(k, -1)).logits
+                lp = lg[:, n_prompt - 1: keep - 1 if keep > n_prompt else None].float().log_softmax(-1)
+                lp = lp[:, -len(target):]
+                return lp.gather(-1, target.to(lp.device).view(1, -1, 1).expand(k, -1, 1)).sum((1, 2))
+
+            with torch.enable_grad():
+                attr = IntegratedGradients(score).attribute(emb, baselines=torch.zeros_like(emb), n_steps=n_steps,
+                                                            internal_batch_size=n_steps)
+            per_pos = attr[0, :n_prompt].float().sum(-1).detach().cpu().numpy()
+        return group_scores(per_pos, kinds[:n_prompt], units[:n_prompt])
+
+    def spectrogram(self, record: RunRecord) -> tuple[np.ndarray, float]:
+        """``(frames, 128)`` log-mel of the clip's audio (all seconds side by side) and its length in s."""
+        from crab_core.media import audio_features, load_audio
+
+        req = record.request
+        src = req.audio or req.video
+        wave = load_audio(src, max_duration_s=self.max_duration_s)
+        seconds = max(1, min(int(round(len(wave) / 16000)), 60))
+        feats = audio_features(wave, 16000, seconds, mode="uniform")
+        return feats.reshape(-1, feats.shape[-1]).numpy(), float(len(wave) / 16000)

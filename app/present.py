@@ -1,0 +1,110 @@
+"""Turn a run record into the values of the result and inspection panels (pure; no Gradio, no model).
+
+A "record" is anything with the fields of :class:`app.engine.RunRecord` (``request.task``,
+``result`` = a ``TaskResult``-like object, ``trace``, ``target``, ``gt``, ``control``, ``extras``,
+``seconds``); tests use small fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+
+from . import render, views
+
+SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
+
+
+@dataclass
+class ResultView:
+    """Values of the result panel."""
+
+    answer: list[tuple[str, str | None]]
+    summary: str
+    timeline: go.Figure
+    image: np.ndarray | None
+    legend: str
+
+
+def _gt_dict(record) -> dict | None:
+    extras = getattr(record, "extras", {}) or {}
+    return extras.get("gt_json")
+
+
+def result_view(record, class_names: list[str] | None = None) -> ResultView:
+    """Render the answer text, the parsed summary, and the task's drawing."""
+    res = record.result
+    task = res.task
+    summary = render.answer_summary(task, res.parsed)
+    timeline = render.empty_figure("No timeline for this task.")
+    image, legend = None, ""
+    gt = _gt_dict(record)
+    if task == "ave":
+        timeline = render.ave_timeline(res.parsed, gt)
+    elif task == "avvp":
+        timeline = render.avvp_timeline(res.parsed, gt)
+    elif task == "arig" and record.target is not None:
+        gt_box = gt.get("box") if gt else None
+        image = render.draw_box(record.target, res.parsed.box, gt_box, res.parsed.object)
+    elif task in SEG_TASKS and record.target is not None:
+        image, legend, scores = _seg_image(task, res.mask, record.target, record.gt, class_names)
+        summary = "  \n".join(x for x in (summary, render.scores_markdown(scores)) if x)
+        if (getattr(record, "extras", {}) or {}).get("forced_mask"):
+            summary += ("  \n_The answer had no seg tokens: this mask was decoded from seg tokens appended "
+                        "to the answer._")
+    return ResultView(render.highlight_answer(res.text), summary, timeline, image, legend)
+
+
+def _seg_image(task, mask, target, gt, class_names):
+    if mask is None:
+        return np.asarray(target), "_No mask was decoded._", None
+    if task == "avss":
+        image, legend = render.class_overlay(target, mask, class_names)
+        return image, render.legend_markdown(legend), render.class_scores(mask, gt)
+    return render.mask_overlay(target, mask, gt), "", render.mask_scores(mask, gt)
+
+
+def status_line(record, trained: bool) -> str:
+    """One line: timings, cache use, and the model caveat."""
+    t = record.result.timings
+    parts = [f"answered in {record.seconds:.2f} s",
+             "clip features from cache" if record.result.cached else f"encode {t.get('encode', 0):.2f} s",
+             f"generate {t.get('generate', 0):.2f} s"]
+    if record.control is not None:
+        parts.append(record.control.describe())
+    line = " · ".join(parts)
+    if not trained:
+        line += "  \n**Random weights: the answers are noise** (no trained crab-tiny found)."
+    return line
+
+
+def inspection_figures(trace, layer=views.ALL, projection=views.ALL, values: str = "weights",
+                       group: str = "unit", kind: str = views.ALL) -> tuple[go.Figure, go.Figure, go.Figure]:
+    """Router heatmap, layer x head summary and per-head contributions of one trace."""
+    if trace is None:
+        empty = render.empty_figure()
+        return empty, empty, empty
+    return (views.router_heatmap(trace, layer, projection, values, group),
+            views.layer_head_summary(trace, kind, values),
+            views.head_contributions(trace, layer, projection))
+
+
+def attention_outputs(summary, frames: np.ndarray | None, spectrogram: np.ndarray | None,
+                      seconds: float | None) -> tuple[np.ndarray | None, go.Figure, go.Figure, str]:
+    """Frame strip, audio figure, interaction map and a one-line note from an ``AttentionSummary``."""
+    strip = None
+    if frames is not None and len(summary.frames):
+        strip = views.frame_attention_strip(frames[: len(summary.frames)], summary.frames)
+    if spectrogram is not None and len(summary.seconds):
+        audio = views.audio_attention(spectrogram, summary.seconds, seconds)
+    else:
+        audio = render.empty_figure("This prompt has no audio tokens.")
+    if summary.interaction.size and summary.interaction.any():
+        inter = views.interaction_map(summary.interaction)
+    else:
+        inter = render.empty_figure("No audio → video attention (the prompt lacks one of them, or audio comes first).")
+    shares = ", ".join(f"{k} {v:.0%}" for k, v in summary.by_kind.items())
+    note = f"Attention from the {summary.query} (mean over layers and heads): {shares}."
+    return strip, audio, inter, note

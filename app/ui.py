@@ -1,0 +1,167 @@
+"""The Gradio layout: inputs, results beside the per-head inspection, and the model tab."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from . import render, views
+from .engine import Engine
+from .handlers import Handlers, guard_all, load_examples, task_choices
+
+STYLES = Path(__file__).resolve().parents[1] / "assets" / "styles.css"
+COLOURS = {"event": "#ffb570", "range": "#8fd3ff", "answer": "#9be89b", "obj": "#ffe17a", "tag": "#dddddd",
+           "seg": "#ff8c8c", "audio_event": "#8fb8ff", "visual_event": "#ffc48f"}
+VALUES = [("router weights", "weights"), ("head contribution norms", "norms")]
+GROUPS = [("per frame / second", "unit"), ("per token", "token")]
+
+
+def css() -> str:
+    return STYLES.read_text() if STYLES.is_file() else ""
+
+
+def _inputs(engine: Engine) -> dict:
+    with gr.Column(scale=1, min_width=320):
+        c = {"video": gr.Video(label="Video (with its audio)", sources=["upload"], elem_id="in-video"),
+             "audio": gr.Audio(label="Separate audio (optional)", type="filepath", sources=["upload"]),
+             "image": gr.Image(label="Image (use with audio instead of a video)", type="filepath",
+                               sources=["upload"], height=160)}
+        c["task"] = gr.Dropdown(task_choices(), value="ave", label="Task", elem_id="task")
+        c["task_help"] = gr.Markdown("*" + task_choices()[0][0].split(" — ")[1] + "*")
+        c["question"] = gr.Textbox(label="Question", visible=False, elem_id="question")
+        c["frame"] = gr.Slider(0, 9, value=0, step=1, label="Target second (frame index)", visible=False,
+                               elem_id="frame")
+        c["gt"] = gr.File(label="Ground-truth mask (optional, scores the answer)", file_types=["image"],
+                          visible=True, height=80)
+        c["tokens"] = gr.Slider(4, 500, value=engine.default_tokens("ave"), step=1, label="Max answer tokens")
+        c["run"] = gr.Button("Run", variant="primary", elem_id="run")
+    return c
+
+
+def _results() -> dict:
+    with gr.Column(scale=2, min_width=420):
+        r = {"status": gr.Markdown(elem_id="status"),
+             "answer": gr.HighlightedText(label="Answer", color_map=COLOURS, elem_id="answer",
+                                          show_inline_category=False),
+             "summary": gr.Markdown(elem_id="summary"),
+             "timeline": gr.Plot(label="Timeline", elem_id="timeline"),
+             "image": gr.Image(label="Box / mask", elem_id="result-image", height=300, interactive=False),
+             "legend": gr.HTML(elem_id="legend")}
+    return r
+
+
+def _view_controls(engine: Engine) -> dict:
+    layers = [views.ALL] + [str(i) for i in range(engine.num_layers)]
+    projs = [views.ALL, *engine.model.config.lora.target_modules]
+    with gr.Row():
+        v = {"layer": gr.Dropdown(layers, value=views.ALL, label="Layer"),
+             "proj": gr.Dropdown(projs, value=views.ALL, label="Projection"),
+             "values": gr.Radio(VALUES, value="weights", label="Show"),
+             "group": gr.Radio(GROUPS, value="unit", label="Tokens"),
+             "kind": gr.Dropdown([views.ALL, *views.KIND_ORDER], value=views.ALL, label="Summary over tokens")}
+    return v
+
+
+def _intervention(engine: Engine) -> dict:
+    heads = [f"head {h}" for h in range(engine.num_heads)]
+    with gr.Row():
+        i = {"mode": gr.Radio([("ablate (remove)", "ablate"), ("force (route every token to)", "force")],
+                              value="ablate", label="Intervention"),
+             "heads": gr.CheckboxGroup(heads, value=heads[:1], label="Heads", elem_id="heads"),
+             "layers": gr.Dropdown([views.ALL] + [str(x) for x in range(engine.num_layers)], value=[views.ALL],
+                                   multiselect=True, label="In layers"),
+             "renorm": gr.Checkbox(False, label="Renormalise the remaining heads")}
+    i["go"] = gr.Button("Re-run with this routing", elem_id="ablate")
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("**Normal run** — see the result panel above.")
+            i["shift"] = gr.Plot(label="Head contributions: normal vs. variant")
+        with gr.Column(elem_id="variant"):
+            i["status"] = gr.Markdown(elem_id="variant-status")
+            i["answer"] = gr.HighlightedText(label="Variant answer", color_map=COLOURS, elem_id="variant-answer",
+                                             show_inline_category=False)
+            i["summary"] = gr.Markdown()
+            i["timeline"] = gr.Plot(label="Variant timeline", elem_id="variant-timeline")
+            i["image"] = gr.Image(label="Variant box / mask", height=240, interactive=False, elem_id="variant-image")
+            i["legend"] = gr.HTML()
+    return i
+
+
+def _header(engine: Engine) -> None:
+    p = engine.pipeline
+    gr.Markdown(f"# Crab Studio\nAudio-visual question answering, grounding and segmentation with "
+                f"**{p.name}**, and a look inside its I-LoRA heads.", elem_id="title")
+    if not p.trained:
+        gr.Markdown("⚠️ **This is a randomly initialised crab-tiny (no trained weights found): answers are "
+                    "noise.** The inspection views still work.", elem_id="random-warning")
+    if p.model.config.name == "crab-tiny":
+        gr.Markdown("crab-tiny knows only **SynthAV** scenes (simple synthetic shapes and sounds), not real-world "
+                    "clips. Try the examples below.", elem_classes=["domain-note"])
+
+
+def build_demo(engine: Engine) -> gr.Blocks:
+    """Build the whole app around ``engine`` (not launched)."""
+    h = guard_all(Handlers(engine))
+    with gr.Blocks(title="Crab Studio", delete_cache=(600, 3600)) as demo:
+        _header(engine)
+        state = gr.State(None)
+        with gr.Tab("Run and inspect"):
+            with gr.Row():
+                c = _inputs(engine)
+                r = _results()
+            rows = load_examples()
+            if rows:
+                gr.Examples([[x.get("video"), x["task"], x.get("question") or "", x.get("frame_index") or 0,
+                              x.get("gt_mask")] for x in rows],
+                            [c["video"], c["task"], c["question"], c["frame"], c["gt"]],
+                            label="SynthAV examples", example_labels=[x.get("label", x["task"]) for x in rows])
+            with gr.Tab("Router"):
+                v = _view_controls(engine)
+                heat = gr.Plot(label="Router heatmap", elem_id="router-heatmap")
+                with gr.Row():
+                    summ = gr.Plot(label="Layer × head summary")
+                    contrib = gr.Plot(label="Per-head contributions")
+            with gr.Tab("Ablate / force heads"):
+                i = _intervention(engine)
+            with gr.Tab("Attention"):
+                att_go = gr.Button("Compute attention maps")
+                att_note = gr.Markdown()
+                att_frames = gr.Image(label="Attention on the frames", interactive=False)
+                with gr.Row():
+                    att_audio = gr.Plot(label="Attention over the audio")
+                    att_inter = gr.Plot(label="Audio-visual interaction")
+            with gr.Tab("Attribution"):
+                steps = gr.Slider(2, 64, value=8, step=1, label="Integrated-gradient steps")
+                attr_go = gr.Button("Compute attributions (captum)")
+                attr_plot = gr.Plot(label="Attribution")
+        with gr.Tab("Model"):
+            info = gr.Markdown(elem_id="model-info")
+        _wire(demo, h, state, c, r, v, i, (heat, summ, contrib),
+              (att_go, att_frames, att_audio, att_inter, att_note), (steps, attr_go, attr_plot), info)
+    return demo
+
+
+def _wire(demo, h, state, c, r, v, i, figs, att, attr, info) -> None:
+    view_in = [v["layer"], v["proj"], v["values"], v["group"], v["kind"]]
+    c["task"].change(h["task_changed"], c["task"], [c["question"], c["frame"], c["tokens"], c["task_help"]],
+                     api_name="task_changed")
+    run_in = [c["video"], c["audio"], c["image"], c["task"], c["question"], c["frame"], c["gt"], c["tokens"], *view_in]
+    run_out = [r["status"], r["answer"], r["summary"], r["timeline"], r["image"], r["legend"], *figs, state]
+    c["run"].click(h["run"], run_in, run_out, api_name="run", concurrency_id="model")
+    for ctl in view_in:
+        ctl.change(h["update_views"], [state, *view_in], list(figs), api_name=False, queue=False)
+    gr.Button("refresh views", visible=False).click(h["update_views"], [state, *view_in], list(figs),
+                                                    api_name="update_views")
+    i["go"].click(h["intervene"], [state, i["mode"], i["heads"], i["layers"], i["renorm"], v["layer"], v["proj"]],
+                  [i["status"], i["answer"], i["summary"], i["timeline"], i["image"], i["legend"], i["shift"]],
+                  api_name="intervene", concurrency_id="model")
+    att[0].click(h["attention"], state, [att[1], att[2], att[3], att[4]], api_name="attention",
+                 concurrency_id="model")
+    attr[1].click(h["attribution"], [state, attr[0]], attr[2], api_name="attribution", concurrency_id="model")
+    demo.load(h["model_info"], None, info, api_name="model_info")
+    hidden = gr.JSON(visible=False)
+    gr.Button("examples", visible=False).click(h["list_examples"], None, hidden, api_name="list_examples")
+
+
+__all__ = ["build_demo", "css", "render"]

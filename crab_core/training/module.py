@@ -1,0 +1,87 @@
+"""The trainable unit handed to ``accelerate``: CrabModel (+ tower heads) with a loss-returning forward.
+
+Everything a step computes happens inside one ``forward`` call, so DDP / FSDP / DeepSpeed
+wrappers see every parameter use (gradient synchronisation hooks, unused-parameter detection).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..model.crab import SEG_TASKS, CrabModel, CrabSample, EncodedMedia
+from .collate import Batch
+from .features import encode_from_features
+from .towers import TowerHeads, tower_loss
+
+#: Component names used by recipes for parameter groups / freezing.
+COMPONENTS = ("visual_encoder", "audio_encoder", "vl_projector", "al_projector", "llm_base", "embed_tokens",
+              "lm_head", "lora", "seg_module", "tower_heads")
+
+
+def component_of(name: str) -> str:
+    """Component of a parameter name of :class:`CrabTrainModule` (see :data:`COMPONENTS`)."""
+    name = name.removeprefix("model.")
+    top = name.split(".", 1)[0]
+    if top in ("visual_encoder", "audio_encoder", "vl_projector", "al_projector", "seg_module", "tower_heads"):
+        return top
+    if "lora_" in name:
+        return "lora"
+    if "embed_tokens" in name:
+        return "embed_tokens"
+    if "lm_head" in name:
+        return "lm_head"
+    return "llm_base"
+
+
+class CrabTrainModule(nn.Module):
+    """CrabModel plus tower heads; ``forward(batch)`` returns a dict of losses.
+
+    Args:
+        model: the Crab model being trained.
+        heads: tower-pretraining heads (only used with ``objective="towers"``).
+    """
+
+    def __init__(self, model: CrabModel, heads: TowerHeads | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.tower_heads = heads
+        self.objective = "lm"
+        self.mask_loss = True
+
+    def set_trainable(self, components: tuple[str, ...]) -> dict[str, int]:
+        """Freeze everything except ``components``; returns trainable parameter counts per component."""
+        counts: dict[str, int] = {}
+        for name, p in self.named_parameters():
+            comp = component_of(name)
+            p.requires_grad_(comp in components)
+            if comp in components:
+                counts[comp] = counts.get(comp, 0) + p.numel()
+        return counts
+
+    def encode(self, batch: Batch) -> list[EncodedMedia]:
+        """Encoded media per item: from cached tower features when present, else from the media."""
+        media: list[EncodedMedia | None] = [None] * len(batch)
+        for g in batch.groups:
+            need_seg = any(batch.items[i].task in SEG_TASKS for i in g.index)
+            if g.features:
+                enc = encode_from_features(self.model, g.features, need_seg)
+            else:
+                enc = self.model.encode_media_batch(g.video, g.audio, g.image, need_seg=need_seg)
+            for i, e in zip(g.index, enc, strict=True):
+                media[i] = e
+        return media
+
+    def samples(self, batch: Batch, media: list[EncodedMedia]) -> list[CrabSample]:
+        return [CrabSample(input_ids=it.input_ids, media=m, task=it.task, labels=it.labels,
+                           gt_mask=None if g is None else g.to(self.model.device))
+                for it, m, g in zip(batch.items, media, batch.gt_masks, strict=True)]
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.objective == "towers":
+            return tower_loss(self.model, self.tower_heads, batch)
+        out = self.model(self.samples(batch, self.encode(batch)), compute_masks=self.mask_loss)
+        res = {"loss": out.loss, "lm_loss": out.lm_loss}
+        if out.mask_loss is not None:
+            res["mask_loss"] = out.mask_loss
+        return res

@@ -1,0 +1,218 @@
+"""Typed training recipes: data, phases (what trains on which tasks, how long, at which LR).
+
+The phases mirror Crab's stages (crab-reference.md section 3) with the corrected behaviour
+(``CompatConfig(mode="corrected")``, mask loss on in the seg stage):
+
+=============  ==========================================  ===================================
+phase          Crab stage it mirrors                        trains
+=============  ==========================================  ===================================
+``towers``     (none: Crab starts from pretrained CLIP /     CLIP + BEATs with supervised heads
+               BEATs; crab-tiny has no pretrained towers)   (:mod:`crab_core.training.towers`)
+``align``      visual / audio projector pretraining         projectors, and the LLM base, which
+               (captions)                                    has no pretrained weights either
+``instruct``   joint I-LoRA finetune on AV-UIE, seg tasks   I-LoRA + projectors (LLM base frozen)
+               as text (``seg_branch False``)
+``seg``        AVS finetune (mask loss really on, #2)       seg module (mask loss + LM loss)
+=============  ==========================================  ===================================
+
+Schedule: linear warmup then linear decay to 0 (the DS ``WarmupDecayLR`` Crab really used), AdamW
+with ``weight_decay=0``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..config import (
+    BeatsConfig,
+    CompatConfig,
+    CrabConfig,
+    ILoraConfig,
+    LLMConfig,
+    QFormerConfig,
+    SegConfig,
+    VisionConfig,
+)
+from ..errors import ConfigError
+from .module import COMPONENTS
+
+ALL_TASKS = ("ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref-avs", "caption")
+SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training phase.
+
+    Attributes:
+        name: phase name (logs, checkpoints).
+        steps: optimizer steps.
+        trainable: components trained (:data:`crab_core.training.module.COMPONENTS`); the rest is frozen.
+        tasks: task -> sampling weight of the mixed-task batches.
+        lr: peak learning rate.
+        lr_scale: per-component LR multipliers (one parameter group per component).
+        batch_size: micro-batch per process; the effective batch is
+            ``batch_size * grad_accum * num_processes``.
+        grad_accum: gradient accumulation steps.
+        warmup_ratio: share of ``steps`` with linear warmup.
+        weight_decay: AdamW weight decay.
+        max_grad_norm: gradient clipping (0 = off).
+        objective: ``lm`` (LM loss, plus mask loss when ``mask_loss``) or ``towers``.
+        mask_loss: run the mask decoder on seg samples and add its loss.
+    """
+
+    name: str
+    steps: int
+    trainable: tuple[str, ...]
+    tasks: Mapping[str, float]
+    lr: float = 1e-4
+    lr_scale: Mapping[str, float] = field(default_factory=dict)
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    objective: Literal["lm", "towers"] = "lm"
+    mask_loss: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.trainable if c not in COMPONENTS]
+        if bad:
+            raise ConfigError(f"phase {self.name!r}: unknown components {bad}; known: {COMPONENTS}")
+        if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError(f"phase {self.name!r}: steps >= 0, batch_size >= 1, grad_accum >= 1")
+        if not self.tasks or any(w < 0 for w in self.tasks.values()) or sum(self.tasks.values()) <= 0:
+            raise ConfigError(f"phase {self.name!r}: task weights must be >= 0 with a positive sum")
+        if self.objective not in ("lm", "towers"):
+            raise ConfigError(f"phase {self.name!r}: objective must be 'lm' or 'towers'")
+
+    @property
+    def frozen_towers(self) -> bool:
+        """Whether CLIP and BEATs stay frozen (their outputs can then be cached)."""
+        return not ({"visual_encoder", "audio_encoder"} & set(self.trainable))
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Training / validation data.
+
+    Attributes:
+        synth_per_task: SynthAV training samples per task (split ``train``, rendered in memory).
+        val_per_task: SynthAV ``val`` samples per task for periodic evaluation.
+        user_seed: SynthAV user seed.
+        manifests: Crab-format JSONL manifests (docs/manifest.md) added to the training set.
+        workers: rendering processes.
+    """
+
+    synth_per_task: int = 400
+    val_per_task: int = 10
+    user_seed: int = 0
+    manifests: tuple[str, ...] = ()
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A full training run: model geometry, data, phases."""
+
+    name: str
+    model: CrabConfig
+    data: DataSpec
+    phases: tuple[Phase, ...]
+    seed: int = 42
+    eval_every: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    tokenizer_samples: int = 40
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"recipe {self.name!r}: phase names must be unique, got {names}")
+        if self.model.compat.mode != "corrected":
+            raise ConfigError("our recipes train the corrected model (CompatConfig(mode='corrected'))")
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return tuple(t for t in ALL_TASKS if any(p.tasks.get(t, 0) > 0 for p in self.phases))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw) -> Recipe:
+        return dataclasses.replace(self, **kw)
+
+
+def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
+    def n(steps: int) -> int:
+        return max(1, int(round(steps * scale)))
+
+    every = {t: 1.0 for t in ALL_TASKS}
+    return (
+        Phase("towers", n(300), ("visual_encoder", "audio_encoder", "tower_heads"), every, lr=2e-3,
+              batch_size=8, objective="towers"),
+        Phase("align", n(500), ("vl_projector", "al_projector", "llm_base", "embed_tokens", "lm_head"),
+              {"caption": 1.0}, lr=2e-3, batch_size=16),
+        Phase("instruct", n(1500), ("lora", "vl_projector", "al_projector"), every, lr=2e-3,
+              lr_scale={"vl_projector": 0.5, "al_projector": 0.5}, batch_size=16),
+        Phase("seg", n(400), ("seg_module",), {t: 1.0 for t in SEG_TASKS}, lr=2e-3, batch_size=16,
+              mask_loss=True),
+    )
+
+
+def crab_tiny_recipe() -> Recipe:
+    """The recipe of the shipped ``crab-tiny`` (2 CPU cores, at most 45 minutes)."""
+    from ..presets import crab_tiny
+
+    return Recipe(name="crab-tiny", model=crab_tiny(), data=DataSpec(), phases=_tiny_phases(),
+                  eval_every=500, checkpoint_every=100)
+
+
+def micro_config() -> CrabConfig:
+    """A very small geometry of the same classes (tests, smoke runs)."""
+    return CrabConfig(
+        name="crab-micro",
+        vision=VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                            image_size=32, patch_size=8, projection_dim=32, select_layers=(1, 1, 2)),
+        audio=BeatsConfig(embed_dim=16, encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                          encoder_attention_heads=2, conv_pos=16, conv_pos_groups=4, finetuned_model=False),
+        vl_qformer=QFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                 num_query_tokens=2, encoder_width=32),
+        al_qformer=QFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                 num_query_tokens=2, encoder_width=32),
+        llm=LLMConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512),
+        lora=ILoraConfig(r=4, alpha=8.0, dropout=0.05, num_heads=3),
+        seg=SegConfig(prompt_embed_dim=16, mlp_dim=32, num_heads=2, num_queries=4, low_res_mask_size=16,
+                      image_size=32),
+        compat=CompatConfig(mode="corrected"),
+    )
+
+
+def smoke_recipe() -> Recipe:
+    """A seconds-long run of every phase on a micro model (CI)."""
+    every = {t: 1.0 for t in ALL_TASKS}
+    phases = (
+        Phase("towers", 2, ("visual_encoder", "audio_encoder", "tower_heads"), every, lr=1e-3, batch_size=2,
+              objective="towers"),
+        Phase("align", 2, ("vl_projector", "al_projector", "llm_base", "embed_tokens", "lm_head"),
+              {"caption": 1.0}, lr=1e-3, batch_size=2),
+        Phase("instruct", 3, ("lora", "vl_projector", "al_projector"), every, lr=1e-3, batch_size=2, grad_accum=2),
+        Phase("seg", 2, ("seg_module",), {t: 1.0 for t in SEG_TASKS}, lr=1e-3, batch_size=2, mask_loss=True),
+    )
+    return Recipe(name="smoke", model=micro_config(), data=DataSpec(synth_per_task=2, val_per_task=1, workers=1),
+                  phases=phases, checkpoint_every=2, log_every=1, tokenizer_samples=4)
+
+
+RECIPES: dict[str, Callable[[], Recipe]] = {"crab-tiny": crab_tiny_recipe, "smoke": smoke_recipe}
+
+
+def get_recipe(name: str) -> Recipe:
+    """Recipe by name; raises ``ConfigError`` for an unknown one."""
+    try:
+        return RECIPES[name]()
+    except KeyError:
+        raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}") from None

@@ -1,0 +1,105 @@
+"""Tower pretraining for models without pretrained encoders (crab-tiny starts from scratch).
+
+Crab starts from pretrained CLIP and BEATs. crab-tiny has neither, so its first phase trains the
+two towers with supervised heads on SynthAV's ground truth, the way CLIP / BEATs learned
+perception before Crab used them frozen:
+
+* vision: a dense head on the CLIP layers the seg decoder and the projector read predicts, for
+  every ``sub x sub`` pixel block of every patch, the class painted there (0 = background);
+* audio: a head on the mean BEATs token of each 1-s window predicts which classes sound
+  (BCE) and how loud (gain in dB / 10, MSE on the sounding ones).
+
+The heads are discarded after the phase; only the towers are kept.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.crab import CrabModel
+from .collate import Batch, normalise
+from .data import NUM_CLASSES
+
+
+class TowerHeads(nn.Module):
+    """Supervised heads for the vision and audio towers.
+
+    Args:
+        vis_dim: CLIP hidden size ``C``.
+        aud_dim: BEATs embed dim.
+        patch: CLIP patch size.
+        sub: pixel block side of the dense labels (patch must be a multiple).
+        num_layers: number of CLIP layers with a dense head (the selected layers, last first).
+        num_classes: number of object classes (background excluded).
+    """
+
+    def __init__(self, vis_dim: int, aud_dim: int, patch: int, sub: int = 2, num_layers: int = 2,
+                 num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.patch, self.sub, self.num_classes = patch, sub, num_classes
+        self.cells = (patch // sub) ** 2
+        self.dense = nn.ModuleList(nn.Linear(vis_dim, self.cells * (num_classes + 1)) for _ in range(num_layers))
+        self.audio = nn.Sequential(nn.Linear(aud_dim, aud_dim), nn.GELU(), nn.Linear(aud_dim, 2 * num_classes))
+
+    def dense_loss(self, feats: list[torch.Tensor], maps: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the dense heads.
+
+        Args:
+            feats: selected CLIP layers, each ``(N, P, C)``.
+            maps: ``(N, S, S)`` long class maps (0 = background).
+        """
+        n, s = maps.shape[0], maps.shape[-1]
+        g, c = s // self.patch, self.patch // self.sub
+        # (N, S, S) -> labels of sub-blocks, ordered (patch row, patch col, cell row, cell col)
+        lab = maps[:, self.sub // 2::self.sub, self.sub // 2::self.sub]  # (N, g*c, g*c)
+        lab = lab.reshape(n, g, c, g, c).permute(0, 1, 3, 2, 4).reshape(n, g * g, c * c)
+        loss = maps.new_zeros((), dtype=torch.float32)
+        for head, f in zip(self.dense, reversed(feats), strict=False):
+            logits = head(f.float()).reshape(n, g * g, c * c, self.num_classes + 1)
+            loss = loss + F.cross_entropy(logits.reshape(-1, self.num_classes + 1), lab.reshape(-1))
+        return loss
+
+    def audio_loss(self, tokens: torch.Tensor, audible: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """``tokens`` ``(N, n, D)``; ``audible`` / ``gain`` ``(N, classes)``."""
+        out = self.audio(tokens.float().mean(1))
+        logit, loud = out[:, :self.num_classes], out[:, self.num_classes:]
+        bce = F.binary_cross_entropy_with_logits(logit, audible)
+        w = audible.sum().clamp_min(1.0)
+        mse = (((loud - gain / 10.0) ** 2) * audible).sum() / w
+        return bce + mse
+
+
+def tower_loss(model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: int = 64) -> dict[str, torch.Tensor]:
+    """Supervised tower losses of a micro-batch (SynthAV items with tower labels).
+
+    Video frames with their class maps and 1-s audio windows with their per-second labels are
+    pooled over the batch (at most ``max_frames`` frames, chosen evenly).
+    """
+    frames, maps, auds, audible, gain = [], [], [], [], []
+    for it in batch.items:
+        r, lab = it.raw, it.raw.labels
+        if r.video is not None and "patch" in lab:
+            frames.append(normalise(r.video))
+            maps.append(torch.from_numpy(lab["patch"]).long())
+        if r.audio is not None and "audible" in lab and r.audio.shape[0] == lab["audible"].shape[0]:
+            auds.append(torch.from_numpy(r.audio.astype("float32")))
+            audible.append(torch.from_numpy(lab["audible"]).float())
+            gain.append(torch.from_numpy(lab["gain"].astype("float32")))
+    dev = model.device
+    zero = sum(p.sum() * 0 for p in heads.parameters())
+    out = {"vision_loss": zero, "audio_loss": zero}
+    if frames:
+        x, m = torch.cat(frames), torch.cat(maps)
+        if x.shape[0] > max_frames:
+            keep = torch.linspace(0, x.shape[0] - 1, max_frames).long()
+            x, m = x[keep], m[keep]
+        feats = model.visual_encoder(x.unsqueeze(1).to(dev, model.vision_dtype))
+        out["vision_loss"] = heads.dense_loss(feats, m.to(dev))
+    if auds and audible[0].shape[0] > 0:
+        a = torch.cat(auds).to(dev, model.audio_dtype)  # (N, F, 128) one 1-s window each
+        out["audio_loss"] = heads.audio_loss(model.audio_encoder(a), torch.cat(audible).to(dev),
+                                             torch.cat(gain).to(dev))
+    out["loss"] = out["vision_loss"] + out["audio_loss"]
+    return out
