@@ -79,6 +79,12 @@ def make_demo(pipeline, max_duration_s: float = 60.0, concurrency: int = 1, queu
     from .engine import Engine
     from .ui import build_demo
 
+    if not pipeline.trained and pipeline.model.config.name == "crab-tiny":
+        from crab_core.interpret.ablation import randomize_heads
+
+        # an untrained model's LoRA B heads are zero: give them small random weights so that
+        # ablating or forcing a head visibly changes the output (the UI says the model is random)
+        randomize_heads(pipeline.model, std=0.5)
     engine = Engine(pipeline, max_duration_s=max_duration_s, class_names=class_names_for(pipeline))
     demo = build_demo(engine)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)

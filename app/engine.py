@@ -224,7 +224,7 @@ class Engine:
                 rec = stack.enter_context(capture_routing(self.model)) if capture else None
                 gen = self.model.generate([prep.sample], max_new_tokens=budget)
             t2 = time.perf_counter()
-            result = self.pipeline._result(req.task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
+            result = self.pipeline.result_from_generation(req.task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
                                                                  "generate": t2 - t1, "total": t2 - t0})
             trace = None
             if rec is not None:

@@ -7,9 +7,14 @@ exception into a short generic message (the traceback goes to the log only), rai
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
 import json
 import logging
+import shutil
+import tempfile
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
@@ -56,6 +61,37 @@ def _path(value) -> str | None:
     return str(value)
 
 
+class UploadIndex:
+    """Keeps one private, never-rewritten copy per upload content, so the same clip uploaded again
+    (gradio_client re-uploads on every call, and Gradio rewrites the file) keeps its path and
+    modification time and hits the pipeline's encoded-clip cache. Old copies are deleted (LRU), and
+    the folder is removed at exit."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._paths: OrderedDict[str, Path] = OrderedDict()
+        self._size = size
+        self._dir = Path(tempfile.mkdtemp(prefix="crab-uploads-"))
+        atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
+
+    def canonical(self, path: str | None) -> str | None:
+        if path is None or not Path(path).is_file():
+            return path
+        digest = hashlib.sha1()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        key = digest.hexdigest()
+        known = self._paths.get(key)
+        if known is None or not known.is_file():
+            known = self._dir / f"{key[:20]}{Path(path).suffix.lower()}"
+            shutil.copyfile(path, known)
+            self._paths[key] = known
+        self._paths.move_to_end(key)
+        while len(self._paths) > self._size:
+            self._paths.popitem(last=False)[1].unlink(missing_ok=True)
+        return str(known)
+
+
 def load_examples(folder: Path = EXAMPLES_DIR) -> list[dict]:
     """Rows of ``assets/examples/examples.json`` with absolute paths (``[]`` when absent)."""
     index = folder / "examples.json"
@@ -74,6 +110,7 @@ class Handlers:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.uploads = UploadIndex()
 
     def task_changed(self, task: str):
         """Show the question box only for tasks that need one; set the target-second range."""
@@ -86,7 +123,8 @@ class Handlers:
 
     def _request(self, video, audio, image, task, question, frame_index, gt_mask, max_tokens) -> Request:
         spec = get_task(task)
-        return Request(task=spec.name, video=_path(video), audio=_path(audio), image=_path(image),
+        canon = self.uploads.canonical
+        return Request(task=spec.name, video=canon(_path(video)), audio=canon(_path(audio)), image=canon(_path(image)),
                        question=(question or None) if spec.needs_question else None,
                        frame_index=int(frame_index) if spec.needs_mask and frame_index is not None else None,
                        gt_mask=_path(gt_mask) if spec.needs_mask else None,

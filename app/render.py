@@ -94,8 +94,8 @@ def ave_timeline(parsed, gt: dict | None = None, num: int = 10) -> go.Figure:
     rows = []
     if parsed.range is not None:
         rows.append((f"predicted: {parsed.event}", "#e4572e", [tuple(parsed.range)]))
-    else:
-        rows.append(("predicted: (none)", "#e4572e", []))
+    elif not (gt and gt.get("range") is not None):
+        return empty_figure("The answer names no event range.")
     if gt and gt.get("range") is not None:
         rows.append((f"truth: {gt.get('event')}", "#29a329", [tuple(gt["range"])]))
     return _timeline_figure(rows, num, "Audio-visual event")

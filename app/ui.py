@@ -94,7 +94,8 @@ def _header(engine: Engine) -> None:
                 f"**{p.name}**, and a look inside its I-LoRA heads.", elem_id="title")
     if not p.trained:
         gr.Markdown("⚠️ **This is a randomly initialised crab-tiny (no trained weights found): answers are "
-                    "noise.** The inspection views still work.", elem_id="random-warning")
+                    "noise.** Its LoRA heads carry small random weights so that head ablations visibly change the "
+                    "output; the inspection views still work.", elem_id="random-warning")
     if p.model.config.name == "crab-tiny":
         gr.Markdown("crab-tiny knows only **SynthAV** scenes (simple synthetic shapes and sounds), not real-world "
                     "clips. Try the examples below.", elem_classes=["domain-note"])

@@ -87,7 +87,9 @@ def _branch_fwd_bwd(branch, params, y0: torch.Tensor, x: torch.Tensor, gy: torch
 
 
 STAT = {"median": statistics.median, "min": min}
+CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 _stat = statistics.median
+_clock = time.perf_counter
 
 
 def _median_times(fns: dict[str, callable], reps: int) -> dict[str, float]:
@@ -95,10 +97,10 @@ def _median_times(fns: dict[str, callable], reps: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for i in range(reps + 2):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = _clock()
             fn()
             if i >= 2:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(_clock() - t0)
     return {k: _stat(v) for k, v in times.items()}
 
 
@@ -185,9 +187,9 @@ def _machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, {platform.system()}"
 
 
-def _table(rows: list[dict], seq: int, stat: str) -> str:
+def _table(rows: list[dict], seq: int, stat: str, clock: str) -> str:
     lines = [
-        f"B=1, L={seq}, H={H}, r={R}, float32, eval mode (dropout off); {stat} ms; "
+        f"B=1, L={seq}, H={H}, r={R}, float32, eval mode (dropout off); {stat} ms ({clock} clock); "
         "ratio = (ours - base) / (naive - base) from whole-layer times; branch columns time the "
         "adapter update alone on a precomputed base output (same quantity, far less noise: "
         "the base GEMM's run-to-run jitter is larger than the whole LoRA overhead on this machine)",
@@ -213,28 +215,43 @@ def main() -> None:
     ap.add_argument("--branch-reps", type=int, default=41)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ilora.md")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--append", action="store_true", help="append a section to --out")
+    ap.add_argument(
+        "--clock",
+        choices=sorted(CLOCK),
+        default="wall",
+        help="cpu = process CPU time: robust to other jobs on a shared machine (use with --threads 1)",
+    )
     ap.add_argument("--stat", choices=sorted(STAT), default="median")
     args = ap.parse_args()
-    global _stat
-    _stat = STAT[args.stat]
+    global _stat, _clock
+    _stat, _clock = STAT[args.stat], CLOCK[args.clock]
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0]
     rows = [
         r for d_in, d_out in SHAPES for r in bench_shape(d_in, d_out, args.seq, args.reps, args.branch_reps)
     ]
-    table = _table(rows, args.seq, args.stat)
+    table = _table(rows, args.seq, args.stat, args.clock)
     print(table)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        f"# I-LoRA layer benchmark\n\nDate: {stamp}  \nMachine: {_machine()}  \n"
+    section = (
+        f"Date: {stamp}  \nMachine: {_machine()}  \n"
         f"1-min load average before/after: {load0:.2f} / {os.getloadavg()[0]:.2f} "
-        "(other jobs share the 2 cores; contention inflates 2-thread timings)  \n"
+        "(other jobs share the 2 cores; contention inflates multi-thread timings)  \n"
         f"Command: `python benchmarks/ilora.py --seq {args.seq} --reps {args.reps} "
-        f"--branch-reps {args.branch_reps} --stat {args.stat} --threads {args.threads}`\n\n"
-        "Outputs and gradients (input, A, B heads, router) of ours and naive checked with allclose "
-        "before timing.\n\n" + table + "\n"
+        f"--branch-reps {args.branch_reps} --stat {args.stat} --threads {args.threads} --clock {args.clock}`\n\n"
+        + table
+        + "\n"
     )
+    header = (
+        "# I-LoRA layer benchmark\n\nOutputs and gradients (input, A, B heads, router) of ours and "
+        "naive are checked with allclose before timing.\n\n"
+    )
+    if args.append and args.out.exists():
+        args.out.write_text(args.out.read_text() + "\n## Run\n\n" + section)
+    else:
+        args.out.write_text(header + "## Run\n\n" + section)
 
 
 if __name__ == "__main__":

@@ -214,10 +214,12 @@ class CrabPipeline:
         t1 = time.perf_counter()
         gen = self.model.generate([prep.sample], max_new_tokens=max_new_tokens or spec.max_new_tokens)
         t2 = time.perf_counter()
-        return self._result(task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
+        return self.result_from_generation(task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
                                               "generate": t2 - t1, "total": t2 - t0})
 
-    def _result(self, task: str, prep: PreparedInput, gen, timings: dict[str, float], index: int = 0) -> TaskResult:
+    def result_from_generation(self, task: str, prep: PreparedInput, gen, timings: dict[str, float],
+                               index: int = 0) -> TaskResult:
+        """Turn sample ``index`` of a :class:`CrabGeneration` into a :class:`TaskResult`."""
         n = int(gen.decode.lengths[index])
         ids = gen.decode.sequences[index, :n].tolist()
         if ids and ids[-1] == self.model.config.llm.eos_token_id:

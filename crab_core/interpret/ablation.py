@@ -138,7 +138,7 @@ def generate(pipeline, raw: RawInput, media: EncodedMedia | None = None, variant
         seconds = time.perf_counter() - t0
         nll = None if reference is None else answer_nll(model, raw, media, pipeline.tokenizer.encode(reference))
     prep = PreparedInput(sample, raw.prompt, media, False, 0.0, 0.0)
-    result = pipeline._result(raw.task, prep, gen, {"generate": seconds})
+    result = pipeline.result_from_generation(raw.task, prep, gen, {"generate": seconds})
     trace = None
     if rec is not None:
         n = int(gen.decode.lengths[0])

@@ -150,3 +150,8 @@ def test_status_and_model_card_text():
     assert "Random weights" in model_card.weights_statement("x", False)
     assert "No training card" in model_card.card_markdown({})
     assert '"steps": 3' in model_card.card_markdown({"recipe": {"steps": 3}})
+
+
+def test_ave_timeline_without_range_is_a_message():
+    fig = render.ave_timeline(FakeResult("ave", "no tags here").parsed)
+    assert not fig.data and "no event range" in fig.layout.annotations[0].text
