@@ -249,13 +249,23 @@ class ILoraLinear(nn.Module, LoraLayer):
         if ctl is not None and ctl.capture is not None:
             self._capture(ctl.capture, adapter, g, w, z)
         u = (w * self.scaling[adapter]).unsqueeze(-1) * z.unsqueeze(-2).to(w.dtype)  # (..., H, r)
+        return self._add_heads(result, u.flatten(-2), lora_b.weight)
+
+    @staticmethod
+    def _add_heads(result: Tensor, u: Tensor, b_stacked: Tensor) -> Tensor:
+        """``result + u @ b_stacked^T`` as one GEMM accumulating into ``result`` (..., out).
+
+        In place on the fresh base output when possible (no new (..., out) buffer); that is
+        autograd-safe because a Linear's backward does not read its own output.
+        """
         out_shape = result.shape
-        out = torch.addmm(
-            result.reshape(-1, out_shape[-1]),
-            u.reshape(-1, u.shape[-2] * u.shape[-1]).to(lora_b.weight.dtype),
-            lora_b.weight.t(),
-        )
-        return out.view(out_shape)
+        flat = result.reshape(-1, out_shape[-1])
+        u2 = u.reshape(-1, u.shape[-1]).to(b_stacked.dtype)
+        if flat.dtype != b_stacked.dtype:
+            return result + (u2 @ b_stacked.t()).to(result.dtype).view(out_shape)
+        if flat.requires_grad and flat.is_leaf:
+            return torch.addmm(flat, u2, b_stacked.t()).view(out_shape)
+        return flat.addmm_(u2, b_stacked.t()).view(out_shape)
 
     def _route_and_down(self, x: Tensor, adapter: str) -> tuple[Tensor, Tensor]:
         """Router logits R x (..., H) and z = A dropout(x) (..., r).
