@@ -74,12 +74,12 @@ def _fwd_bwd(mod: nn.Module, x: torch.Tensor, gy: torch.Tensor) -> None:
     mod(x).backward(gy)
 
 
-def _branch_fwd(branch, y0: torch.Tensor, x: torch.Tensor) -> None:
+def _branch_fwd(branch, x: torch.Tensor, y0: torch.Tensor) -> None:
     with torch.no_grad():
         branch(y0, x)
 
 
-def _branch_fwd_bwd(branch, params, y0: torch.Tensor, x: torch.Tensor, gy: torch.Tensor) -> None:
+def _branch_fwd_bwd(branch, params, x: torch.Tensor, gy: torch.Tensor, y0: torch.Tensor) -> None:
     x.grad = None
     for p in params:
         p.grad = None
@@ -92,13 +92,18 @@ _stat = statistics.median
 _clock = time.perf_counter
 
 
-def _median_times(fns: dict[str, callable], reps: int) -> dict[str, float]:
-    """Interleave the candidates (reduces drift bias); 2 warm-up rounds; median (or min) seconds."""
+def _median_times(fns: dict, reps: int) -> dict[str, float]:
+    """Interleave the candidates (reduces drift bias); 2 warm-up rounds; median (or min) seconds.
+
+    A value is ``fn()`` or a pair ``(setup, fn)``: then ``fn(setup())`` runs and only ``fn`` is timed.
+    """
     times: dict[str, list[float]] = {k: [] for k in fns}
     for i in range(reps + 2):
-        for name, fn in fns.items():
+        for name, entry in fns.items():
+            setup, fn = entry if isinstance(entry, tuple) else (None, entry)
+            args = () if setup is None else (setup(),)
             t0 = _clock()
-            fn()
+            fn(*args)
             if i >= 2:
                 times[name].append(_clock() - t0)
     return {k: _stat(v) for k, v in times.items()}
@@ -158,7 +163,10 @@ def bench_shape(d_in: int, d_out: int, seq: int, reps: int, branch_reps: int) ->
 
 
 def _branch_fns(ours: ILoraLinear, naive: NaiveILora, x: torch.Tensor, gy: torch.Tensor, mode: str) -> dict:
-    """Adapter branch only: the base output is precomputed and only the update is timed."""
+    """Adapter branch only: a fresh copy of the base output is made untimed, the update is timed.
+
+    (Ours accumulates into the base output in place, so each run needs its own copy.)
+    """
 
     def ours_branch(y0: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
         return ours._add_adapter(y0, xx, "default")
@@ -169,10 +177,13 @@ def _branch_fns(ours: ILoraLinear, naive: NaiveILora, x: torch.Tensor, gy: torch
         "ours": (ours_branch, list(ours.parameters())),
         "naive": (naive.branch, list(naive.parameters())),
     }
+    setup = y0.clone
     if mode == "forward":
-        return {k: (lambda b=b: _branch_fwd(b, y0, x)) for k, (b, _) in branches.items()}
+        return {k: (setup, lambda y, b=b: _branch_fwd(b, x, y)) for k, (b, _) in branches.items()}
     xg = x.clone().requires_grad_(True)
-    return {k: (lambda b=b, p=p: _branch_fwd_bwd(b, p, y0, xg, gy)) for k, (b, p) in branches.items()}
+    return {
+        k: (setup, lambda y, b=b, p=p: _branch_fwd_bwd(b, p, xg, gy, y)) for k, (b, p) in branches.items()
+    }
 
 
 def _machine() -> str:

@@ -215,6 +215,7 @@ class Trainer:
                 seen += len(batch)
             sched.step()
             step += 1
+            sums = self._reduce(sums)
             bar.update(1)
             bar.set_postfix(loss=f"{sums['loss']:.3f}")
             self.history.append({"phase": p.name, "step": step, "loss": sums["loss"]})
@@ -236,6 +237,14 @@ class Trainer:
                 return False
         bar.close()
         return True
+
+    def _reduce(self, sums: dict[str, float]) -> dict[str, float]:
+        """Mean of the logged values over processes (identical logs on every rank)."""
+        if self.acc.num_processes == 1:
+            return sums
+        keys = sorted(sums)
+        t = self.acc.reduce(torch.tensor([sums[k] for k in keys], device=self.acc.device), reduction="mean")
+        return dict(zip(keys, t.tolist(), strict=True))
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, phase_index: int, step: int, sched) -> Path:

@@ -1,0 +1,85 @@
+"""Trainer: loss falls, checkpoints resume to an identical continuation, phases freeze the right parts."""
+
+import json
+
+import pytest
+import torch
+
+from crab_core.training.recipe import DataSpec, Phase, Recipe, get_recipe, micro_config
+from crab_core.training.trainer import Trainer
+
+from .conftest_recipes import micro_recipe
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("render-cache")
+
+
+def _trainer(recipe, out, cache, **kw):
+    t = Trainer(recipe, out, progress=False, cache_dir=cache, **kw)
+    t.setup()
+    return t
+
+
+def test_loss_falls(tmp_path, cache):
+    phase = Phase("fit", 12, ("lora", "vl_projector", "al_projector", "llm_base", "embed_tokens", "lm_head"),
+                  {"caption": 1.0}, lr=3e-3, batch_size=2, warmup_ratio=0.0)
+    recipe = Recipe("fit", micro_config(), DataSpec(synth_per_task=2, val_per_task=0, workers=1), (phase,),
+                    checkpoint_every=100, log_every=4, tokenizer_samples=2)
+    t = _trainer(recipe, tmp_path, cache)
+    assert t.train()
+    losses = [h["loss"] for h in t.history]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows and {"phase", "step", "loss", "lr", "samples_per_s"} <= set(rows[0])
+
+
+def test_resume_is_identical(tmp_path, cache):
+    recipe = micro_recipe(steps=2)
+    full = _trainer(recipe, tmp_path / "full", cache)
+    assert full.train()
+    part = _trainer(recipe, tmp_path / "part", cache, max_minutes=0.0)
+    assert not part.train()  # stops after the first step, checkpointed
+    assert len(part.history) == 1
+    resumed = _trainer(recipe, tmp_path / "part", cache)
+    assert resumed.train(resume=True)
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], abs=1e-6)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_phase_freezing_and_mask_loss(tmp_path, cache):
+    t = _trainer(micro_recipe(steps=1), tmp_path, cache)
+    counts = t.module.set_trainable(("lora",))
+    assert set(counts) == {"lora"}
+    llm_base = [p for n, p in t.model.llm.named_parameters() if "lora_" not in n]
+    assert not any(p.requires_grad for p in llm_base)
+    assert t.train()
+    seg_rows = [h for h in t.history if h["phase"] == "seg"]
+    assert seg_rows
+    log = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("phase") == "seg" and r.get("mask_loss", 0) > 0 for r in log)
+
+
+def test_export_loads_in_pipeline(tmp_path, cache):
+    from crab_core.checkpoint.pretrained import load_pretrained, read_card
+
+    t = _trainer(micro_recipe(steps=1), tmp_path, cache)
+    assert t.train()
+    folder = t.export(tmp_path / "model", extra={"note": "test"})
+    model, tok, _ = load_pretrained(folder)
+    assert tok is not None and read_card(folder)["note"] == "test"
+    for k, v in t.model.state_dict().items():
+        if "rotary" not in k:
+            torch.testing.assert_close(model.state_dict()[k], v, msg=k)
+
+
+def test_registry():
+    r = get_recipe("crab-tiny")
+    assert [p.name for p in r.phases] == ["towers", "align", "instruct", "seg"]
+    instruct = r.phases[2]
+    assert "llm_base" not in instruct.trainable and "lora" in instruct.trainable
+    assert r.phases[-1].mask_loss and r.model.compat.mode == "corrected"
