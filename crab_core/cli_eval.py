@@ -16,6 +16,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data", required=True, help="AV-UIE-style JSONL manifest (docs/manifest.md)")
     parser.add_argument("--tasks", help="comma-separated subset of tasks")
     parser.add_argument("--limit", type=int, help="evaluate at most N rows")
+    parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens (default: per task)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -24,7 +25,7 @@ def main(argv: list[str]) -> int:
         rows = rows[: args.limit]
     pipe = load_pipeline(args)
     tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
-    report = evaluate(pipe, rows, tasks, progress=not args.no_progress)
+    report = evaluate(pipe, rows, tasks, progress=not args.no_progress, max_new_tokens=args.max_new_tokens)
     if args.json:
         sys.stdout.write(json.dumps({"model": pipe.name, "trained": pipe.trained, **report.to_json()}) + "\n")
     else:

@@ -135,8 +135,12 @@ def score_row(accs: dict, task: str, row: dict, result) -> None:
         acc.update(result.parsed, gt)
 
 
-def evaluate(pipeline, rows: Sequence[dict], tasks: Iterable[str] | None = None, progress: bool = True) -> EvalReport:
-    """Run and score every row (of the selected tasks); failures are recorded, not raised."""
+def evaluate(pipeline, rows: Sequence[dict], tasks: Iterable[str] | None = None, progress: bool = True,
+             max_new_tokens: int | None = None) -> EvalReport:
+    """Run and score every row (of the selected tasks); failures are recorded, not raised.
+
+    ``max_new_tokens`` caps generation (default: each task's budget, 500 text / 100 AVS).
+    """
     from tqdm import tqdm
 
     wanted = set(tasks) if tasks else None
@@ -153,7 +157,8 @@ def evaluate(pipeline, rows: Sequence[dict], tasks: Iterable[str] | None = None,
             accs[task] = _accumulators(task)
         try:
             res = pipeline.run(task, video=row.get("video"), audio=row.get("audio"), image=row.get("image"),
-                               question=row.get("question"), frame_index=row.get("frame_index"))
+                               question=row.get("question"), frame_index=row.get("frame_index"),
+                               max_new_tokens=max_new_tokens)
             score_row(accs[task], task, row, res)
         except CrabError as exc:
             report.errors.append({"id": row.get("id"), "task": task, "error": str(exc)})

@@ -255,15 +255,16 @@ class ILoraLinear(nn.Module, LoraLayer):
     def _add_heads(result: Tensor, u: Tensor, b_stacked: Tensor) -> Tensor:
         """``result + u @ b_stacked^T`` as one GEMM accumulating into ``result`` (..., out).
 
-        In place on the fresh base output when possible (no new (..., out) buffer); that is
-        autograd-safe because a Linear's backward does not read its own output.
+        Without autograd recording it accumulates in place into the fresh base output (no new
+        (..., out) buffer); with autograd it is out of place (an in-place update of a view makes
+        backward about twice as slow).
         """
         out_shape = result.shape
         flat = result.reshape(-1, out_shape[-1])
         u2 = u.reshape(-1, u.shape[-1]).to(b_stacked.dtype)
         if flat.dtype != b_stacked.dtype:
             return result + (u2 @ b_stacked.t()).to(result.dtype).view(out_shape)
-        if flat.requires_grad and flat.is_leaf:
+        if torch.is_grad_enabled() and (flat.requires_grad or u2.requires_grad or b_stacked.requires_grad):
             return torch.addmm(flat, u2, b_stacked.t()).view(out_shape)
         return flat.addmm_(u2, b_stacked.t()).view(out_shape)
 

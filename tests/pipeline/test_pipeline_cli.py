@@ -48,7 +48,7 @@ def test_features_are_cached_for_follow_up_questions(pipe, synth):
 
 
 def test_evaluate_reports_metrics_and_baselines(pipe, synth):
-    report = evaluate(pipe, read_manifest(synth), progress=False)
+    report = evaluate(pipe, read_manifest(synth), progress=False, max_new_tokens=8)
     assert not report.errors, report.errors
     assert set(report.metrics) == set(TASKS)
     assert "accuracy" in report.metrics["ave"] and "accuracy" in report.baselines["ave"]
@@ -92,7 +92,8 @@ def test_infer_and_eval_cli(synth, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["task"] == "ave" and "parsed" in out
-    proc = _cli("eval", "--data", str(synth), "--tasks", "ave,arig", "--json", "--no-progress")
+    proc = _cli("eval", "--data", str(synth), "--tasks", "ave,arig", "--json", "--no-progress",
+                "--max-new-tokens", "6")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rep = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(rep["metrics"]) == {"ave", "arig"}
