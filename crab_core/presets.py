@@ -25,7 +25,12 @@ def crab_7b() -> CrabConfig:
 
 
 def crab_tiny() -> CrabConfig:
-    """The same classes at CPU-trainable size (SynthAV default model)."""
+    """The same classes at CPU-trainable size (SynthAV default model).
+
+    Sized for training from scratch on 2 CPU cores (crab_core.training recipe ``crab-tiny``):
+    112-px frames in 14-px patches (8 x 8), 4 query tokens per frame / audio second and one
+    Q-Former layer (40 video + 40 audio tokens per 10-s clip), a 4-layer 128-wide LLM.
+    """
     return CrabConfig(
         name="crab-tiny",
         vision=VisionConfig(hidden_size=96, intermediate_size=192, num_hidden_layers=4,
@@ -34,10 +39,10 @@ def crab_tiny() -> CrabConfig:
         audio=BeatsConfig(embed_dim=48, encoder_layers=2, encoder_embed_dim=64,
                           encoder_ffn_embed_dim=128, encoder_attention_heads=4,
                           conv_pos=32, conv_pos_groups=16, finetuned_model=False),
-        vl_qformer=QFormerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                 intermediate_size=128, num_query_tokens=8, encoder_width=96),
-        al_qformer=QFormerConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                 intermediate_size=128, num_query_tokens=8, encoder_width=64),
+        vl_qformer=QFormerConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                 intermediate_size=128, num_query_tokens=4, encoder_width=96),
+        al_qformer=QFormerConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                 intermediate_size=128, num_query_tokens=4, encoder_width=64),
         llm=LLMConfig(vocab_size=512, hidden_size=128, intermediate_size=320, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024),
         lora=ILoraConfig(r=8, alpha=16.0, dropout=0.05, num_heads=3),

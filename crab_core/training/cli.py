@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
     if args.evaluate:
         res = evaluate_model(args.evaluate, [s for s in args.split.split(",") if s], args.per_task, args.seed,
                              args.manifest)

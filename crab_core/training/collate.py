@@ -73,13 +73,16 @@ def gt_mask_tensor(item: TrainItem) -> torch.Tensor | None:
     return None if m is None else torch.from_numpy(np.asarray(m, dtype=np.float32)).unsqueeze(0)
 
 
-def collate(items: list[TrainItem], features: dict | None = None) -> Batch:
+def collate(items: list[TrainItem], features: dict | None = None, media: bool = True) -> Batch:
     """Group ``items`` by media shape and stack their media (or cached tower features).
 
     Args:
         items: the micro-batch.
         features: optional ``{item id: tower outputs}`` (see :mod:`crab_core.training.features`).
+        media: False for text-only steps (no media tensors are built).
     """
+    if not media:
+        return Batch(items=items, groups=[], gt_masks=[None] * len(items))
     by_sig: dict[tuple, list[int]] = {}
     for i, it in enumerate(items):
         by_sig.setdefault(_signature(it), []).append(i)

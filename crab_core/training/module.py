@@ -48,6 +48,7 @@ class CrabTrainModule(nn.Module):
         self.tower_heads = heads
         self.objective = "lm"
         self.mask_loss = True
+        self.text_only = False
 
     def set_trainable(self, components: tuple[str, ...]) -> dict[str, int]:
         """Freeze everything except ``components``; returns trainable parameter counts per component."""
@@ -77,9 +78,18 @@ class CrabTrainModule(nn.Module):
                            gt_mask=None if g is None else g.to(self.model.device))
                 for it, m, g in zip(batch.items, media, batch.gt_masks, strict=True)]
 
+    def text_samples(self, batch: Batch) -> list[CrabSample]:
+        """Answer texts alone (``<s> answer </s>``, no media): language pretraining of a scratch LLM."""
+        bos = torch.tensor([self.model.config.llm.bos_token_id])
+        return [CrabSample(input_ids=torch.cat([bos, it.answer_ids]), media=EncodedMedia(), task="text",
+                           labels=torch.cat([torch.full_like(bos, -100), it.answer_ids])) for it in batch.items]
+
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.objective == "towers":
             return tower_loss(self.model, self.tower_heads, batch)
+        if self.text_only:
+            out = self.model(self.text_samples(batch), compute_masks=False)
+            return {"loss": out.loss, "lm_loss": out.lm_loss}
         out = self.model(self.samples(batch, self.encode(batch)), compute_masks=self.mask_loss)
         res = {"loss": out.loss, "lm_loss": out.lm_loss}
         if out.mask_loss is not None:

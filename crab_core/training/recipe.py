@@ -8,12 +8,17 @@ phase          Crab stage it mirrors                        trains
 =============  ==========================================  ===================================
 ``towers``     (none: Crab starts from pretrained CLIP /     CLIP + BEATs with supervised heads
                BEATs; crab-tiny has no pretrained towers)   (:mod:`crab_core.training.towers`)
-``align``      visual / audio projector pretraining         projectors, and the LLM base, which
-               (captions)                                    has no pretrained weights either
+``align``      visual / audio projector pretraining; for    projectors + the LLM base (which has
+               crab-tiny also the LLM's own pretraining     no pretrained weights) on every task,
+                                                            captions weighted x2
 ``instruct``   joint I-LoRA finetune on AV-UIE, seg tasks   I-LoRA + projectors (LLM base frozen)
                as text (``seg_branch False``)
 ``seg``        AVS finetune (mask loss really on, #2)       seg module (mask loss + LM loss)
 =============  ==========================================  ===================================
+
+A text-only phase (``Phase(text_only=True)``: LM loss on answer texts without media) is available
+for language pretraining of a scratch LLM; the shipped recipe does not use it (it strengthened
+the text prior and the model learned to ignore the media).
 
 Schedule: linear warmup then linear decay to 0 (the DS ``WarmupDecayLR`` Crab really used), AdamW
 with ``weight_decay=0``.
@@ -62,6 +67,8 @@ class Phase:
         max_grad_norm: gradient clipping (0 = off).
         objective: ``lm`` (LM loss, plus mask loss when ``mask_loss``) or ``towers``.
         mask_loss: run the mask decoder on seg samples and add its loss.
+        text_only: LM loss on the answer texts alone (no prompt, no media): language pretraining
+            of an LLM that starts from scratch.
     """
 
     name: str
@@ -77,6 +84,7 @@ class Phase:
     max_grad_norm: float = 1.0
     objective: Literal["lm", "towers"] = "lm"
     mask_loss: bool = False
+    text_only: bool = False
 
     def __post_init__(self) -> None:
         bad = [c for c in self.trainable if c not in COMPONENTS]
@@ -92,7 +100,7 @@ class Phase:
     @property
     def frozen_towers(self) -> bool:
         """Whether CLIP and BEATs stay frozen (their outputs can then be cached)."""
-        return not ({"visual_encoder", "audio_encoder"} & set(self.trainable))
+        return not ({"visual_encoder", "audio_encoder"} & set(self.trainable)) and not self.text_only
 
 
 @dataclass(frozen=True)
@@ -151,15 +159,16 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
         return max(1, int(round(steps * scale)))
 
     every = {t: 1.0 for t in ALL_TASKS}
+    llm = ("llm_base", "embed_tokens", "lm_head")
     return (
-        Phase("towers", n(300), ("visual_encoder", "audio_encoder", "tower_heads"), every, lr=2e-3,
+        Phase("towers", n(500), ("visual_encoder", "audio_encoder", "tower_heads"), every, lr=2e-3,
               batch_size=8, objective="towers"),
-        Phase("align", n(500), ("vl_projector", "al_projector", "llm_base", "embed_tokens", "lm_head"),
-              {"caption": 1.0}, lr=2e-3, batch_size=16),
-        Phase("instruct", n(1500), ("lora", "vl_projector", "al_projector"), every, lr=2e-3,
-              lr_scale={"vl_projector": 0.5, "al_projector": 0.5}, batch_size=16),
-        Phase("seg", n(400), ("seg_module",), {t: 1.0 for t in SEG_TASKS}, lr=2e-3, batch_size=16,
-              mask_loss=True),
+        Phase("align", n(1000), ("vl_projector", "al_projector", *llm), {**every, "caption": 2.0}, lr=2e-3,
+              batch_size=16),
+        Phase("instruct", n(1500), ("lora", "vl_projector", "al_projector"),
+              {**every, "caption": 0.3}, lr=2e-3, lr_scale={"vl_projector": 0.5, "al_projector": 0.5},
+              batch_size=16),
+        Phase("seg", n(300), ("seg_module",), {t: 1.0 for t in SEG_TASKS}, lr=2e-3, batch_size=8, mask_loss=True),
     )
 
 
@@ -167,8 +176,8 @@ def crab_tiny_recipe() -> Recipe:
     """The recipe of the shipped ``crab-tiny`` (2 CPU cores, at most 45 minutes)."""
     from ..presets import crab_tiny
 
-    return Recipe(name="crab-tiny", model=crab_tiny(), data=DataSpec(), phases=_tiny_phases(),
-                  eval_every=500, checkpoint_every=100)
+    return Recipe(name="crab-tiny", model=crab_tiny(), data=DataSpec(synth_per_task=800, workers=1),
+                  phases=_tiny_phases(), eval_every=0, checkpoint_every=50)
 
 
 def micro_config() -> CrabConfig:

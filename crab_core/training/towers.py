@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.crab import CrabModel
+from ..tasks import get_task
 from .collate import Batch, normalise
 from .data import NUM_CLASSES
 
@@ -83,7 +84,8 @@ def tower_loss(model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: in
         if r.video is not None and "patch" in lab:
             frames.append(normalise(r.video))
             maps.append(torch.from_numpy(lab["patch"]).long())
-        if r.audio is not None and "audible" in lab and r.audio.shape[0] == lab["audible"].shape[0]:
+        uniform = get_task(r.task).variant().audio_mode == "uniform"  # 1-s windows, one per second
+        if r.audio is not None and "audible" in lab and uniform and r.audio.shape[0] == lab["audible"].shape[0]:
             auds.append(torch.from_numpy(r.audio.astype("float32")))
             audible.append(torch.from_numpy(lab["audible"]).float())
             gain.append(torch.from_numpy(lab["gain"].astype("float32")))

@@ -138,7 +138,7 @@ class Trainer:
         picks = rng.choice(len(tasks), size=p.batch_size * world, p=w / w.sum())
         idx = [self.by_task[tasks[c]][int(rng.integers(len(self.by_task[tasks[c]])))] for c in picks]
         mine = [self.items[i] for i in idx[rank::world]]
-        return collate(mine, self.features if p.frozen_towers else None)
+        return collate(mine, self.features if p.frozen_towers else None, media=not p.text_only)
 
     # ------------------------------------------------------------------ train
     def train(self, resume: bool = False) -> bool:
@@ -168,11 +168,11 @@ class Trainer:
 
     def _run_phase(self, pi: int, state: dict | None) -> bool:
         p, acc = self.recipe.phases[pi], self.acc
-        self.module.objective, self.module.mask_loss = p.objective, p.mask_loss
+        self.module.objective, self.module.mask_loss, self.module.text_only = p.objective, p.mask_loss, p.text_only
         counts = self.module.set_trainable(p.trainable)
         log.info("phase %s: %d steps, trainable %s", p.name, p.steps, counts)
         self.module.train()
-        if p.frozen_towers:
+        if not ({"visual_encoder", "audio_encoder"} & set(p.trainable)):
             self.model.visual_encoder.eval()
             self.model.audio_encoder.eval()
         else:

@@ -6,9 +6,8 @@ import sys
 
 import torch
 
-from tests.training.conftest_recipes import micro_recipe
-
 from crab_core.training.trainer import Trainer, default_accelerator
+from tests.training.conftest_recipes import micro_recipe
 
 
 def main() -> None:

@@ -4,11 +4,12 @@ from crab_core.training.recipe import ALL_TASKS, SEG_TASKS, DataSpec, Phase, Rec
 
 
 def micro_recipe(steps: int = 2, tasks=ALL_TASKS) -> Recipe:
-    """Towers -> instruct (with grad accumulation) -> seg, a few steps each."""
+    """Towers -> text-only LLM -> instruct (with grad accumulation) -> seg, a few steps each."""
     every = {t: 1.0 for t in tasks}
     phases = (
         Phase("towers", steps, ("visual_encoder", "audio_encoder", "tower_heads"), every, lr=1e-3, batch_size=2,
               objective="towers"),
+        Phase("llm", 1, ("llm_base", "embed_tokens", "lm_head"), every, lr=1e-3, batch_size=2, text_only=True),
         Phase("instruct", steps, ("lora", "vl_projector", "al_projector", "llm_base"), every, lr=1e-3,
               batch_size=2, grad_accum=2),
         Phase("seg", steps, ("seg_module",), {t: 1.0 for t in SEG_TASKS}, lr=1e-3, batch_size=2, mask_loss=True),
