@@ -21,7 +21,7 @@ def tiny_pipe():
     cfg = crab_tiny()
     pipe = CrabPipeline(build_model(cfg, seed=0), CrabTokenizer.train_bpe(corpus(samples_per_task=0), cfg),
                         name="tiny-test", trained=False)
-    randomize_heads(pipe.model, std=0.2, seed=0)
+    randomize_heads(pipe.model, std=0.5, seed=0)
     yield pipe
     torch.set_num_threads(threads)
 
