@@ -32,15 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from crab_core.errors import ConfigError
+from crab_core.parallel import progress_map
 
 from .annotate import TASKS, build_target
 from .render_audio import render_audio
@@ -242,18 +241,7 @@ def generate_split(out_dir: str | Path, split: str, num: int, seed: int, tasks: 
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(out, split, i, seed, tasks[i % len(tasks)], i // len(tasks), image_size, write_audio)
             for i in range(num)]
-    bar = tqdm(total=num, desc=f"synthav {split}", disable=not progress)
-    rows: list[dict] = []
-    if workers > 1:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for row in pool.imap(_write_job, jobs, chunksize=4):
-                rows.append(row)
-                bar.update()
-    else:
-        for job in jobs:
-            rows.append(_write_job(job))
-            bar.update()
-    bar.close()
+    rows: list[dict] = progress_map(_write_job, jobs, workers, f"synthav {split}", progress)
     manifest = write_manifest(out / "manifest.jsonl", rows)
     report = {"split": split, "seed": seed, "image_size": image_size, **balance_report(rows)}
     (out / "balance.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

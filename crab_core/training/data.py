@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from ..errors import ConfigError
 from ..media.audio import SAMPLE_RATE, audio_features
 from ..media.video import sample_frame_indices
+from ..parallel import progress_map
 from ..tasks import get_task
 from ..tasks.prompts import build_prompt
 from ..tokenizer import CrabTokenizer
@@ -191,22 +191,8 @@ def synth_seeds(split: str, tasks: list[str], per_task: int, user_seed: int, sta
 def render_synth(pairs: list[tuple[int, str]], image_size: int, workers: int = 1, with_labels: bool = True,
                  progress: bool = False) -> list[RawItem]:
     """Render many SynthAV samples (in ``workers`` processes), in the order of ``pairs``."""
-    from tqdm import tqdm
-
     jobs = [(seed, task, image_size, with_labels) for seed, task in pairs]
-    bar = tqdm(total=len(jobs), desc="render SynthAV", disable=not progress)
-    out: list[RawItem] = []
-    if workers > 1 and len(jobs) > 8:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for item in pool.imap(_synth_job, jobs, chunksize=8):
-                out.append(item)
-                bar.update()
-    else:
-        for job in jobs:
-            out.append(_synth_job(job))
-            bar.update()
-    bar.close()
-    return out
+    return progress_map(_synth_job, jobs, workers, "render SynthAV", progress, chunksize=8, min_parallel=9)
 
 
 # ---------------------------------------------------------------------------------- cache
