@@ -54,7 +54,8 @@ def report(res: dict, reps: int, tokens: int) -> str:
     ok = lambda v, t: "yes" if v <= t else "**no**"  # noqa: E731
     return "\n".join([
         f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, shared CPU; model: crab-tiny "
-        f"(random weights unless assets/crab-tiny exists), answers capped at {tokens} tokens; {reps} clips; "
+        f"({'trained weights' if (srv.ROOT / 'assets' / 'crab-tiny' / 'model.safetensors').is_file() else 'random weights'}), "
+        f"answers capped at {tokens} tokens; {reps} clips; "
         f"{time.strftime('%Y-%m-%d %H:%M')}.",
         "",
         "| measure | median (s) | all (s) | target (s) | met |",
