@@ -284,14 +284,28 @@ class ILoraLinear(nn.Module, LoraLayer):
 
     @torch.no_grad()
     def _capture(self, fn: CaptureFn, adapter: str, g: Tensor, w: Tensor, z: Tensor) -> None:
-        """Call ``fn`` with the router readout and per-head norms ||w_h s B_h z|| (..., H)."""
-        heads = self.head_weight(adapter).float()  # (H, out, r)
-        gram = heads.transpose(1, 2) @ heads  # (H, r, r)
+        """Call ``fn`` with the router readout and per-head norms ||w_h s B_h z|| (..., H).
+
+        ``||B_h z||^2 = z^T (B_h^T B_h) z``: the per-head Gram matrices (H, r, r) are cached until
+        the B weights change, so capture costs one small GEMM per call.
+        """
+        gram = self._gram(adapter)  # (r, H*r): [G_0 | ... | G_{H-1}]
         zf = z.float()
-        sq = torch.einsum("...r,hrs,...s->...h", zf, gram, zf).clamp_min(0.0)
+        h, r = self.num_heads[adapter], self.r[adapter]
+        sq = ((zf @ gram).unflatten(-1, (h, r)) * zf.unsqueeze(-2)).sum(-1).clamp_min(0.0)
         norms = w.float().abs() * self.scaling[adapter] * sq.sqrt()
         name = self.ilora_name if adapter == "default" else f"{self.ilora_name}@{adapter}"
         fn(name, g.detach(), norms.to(g.dtype))
+
+    def _gram(self, adapter: str) -> Tensor:
+        weight = self.lora_B[adapter].weight
+        key = (adapter, weight.data_ptr(), weight._version, weight.dtype, weight.device)
+        cache = self.__dict__.setdefault("_gram_cache", {})
+        if cache.get("key") != key:
+            heads = self.head_weight(adapter).detach().float()  # (H, out, r)
+            gram = heads.transpose(1, 2) @ heads  # (H, r, r)
+            cache["key"], cache["value"] = key, gram.permute(1, 0, 2).reshape(gram.shape[1], -1)
+        return cache["value"]
 
     def __repr__(self) -> str:
         return "ilora." + super().__repr__()
