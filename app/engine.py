@@ -23,6 +23,7 @@ import torch
 
 from crab_core.errors import MediaError, TaskError
 from crab_core.interpret.capture import RoutingTrace, capture_routing
+from crab_core.interpret.inputs import Request as MediaRequest
 from crab_core.model.crab import CrabSample
 from crab_core.model.ilora import RoutingControl
 from crab_core.model.ilora_inject import iter_ilora_layers
@@ -40,16 +41,10 @@ RANDOM_MODEL_TOKENS = 48
 _LAYER_RE = re.compile(r"layers\.(\d+)\.")
 
 
-@dataclass(frozen=True)
-class Request:
-    """One task request on uploaded files (paths)."""
+@dataclass
+class Request(MediaRequest):
+    """One task request on uploaded files: the library's request plus the app's scoring inputs."""
 
-    task: str
-    video: str | None = None
-    audio: str | None = None
-    image: str | None = None
-    question: str | None = None
-    frame_index: int | None = None
     gt_mask: str | None = None
     max_new_tokens: int | None = None
 
@@ -272,11 +267,9 @@ class Engine:
         return batch, kinds, batch.unit_index[0].tolist(), batch.inputs_embeds.shape[1] - len(answer), answer
 
     def _raw(self, record: RunRecord):
-        from crab_core.interpret.inputs import Request as IRequest
         from crab_core.interpret.inputs import load_input
 
-        r = record.request
-        return load_input(self.pipeline, IRequest(r.task, r.video, r.audio, r.image, r.question, r.frame_index))
+        return load_input(self.pipeline, record.request)
 
     def attention(self, record: RunRecord) -> dict:
         """Attention read-outs of the run's answer (``crab_core.interpret.attention``).
