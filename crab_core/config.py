@@ -99,10 +99,15 @@ class QFormerConfig:
     num_query_tokens: int = 32
     encoder_width: int = 1024
     mlp_depth: int = 2
+    #: Learned index embedding added to the tokens of frame / audio segment ``t`` (``t < unit_embeddings``).
+    #: 0 (the reference, crab-7b) disables it; crab-tiny, whose small scratch LLM has no other cheap
+    #: way to tell which second a media token belongs to, uses it (docs/deviations.md).
+    unit_embeddings: int = 0
 
     def __post_init__(self) -> None:
         _check(self.hidden_size % self.num_attention_heads == 0, "Q-Former heads must divide hidden")
         _check(self.mlp_depth >= 1, "mlp_depth >= 1")
+        _check(self.unit_embeddings >= 0, "unit_embeddings >= 0")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,10 @@ def crab_tiny() -> CrabConfig:
 
     Sized for training from scratch on 2 CPU cores (crab_core.training recipe ``crab-tiny``):
     112-px frames in 14-px patches (8 x 8), 4 query tokens per frame / audio second and one
-    Q-Former layer (40 video + 40 audio tokens per 10-s clip), a 4-layer 128-wide LLM.
+    Q-Former layer (40 video + 40 audio tokens per 10-s clip), a 4-layer 128-wide LLM. Two choices
+    differ from crab-7b's (docs/deviations.md): a learned index embedding per frame / audio second
+    on the projected tokens (``unit_embeddings``), and no dropout (Q-Former, LoRA): SynthAV is an
+    unlimited data source, and dropout's random masks were a fifth of a CPU training step.
     """
     return CrabConfig(
         name="crab-tiny",
@@ -40,12 +43,14 @@ def crab_tiny() -> CrabConfig:
                           encoder_ffn_embed_dim=128, encoder_attention_heads=4,
                           conv_pos=32, conv_pos_groups=16, finetuned_model=False),
         vl_qformer=QFormerConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
-                                 intermediate_size=128, num_query_tokens=4, encoder_width=96),
+                                 intermediate_size=128, num_query_tokens=4, encoder_width=96,
+                                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, unit_embeddings=16),
         al_qformer=QFormerConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
-                                 intermediate_size=128, num_query_tokens=4, encoder_width=64),
+                                 intermediate_size=128, num_query_tokens=4, encoder_width=64,
+                                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, unit_embeddings=16),
         llm=LLMConfig(vocab_size=512, hidden_size=128, intermediate_size=320, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024),
-        lora=ILoraConfig(r=8, alpha=16.0, dropout=0.05, num_heads=3),
+        lora=ILoraConfig(r=8, alpha=16.0, dropout=0.0, num_heads=3),
         seg=SegConfig(prompt_embed_dim=64, mlp_dim=256, num_heads=4, num_queries=16,
                       low_res_mask_size=56, image_size=112),
         compat=CompatConfig(mode="corrected"),

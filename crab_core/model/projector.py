@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from ..config import QFormerConfig
@@ -66,6 +67,8 @@ class QFormerProjector(nn.Module):
         layer_norm_eps: Q-Former LayerNorm epsilon (1e-12); the input LayerNorm uses 1e-5.
         dropout: Q-Former hidden dropout (training only).
         attention_dropout: Q-Former attention dropout; defaults to ``dropout``.
+        unit_embeddings: Size of a learned index embedding added to the ``Q`` output tokens of
+            frame / segment ``t`` (indices past the table reuse its last row); 0 = none (reference).
 
     Example:
         >>> import torch
@@ -77,7 +80,7 @@ class QFormerProjector(nn.Module):
     def __init__(self, modality: Modality, encoder_width: int, hidden_size: int, num_layers: int,
                  num_heads: int, intermediate_size: int, num_query_tokens: int, d_model: int,
                  mlp_depth: int = 2, layer_norm_eps: float = 1e-12, dropout: float = 0.1,
-                 attention_dropout: float | None = None) -> None:
+                 attention_dropout: float | None = None, unit_embeddings: int = 0) -> None:
         super().__init__()
         if modality not in _MODALITIES:
             raise ValueError(f"modality must be one of {_MODALITIES}, got {modality!r}")
@@ -88,6 +91,9 @@ class QFormerProjector(nn.Module):
         self.qformer = QFormer(hidden_size, num_layers, num_heads, intermediate_size, encoder_width,
                                num_query_tokens, layer_norm_eps, dropout, attention_dropout)
         self.mlp = build_mlp(hidden_size, d_model, mlp_depth)
+        self.unit_embed = nn.Embedding(unit_embeddings, d_model) if unit_embeddings else None
+        if self.unit_embed is not None:
+            nn.init.normal_(self.unit_embed.weight, std=0.02)
 
     @classmethod
     def from_config(cls, cfg: QFormerConfig, d_model: int, modality: Modality) -> QFormerProjector:
@@ -95,7 +101,8 @@ class QFormerProjector(nn.Module):
         return cls(modality, cfg.encoder_width, cfg.hidden_size, cfg.num_hidden_layers,
                    cfg.num_attention_heads, cfg.intermediate_size, cfg.num_query_tokens, d_model,
                    mlp_depth=cfg.mlp_depth, layer_norm_eps=cfg.layer_norm_eps,
-                   dropout=cfg.hidden_dropout_prob, attention_dropout=cfg.attention_probs_dropout_prob)
+                   dropout=cfg.hidden_dropout_prob, attention_dropout=cfg.attention_probs_dropout_prob,
+                   unit_embeddings=cfg.unit_embeddings)
 
     @property
     def num_query_tokens(self) -> int:
@@ -155,6 +162,10 @@ class QFormerProjector(nn.Module):
             out = self.mlp(h).reshape(batch, -1, self.d_model)
         else:  # reference: (B, T*Q, H) first, then MLP (a no-op reshape for 3-D input)
             out = self.mlp(h.reshape(batch, -1, h.shape[-1]))
+        if self.unit_embed is not None:
+            units = h.shape[0] // batch
+            idx = torch.arange(units, device=out.device).clamp_max(self.unit_embed.num_embeddings - 1)
+            out = out + self.unit_embed(idx).repeat_interleave(h.shape[1], 0).to(out.dtype)
         if return_cross_attentions:
             return ProjectorOutput(out, enc.cross_attentions or ())
         return out

@@ -107,6 +107,7 @@ def train_main(args) -> int:
     from .recipe import get_recipe
     from .trainer import Trainer, default_accelerator
 
+    t_start = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     recipe = get_recipe(args.recipe)
     trainer = Trainer(recipe, args.out, accelerator=default_accelerator(cpu=args.cpu), max_minutes=args.max_minutes,
@@ -116,6 +117,7 @@ def train_main(args) -> int:
         log.info("stopped by --max-minutes; continue with --resume")
         return 0
     extra: dict = {"train_minutes": round((time.perf_counter() - trainer._t0) / 60, 2),
+                   "wall_minutes_with_setup": round((time.perf_counter() - t_start) / 60, 2),
                    "final_losses": {p.name: _last_loss(trainer.history, p.name) for p in recipe.phases}}
     if args.test_per_task and trainer.acc.is_main_process:
         items = test_items(trainer.tokenizer, recipe.model.vision.image_size, "test", args.test_per_task,

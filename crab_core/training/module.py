@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from ..model.crab import SEG_TASKS, CrabModel, CrabSample, EncodedMedia
+from ..tasks import get_task
 from .collate import Batch
 from .features import encode_from_features
+from .probes import probe_loss
 from .towers import TowerHeads, tower_loss
 
 #: Component names used by recipes for parameter groups / freezing.
@@ -49,6 +51,7 @@ class CrabTrainModule(nn.Module):
         self.objective = "lm"
         self.mask_loss = True
         self.text_only = False
+        self.probe_weight = 0.0
 
     def set_trainable(self, components: tuple[str, ...]) -> dict[str, int]:
         """Freeze everything except ``components``; returns trainable parameter counts per component."""
@@ -90,8 +93,28 @@ class CrabTrainModule(nn.Module):
         if self.text_only:
             out = self.model(self.text_samples(batch), compute_masks=False)
             return {"loss": out.loss, "lm_loss": out.lm_loss}
-        out = self.model(self.samples(batch, self.encode(batch)), compute_masks=self.mask_loss)
+        media = self.encode(batch)
+        out = self.model(self.samples(batch, media), compute_masks=self.mask_loss)
         res = {"loss": out.loss, "lm_loss": out.lm_loss}
         if out.mask_loss is not None:
             res["mask_loss"] = out.mask_loss
+        if self.probe_weight > 0 and self.tower_heads is not None and self.tower_heads.probes is not None:
+            res["probe_loss"] = self.media_probe_loss(batch, media)
+            res["loss"] = res["loss"] + self.probe_weight * res["probe_loss"]
         return res
+
+    def media_probe_loss(self, batch: Batch, media: list[EncodedMedia]) -> torch.Tensor:
+        """Probe losses (:mod:`crab_core.training.probes`) on the video / per-second audio tokens of SynthAV items."""
+        video, audio = [], []
+        q_v = self.model.config.vl_qformer.num_query_tokens
+        q_a = self.model.config.al_qformer.num_query_tokens
+        for it, m in zip(batch.items, media, strict=True):
+            lab = it.raw.labels
+            v = m.features.get("video")
+            if v is not None and "patch" in lab and v.shape[0] == lab["patch"].shape[0] * q_v:
+                video.append((v, torch.from_numpy(lab["patch"])))
+            a = m.features.get("audio")
+            uniform = get_task(it.task).variant().audio_mode == "uniform"  # one 1-s window per second
+            if a is not None and uniform and "audible" in lab and a.shape[0] == lab["audible"].shape[0] * q_a:
+                audio.append((a, torch.from_numpy(lab["audible"]), torch.from_numpy(lab["gain"].astype("float32"))))
+        return probe_loss(self.tower_heads.probes, video, audio)

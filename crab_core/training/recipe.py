@@ -7,10 +7,12 @@ The phases mirror Crab's stages (crab-reference.md section 3) with the corrected
 phase          Crab stage it mirrors                        trains
 =============  ==========================================  ===================================
 ``towers``     (none: Crab starts from pretrained CLIP /     CLIP + BEATs with supervised heads
-               BEATs; crab-tiny has no pretrained towers)   (:mod:`crab_core.training.towers`)
+               BEATs; crab-tiny has no pretrained towers)   (:mod:`crab_core.training.towers`),
+                                                            and the projectors under linear probes
+                                                            (:mod:`crab_core.training.probes`)
 ``align``      visual / audio projector pretraining; for    projectors + the LLM base (which has
                crab-tiny also the LLM's own pretraining     no pretrained weights) on every task,
-                                                            captions weighted x2
+                                                            probes kept on as an auxiliary loss
 ``instruct``   joint I-LoRA finetune on AV-UIE, seg tasks   I-LoRA + projectors (LLM base frozen)
                as text (``seg_branch False``)
 ``seg``        AVS finetune (mask loss really on, #2)       seg module (mask loss + LM loss)
@@ -69,6 +71,9 @@ class Phase:
         mask_loss: run the mask decoder on seg samples and add its loss.
         text_only: LM loss on the answer texts alone (no prompt, no media): language pretraining
             of an LLM that starts from scratch.
+        probe_weight: weight of the linear media-token probes' loss (:mod:`crab_core.training.probes`)
+            added to the LM loss; 0 = off. (The ``towers`` objective adds the probes whenever the
+            projectors are trainable.)
     """
 
     name: str
@@ -85,6 +90,7 @@ class Phase:
     objective: Literal["lm", "towers"] = "lm"
     mask_loss: bool = False
     text_only: bool = False
+    probe_weight: float = 0.0
 
     def __post_init__(self) -> None:
         bad = [c for c in self.trainable if c not in COMPONENTS]
@@ -160,15 +166,15 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
 
     every = {t: 1.0 for t in ALL_TASKS}
     llm = ("llm_base", "embed_tokens", "lm_head")
+    proj = ("vl_projector", "al_projector")
     return (
-        Phase("towers", n(500), ("visual_encoder", "audio_encoder", "tower_heads"), every, lr=2e-3,
-              batch_size=8, objective="towers"),
-        Phase("align", n(1000), ("vl_projector", "al_projector", *llm), {**every, "caption": 2.0}, lr=2e-3,
-              batch_size=16),
-        Phase("instruct", n(1500), ("lora", "vl_projector", "al_projector"),
-              {**every, "caption": 0.3}, lr=2e-3, lr_scale={"vl_projector": 0.5, "al_projector": 0.5},
-              batch_size=16),
-        Phase("seg", n(300), ("seg_module",), {t: 1.0 for t in SEG_TASKS}, lr=2e-3, batch_size=8, mask_loss=True),
+        Phase("towers", n(1000), ("visual_encoder", "audio_encoder", *proj, "tower_heads"), every, lr=2e-3,
+              lr_scale={"audio_encoder": 2.5}, batch_size=8, objective="towers"),
+        Phase("align", n(1600), (*proj, *llm, "tower_heads"), {**every, "caption": 0.5}, lr=2e-3,
+              batch_size=16, probe_weight=0.5),
+        Phase("instruct", n(1200), ("lora", *proj, "tower_heads"), {**every, "caption": 0.3}, lr=2e-3,
+              lr_scale={"vl_projector": 0.5, "al_projector": 0.5}, batch_size=16, probe_weight=0.5),
+        Phase("seg", n(600), ("seg_module",), {t: 1.0 for t in SEG_TASKS}, lr=2e-3, batch_size=8, mask_loss=True),
     )
 
 
@@ -176,7 +182,7 @@ def crab_tiny_recipe() -> Recipe:
     """The recipe of the shipped ``crab-tiny`` (2 CPU cores, at most 45 minutes)."""
     from ..presets import crab_tiny
 
-    return Recipe(name="crab-tiny", model=crab_tiny(), data=DataSpec(synth_per_task=800, workers=1),
+    return Recipe(name="crab-tiny", model=crab_tiny(), data=DataSpec(synth_per_task=1000, workers=2),
                   phases=_tiny_phases(), eval_every=0, checkpoint_every=50)
 
 

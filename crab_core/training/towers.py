@@ -6,10 +6,16 @@ perception before Crab used them frozen:
 
 * vision: a dense head on the CLIP layers the seg decoder and the projector read predicts, for
   every ``sub x sub`` pixel block of every patch, the class painted there (0 = background);
-* audio: a head on the mean BEATs token of each 1-s window predicts which classes sound
-  (BCE) and how loud (gain in dB / 10, MSE on the sounding ones).
+* audio: a head pooling the BEATs tokens of each 1-s window with one attention per class
+  predicts which classes sound (BCE) and how loud (gain in dB / 10, MSE on the sounding ones).
+  (A mean over the tokens learned far slower: 0.20 vs 0.10 validation BCE after 250 steps.)
 
-The heads are discarded after the phase; only the towers are kept.
+With ``probes`` (:class:`~crab_core.training.probes.MediaProbes`) the projectors train in the same
+phase: the last CLIP layer of each frame and the BEATs tokens of each second go through the
+projectors and linear probes must read the frame's classes / boxes and the second's audible
+classes / loudness from the LLM-space tokens.
+
+The heads are discarded after training; only the towers (and projectors) are kept.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from ..model.crab import CrabModel
 from ..tasks import get_task
 from .collate import Batch, normalise
 from .data import NUM_CLASSES
+from .probes import MediaProbes
 
 
 class TowerHeads(nn.Module):
@@ -34,14 +41,17 @@ class TowerHeads(nn.Module):
         sub: pixel block side of the dense labels (patch must be a multiple).
         num_layers: number of CLIP layers with a dense head (the selected layers, last first).
         num_classes: number of object classes (background excluded).
+        probes: optional linear probes on the projected media tokens.
     """
 
     def __init__(self, vis_dim: int, aud_dim: int, patch: int, sub: int = 2, num_layers: int = 2,
-                 num_classes: int = NUM_CLASSES) -> None:
+                 num_classes: int = NUM_CLASSES, probes: MediaProbes | None = None) -> None:
         super().__init__()
+        self.probes = probes
         self.patch, self.sub, self.num_classes = patch, sub, num_classes
         self.cells = (patch // sub) ** 2
         self.dense = nn.ModuleList(nn.Linear(vis_dim, self.cells * (num_classes + 1)) for _ in range(num_layers))
+        self.audio_attn = nn.Linear(aud_dim, num_classes)  # per-class attention logits over the tokens
         self.audio = nn.Sequential(nn.Linear(aud_dim, aud_dim), nn.GELU(), nn.Linear(aud_dim, 2 * num_classes))
 
     def dense_loss(self, feats: list[torch.Tensor], maps: torch.Tensor) -> torch.Tensor:
@@ -64,8 +74,12 @@ class TowerHeads(nn.Module):
 
     def audio_loss(self, tokens: torch.Tensor, audible: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         """``tokens`` ``(N, n, D)``; ``audible`` / ``gain`` ``(N, classes)``."""
-        out = self.audio(tokens.float().mean(1))
-        logit, loud = out[:, :self.num_classes], out[:, self.num_classes:]
+        t = tokens.float()  # (N, n, D)
+        w = self.audio_attn(t).softmax(1)  # (N, n, K)
+        k = self.num_classes
+        per = self.audio(torch.einsum("nik,nid->nkd", w, t))  # (N, K, 2K): class k reads its own pooled token
+        idx = torch.arange(k, device=t.device)
+        logit, loud = per[:, idx, idx], per[:, idx, k + idx]
         bce = F.binary_cross_entropy_with_logits(logit, audible)
         w = audible.sum().clamp_min(1.0)
         mse = (((loud - gain / 10.0) ** 2) * audible).sum() / w
@@ -91,7 +105,7 @@ def tower_loss(model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: in
             gain.append(torch.from_numpy(lab["gain"].astype("float32")))
     dev = model.device
     zero = sum(p.sum() * 0 for p in heads.parameters())
-    out = {"vision_loss": zero, "audio_loss": zero}
+    out = {"vision_loss": zero, "audio_loss": zero, "probe_loss": zero}
     if frames:
         x, m = torch.cat(frames), torch.cat(maps)
         if x.shape[0] > max_frames:
@@ -99,9 +113,20 @@ def tower_loss(model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: in
             x, m = x[keep], m[keep]
         feats = model.visual_encoder(x.unsqueeze(1).to(dev, model.vision_dtype))
         out["vision_loss"] = heads.dense_loss(feats, m.to(dev))
+        if heads.probes is not None and _trains(model.vl_projector):
+            tok = model.vl_projector(feats[-1].to(model.dtype))  # (N, Q_v, D): one frame each
+            out["probe_loss"] = out["probe_loss"] + heads.probes.video_loss(tok, m.to(dev))
     if auds and audible[0].shape[0] > 0:
         a = torch.cat(auds).to(dev, model.audio_dtype)  # (N, F, 128) one 1-s window each
-        out["audio_loss"] = heads.audio_loss(model.audio_encoder(a), torch.cat(audible).to(dev),
-                                             torch.cat(gain).to(dev))
-    out["loss"] = out["vision_loss"] + out["audio_loss"]
+        tokens = model.audio_encoder(a)
+        aud, gn = torch.cat(audible).to(dev), torch.cat(gain).to(dev)
+        out["audio_loss"] = heads.audio_loss(tokens, aud, gn)
+        if heads.probes is not None and _trains(model.al_projector):
+            tok = model.al_projector(tokens.to(model.dtype))  # (N, Q_a, D): one second each
+            out["probe_loss"] = out["probe_loss"] + heads.probes.audio_loss(tok, aud, gn)
+    out["loss"] = out["vision_loss"] + out["audio_loss"] + out["probe_loss"]
     return out
+
+
+def _trains(module: torch.nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())

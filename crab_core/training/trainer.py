@@ -32,6 +32,7 @@ from .collate import Batch, collate
 from .data import cached_synth, read_manifest, synth_seeds, tokenize_item
 from .features import compute_features
 from .module import CrabTrainModule
+from .probes import MediaProbes
 from .recipe import Phase, Recipe
 from .towers import TowerHeads
 
@@ -102,7 +103,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.tokenizer = CrabTokenizer.train_bpe(corpus(samples_per_task=r.tokenizer_samples), cfg)
         model = build_model(cfg, seed=r.seed)
-        heads = TowerHeads(cfg.vision.hidden_size, cfg.audio.encoder_embed_dim, cfg.vision.patch_size)
+        probes = MediaProbes(cfg.llm.hidden_size, cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens)
+        heads = TowerHeads(cfg.vision.hidden_size, cfg.audio.encoder_embed_dim, cfg.vision.patch_size, probes=probes)
         self.module = CrabTrainModule(model, heads).to(self.acc.device)
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
         for path in r.data.manifests:
@@ -169,6 +171,7 @@ class Trainer:
     def _run_phase(self, pi: int, state: dict | None) -> bool:
         p, acc = self.recipe.phases[pi], self.acc
         self.module.objective, self.module.mask_loss, self.module.text_only = p.objective, p.mask_loss, p.text_only
+        self.module.probe_weight = p.probe_weight
         counts = self.module.set_trainable(p.trainable)
         log.info("phase %s: %d steps, trainable %s", p.name, p.steps, counts)
         self.module.train()

@@ -1,0 +1,104 @@
+"""Linear probes on the projected media tokens: auxiliary losses that keep them informative.
+
+A scratch LLM learns to read its media tokens slowly when those tokens hardly vary between clips
+(what the first crab-tiny showed: the projectors' outputs carried little of what the towers knew).
+These heads read the LLM-space tokens of one frame / one audio second with a single linear map
+and predict SynthAV's per-second ground truth:
+
+* video frame ``(Q_v, D)`` tokens -> per class: visible (BCE) and its box ``(x1, y1, x2, y2) / S``
+  (L1, on the visible classes only);
+* audio second ``(Q_a, D)`` tokens -> per class: audible (BCE) and loudness ``gain_db / 10``
+  (MSE, on the audible classes only).
+
+Being linear, a probe can only succeed when the information is linearly readable from the tokens,
+which is what attention in the LLM needs. The heads train with the projectors (``probe_weight`` of
+a :class:`~crab_core.training.recipe.Phase`) and are discarded with the tower heads.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import NUM_CLASSES
+
+
+def frame_targets(maps: torch.Tensor, num_classes: int = NUM_CLASSES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class visibility and boxes of class maps.
+
+    Args:
+        maps: ``(N, S, S)`` integer class maps (0 = background, ``c + 1`` = class ``c``).
+
+    Returns:
+        ``visible`` ``(N, K)`` float {0, 1} and ``boxes`` ``(N, K, 4)`` float ``(x1, y1, x2, y2)``
+        in ``[0, 1]`` (zeros where not visible).
+    """
+    s = maps.shape[-1]
+    onehot = maps.long().unsqueeze(1) == torch.arange(1, num_classes + 1, device=maps.device).view(1, -1, 1, 1)
+    cols, rows = onehot.any(2), onehot.any(3)  # (N, K, S): x occupancy, y occupancy
+    visible = cols.any(-1)
+    pos = torch.arange(s, device=maps.device, dtype=torch.float32)
+    big = torch.full_like(pos, float(s))
+
+    def span(occ: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo = torch.where(occ, pos, big).amin(-1)
+        hi = torch.where(occ, pos, -big).amax(-1) + 1
+        return lo, hi
+
+    (x1, x2), (y1, y2) = span(cols), span(rows)
+    boxes = torch.stack([x1, y1, x2, y2], -1) / s
+    boxes = torch.where(visible.unsqueeze(-1), boxes, torch.zeros_like(boxes))
+    return visible.float(), boxes
+
+
+class MediaProbes(nn.Module):
+    """Linear read-outs of one frame's / one audio second's projected tokens.
+
+    Args:
+        d_model: LLM width ``D`` (projector output).
+        video_queries: tokens per frame ``Q_v``.
+        audio_queries: tokens per audio second ``Q_a``.
+        num_classes: object classes ``K``.
+    """
+
+    def __init__(self, d_model: int, video_queries: int, audio_queries: int, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.k, self.q_v, self.q_a = num_classes, video_queries, audio_queries
+        self.video = nn.Linear(video_queries * d_model, 5 * num_classes)
+        self.audio = nn.Linear(audio_queries * d_model, 2 * num_classes)
+
+    def video_loss(self, tokens: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """``tokens`` ``(N, Q_v, D)``, ``maps`` ``(N, S, S)`` -> BCE(visible) + 4 * L1(box | visible)."""
+        out = self.video(tokens.float().flatten(1)).view(-1, self.k, 5)
+        visible, boxes = frame_targets(maps, self.k)
+        bce = F.binary_cross_entropy_with_logits(out[..., 0], visible)
+        l1 = ((out[..., 1:].sigmoid() - boxes).abs().sum(-1) * visible).sum() / visible.sum().clamp_min(1.0)
+        return bce + l1
+
+    def audio_loss(self, tokens: torch.Tensor, audible: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """``tokens`` ``(N, Q_a, D)``; ``audible`` / ``gain`` (dB) ``(N, K)`` -> BCE + MSE(gain / 10 | audible)."""
+        out = self.audio(tokens.float().flatten(1)).view(-1, self.k, 2)
+        bce = F.binary_cross_entropy_with_logits(out[..., 0], audible)
+        mse = (((out[..., 1] - gain / 10.0) ** 2) * audible).sum() / audible.sum().clamp_min(1.0)
+        return bce + mse
+
+
+def probe_loss(probes: MediaProbes, video: list[tuple[torch.Tensor, torch.Tensor]],
+               audio: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Summed probe losses of a batch.
+
+    Args:
+        video: per item ``(tokens (T*Q_v, D), maps (T, S, S))``.
+        audio: per item ``(tokens (T*Q_a, D), audible (T, K), gain (T, K))``.
+    """
+    loss = sum(p.sum() * 0 for p in probes.parameters())
+    if video:
+        tok = torch.cat([t.reshape(-1, probes.q_v, t.shape[-1]) for t, _ in video])
+        loss = loss + probes.video_loss(tok, torch.cat([m for _, m in video]).to(tok.device))
+    if audio:
+        tok = torch.cat([t.reshape(-1, probes.q_a, t.shape[-1]) for t, _, _ in audio])
+        dev = tok.device
+        loss = loss + probes.audio_loss(tok, torch.cat([a for _, a, _ in audio]).to(dev).float(),
+                                        torch.cat([g for _, _, g in audio]).to(dev).float())
+    return loss

@@ -1,0 +1,72 @@
+"""Media-token probes and the per-unit index embedding of the projectors."""
+
+from __future__ import annotations
+
+import torch
+
+from crab_core.model.projector import QFormerProjector
+from crab_core.training.probes import MediaProbes, frame_targets, probe_loss
+
+
+def test_frame_targets_boxes_and_visibility():
+    maps = torch.zeros(2, 8, 8, dtype=torch.int8)
+    maps[0, 1:3, 2:6] = 1  # class 0: rows 1-2, cols 2-5
+    maps[0, 5:8, 0:1] = 3  # class 2: rows 5-7, col 0
+    visible, boxes = frame_targets(maps, num_classes=4)
+    assert visible.tolist() == [[1, 0, 1, 0], [0, 0, 0, 0]]
+    assert torch.allclose(boxes[0, 0], torch.tensor([2, 1, 6, 3]) / 8)
+    assert torch.allclose(boxes[0, 2], torch.tensor([0, 5, 1, 8]) / 8)
+    assert boxes[1].abs().sum() == 0 and boxes[0, 1].abs().sum() == 0
+
+
+def test_probes_fit_informative_tokens_and_not_constant_ones():
+    """A linear probe reaches a low loss only when the tokens carry the labels."""
+    torch.manual_seed(0)
+    n, k, q, d = 64, 4, 2, 16
+    maps = torch.zeros(n, 8, 8, dtype=torch.int8)
+    cls = torch.randint(0, k, (n,))
+    for i, c in enumerate(cls):
+        maps[i, 2:5, 1:4] = int(c) + 1
+    informative = torch.zeros(n, q, d)
+    informative[torch.arange(n), 0, cls] = 3.0
+    constant = torch.ones(n, q, d)
+
+    def fit(tokens):
+        probes = MediaProbes(d, q, q, num_classes=k)
+        opt = torch.optim.Adam(probes.parameters(), lr=0.05)
+        for _ in range(150):
+            loss = probe_loss(probes, [(tokens.reshape(-1, d), maps)], [])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+    assert fit(informative) < 0.5 * fit(constant)
+
+
+def test_audio_probe_loss_masks_gain_to_audible_classes():
+    probes = MediaProbes(8, 2, 3, num_classes=2)
+    tok = torch.zeros(4, 3, 8)
+    audible = torch.tensor([[1.0, 0.0]] * 4)
+    g1 = torch.tensor([[-10.0, 0.0]] * 4)
+    g2 = torch.tensor([[-10.0, 50.0]] * 4)  # the gain of a silent class is ignored
+    assert torch.allclose(probes.audio_loss(tok, audible, g1), probes.audio_loss(tok, audible, g2))
+
+
+def test_unit_embedding_tells_frames_apart_and_is_off_by_default():
+    torch.manual_seed(0)
+    frame = torch.randn(1, 1, 16, 24)
+    clip = frame.expand(1, 3, 16, 24).reshape(1, 48, 24)  # three identical frames
+    plain = QFormerProjector("visual", 24, 16, 1, 2, 32, 2, d_model=8).eval()
+    out = plain(clip, tokens_per_frame=16).reshape(3, 2, 8)
+    assert torch.allclose(out[0], out[1]) and torch.allclose(out[1], out[2])
+    assert not any("unit_embed" in k for k in plain.state_dict())
+    timed = QFormerProjector("visual", 24, 16, 1, 2, 32, 2, d_model=8, unit_embeddings=2).eval()
+    timed.load_state_dict(plain.state_dict(), strict=False)
+    out2 = timed(clip, tokens_per_frame=16).reshape(3, 2, 8)
+    emb = timed.unit_embed.weight
+    assert torch.allclose(out2[0] - out[0], emb[0].expand(2, 8), atol=1e-6)
+    assert torch.allclose(out2[1] - out[1], emb[1].expand(2, 8), atol=1e-6)
+    assert torch.allclose(out2[2] - out[2], emb[1].expand(2, 8), atol=1e-6)  # past the table: last row
+    audio = QFormerProjector("audio", 24, 16, 1, 2, 32, 2, d_model=8, unit_embeddings=4).eval()
+    assert audio(torch.randn(2, 5, 6, 24)).shape == (2, 10, 8)
