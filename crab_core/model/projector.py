@@ -297,6 +297,10 @@ def ours_to_reference(sd: dict[str, Tensor], modality: Modality) -> dict[str, Te
     out: dict[str, Tensor] = {}
     for name, value in sd.items():
         rest = _ours_to_ref_rest(name)
+        if rest is None and name.startswith("unit_embed."):
+            raise CheckpointError("the reference format has no per-unit index embedding "
+                                  "(QFormerConfig.unit_embeddings > 0, e.g. crab-tiny); such a model "
+                                  "cannot be written in the reference layout")
         if rest is None:
             raise CheckpointError(f"unexpected projector key: {name!r}")
         out[f"{modality}_{rest}"] = value

@@ -170,11 +170,13 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
     return (
         Phase("towers", n(1000), ("visual_encoder", "audio_encoder", *proj, "tower_heads"), every, lr=2e-3,
               lr_scale={"audio_encoder": 2.5}, batch_size=8, objective="towers"),
-        Phase("align", n(1600), (*proj, *llm, "tower_heads"), {**every, "caption": 0.5}, lr=2e-3,
+        Phase("align", n(1800), (*proj, *llm, "tower_heads"), {**every, "caption": 0.5}, lr=2e-3,
               batch_size=16, probe_weight=0.5),
         Phase("instruct", n(1200), ("lora", *proj, "tower_heads"), {**every, "caption": 0.3}, lr=2e-3,
               lr_scale={"vl_projector": 0.5, "al_projector": 0.5}, batch_size=16, probe_weight=0.5),
-        Phase("seg", n(600), ("seg_module",), {t: 1.0 for t in SEG_TASKS}, lr=2e-3, batch_size=8, mask_loss=True),
+        # AVSS (71-way cross-entropy, mostly background pixels) needs more samples than the binary tasks
+        Phase("seg", n(800), ("seg_module",), {**{t: 1.0 for t in SEG_TASKS}, "avss": 3.0}, lr=2e-3, batch_size=8,
+              mask_loss=True),
     )
 
 

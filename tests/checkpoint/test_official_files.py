@@ -18,8 +18,9 @@ from crab_core.presets import crab_tiny
 
 @pytest.fixture(scope="module")
 def trained():
-    """A crab-tiny with non-trivial LoRA / projector / seg values standing in for released weights."""
-    model = build_model("crab-tiny", seed=1)
+    """A crab-tiny with non-trivial LoRA / projector / seg values standing in for released weights
+    (reference geometry: no per-unit index embedding, which the reference format cannot hold)."""
+    model = build_model(config_for_files(crab_tiny(), []), seed=1)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_" in name or "projector" in name or "seg_module" in name:
@@ -43,7 +44,7 @@ def _released(model, tmp_path, which):
 
 def test_finetune_then_avs_load(trained, tmp_path):
     ft, avs = _released(trained, tmp_path, "finetune"), _released(trained, tmp_path, "avs")
-    fresh = build_model("crab-tiny", seed=2)
+    fresh = build_model(config_for_files(crab_tiny(), []), seed=2)
     report = load_reference_files(fresh, [ft])
     assert report.loaded and not report.unexpected and not report.mismatched
     assert any("added-token rows" in n for n in report.notes)
@@ -79,14 +80,14 @@ def test_shape_mismatch_names_file_and_key(trained, tmp_path):
     bad = tmp_path / "bad_heads.bin"
     torch.save(sd, bad)
     with pytest.raises(CheckpointError, match="bad_heads.bin"):
-        load_reference_files(build_model("crab-tiny"), [bad])
+        load_reference_files(build_model(config_for_files(crab_tiny(), [])), [bad])
 
 
 def test_unknown_keys_are_reported_not_ignored(tmp_path):
     bad = tmp_path / "other.bin"
     torch.save({"encoder.block.0.weight": torch.zeros(2, 2)}, bad)
     with pytest.raises(CheckpointError, match="unexpected"):
-        load_reference_files(build_model("crab-tiny"), [bad])
+        load_reference_files(build_model(config_for_files(crab_tiny(), [])), [bad])
 
 
 class _Evil:

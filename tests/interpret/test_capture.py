@@ -71,7 +71,8 @@ def test_decode_steps_join_like_one_forward(tiny_pipe, ave_raw):
     out = generate(tiny_pipe, ave_raw, capture=True, max_new_tokens=5)
     model = tiny_pipe.model
     media = encode(model, ave_raw)
-    fed = out.trace.token_ids[out.trace.kinds == "answer"].tolist()
+    # every fed generated token: answer text and any <mask_*> seg tag the (random) model emits
+    fed = out.trace.token_ids[np.isin(out.trace.kinds, ["answer", "seg"])].tolist()
     batch = model.prepare([make_sample(ave_raw, media, fed)])
     with torch.no_grad(), capture_routing(model) as rec:
         model.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
