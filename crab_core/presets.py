@@ -32,7 +32,8 @@ def crab_tiny() -> CrabConfig:
     Q-Former layer (40 video + 40 audio tokens per 10-s clip), a 4-layer 128-wide LLM. Two choices
     differ from crab-7b's (docs/deviations.md): a learned index embedding per frame / audio second
     on the projected tokens (``unit_embeddings``), and no dropout (Q-Former, LoRA): SynthAV is an
-    unlimited data source, and dropout's random masks were a fifth of a CPU training step.
+    unlimited data source, and dropout made a CPU training step 1.5x slower
+    (benchmarks/tiny_training_choices.py).
     """
     return CrabConfig(
         name="crab-tiny",

@@ -52,6 +52,13 @@ def frame_targets(maps: torch.Tensor, num_classes: int = NUM_CLASSES) -> tuple[t
     return visible.float(), boxes
 
 
+def audio_label_loss(logit: torch.Tensor, loud: torch.Tensor, audible: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """BCE(audible) + MSE(gain_db / 10) on the audible classes; every argument ``(N, K)``."""
+    bce = F.binary_cross_entropy_with_logits(logit, audible)
+    mse = (((loud - gain / 10.0) ** 2) * audible).sum() / audible.sum().clamp_min(1.0)
+    return bce + mse
+
+
 class MediaProbes(nn.Module):
     """Linear read-outs of one frame's / one audio second's projected tokens.
 
@@ -79,9 +86,7 @@ class MediaProbes(nn.Module):
     def audio_loss(self, tokens: torch.Tensor, audible: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
         """``tokens`` ``(N, Q_a, D)``; ``audible`` / ``gain`` (dB) ``(N, K)`` -> BCE + MSE(gain / 10 | audible)."""
         out = self.audio(tokens.float().flatten(1)).view(-1, self.k, 2)
-        bce = F.binary_cross_entropy_with_logits(out[..., 0], audible)
-        mse = (((out[..., 1] - gain / 10.0) ** 2) * audible).sum() / audible.sum().clamp_min(1.0)
-        return bce + mse
+        return audio_label_loss(out[..., 0], out[..., 1], audible, gain)
 
 
 def probe_loss(probes: MediaProbes, video: list[tuple[torch.Tensor, torch.Tensor]],
