@@ -170,10 +170,13 @@ class SegConfig:
     scales: int = 2
     tokens_per_scale: int = 3
     num_avss_classes: int = 71
+    #: training only: share of the class-balanced AVSS cross-entropy (0 = the reference's pixel mean)
+    avss_balance: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.prompt_embed_dim % self.num_heads == 0, "seg heads must divide prompt_embed_dim")
         _check(self.scales == 2, "the decoder has exactly two scales")
+        _check(0.0 <= self.avss_balance <= 1.0, "seg.avss_balance must be in [0, 1]")
 
     @property
     def num_seg_tokens(self) -> int:

@@ -33,7 +33,8 @@ def crab_tiny() -> CrabConfig:
     differ from crab-7b's (docs/deviations.md): a learned index embedding per frame / audio second
     on the projected tokens (``unit_embeddings``), and no dropout (Q-Former, LoRA): SynthAV is an
     unlimited data source, and dropout made a CPU training step 1.5x slower
-    (benchmarks/tiny_training_choices.py).
+    (benchmarks/tiny_training_choices.py). Training-only: a half class-balanced AVSS loss
+    (``SegConfig.avss_balance=0.5``; the pixel-mean CE alone left the AVSS head at background).
     """
     return CrabConfig(
         name="crab-tiny",
@@ -53,7 +54,7 @@ def crab_tiny() -> CrabConfig:
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024),
         lora=ILoraConfig(r=8, alpha=16.0, dropout=0.0, num_heads=3),
         seg=SegConfig(prompt_embed_dim=64, mlp_dim=256, num_heads=4, num_queries=16,
-                      low_res_mask_size=56, image_size=112),
+                      low_res_mask_size=56, image_size=112, avss_balance=0.5),
         compat=CompatConfig(mode="corrected"),
     )
 

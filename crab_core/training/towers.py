@@ -86,17 +86,21 @@ class TowerHeads(nn.Module):
 def tower_loss(model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: int = 64) -> dict[str, torch.Tensor]:
     """Supervised tower losses of a micro-batch (SynthAV items with tower labels).
 
-    Video frames with their class maps and 1-s audio windows with their per-second labels are
+    A tower is skipped when neither it nor its projector (under the probes) trains. Video frames with their class maps and 1-s audio windows with their per-second labels are
     pooled over the batch (at most ``max_frames`` frames, chosen evenly).
     """
     frames, maps, auds, audible, gain = [], [], [], [], []
+    probes = heads.probes
+    # a frozen tower is only run when its projector trains under the probes
+    want_v = _trains(model.visual_encoder) or (probes is not None and _trains(model.vl_projector))
+    want_a = _trains(model.audio_encoder) or (probes is not None and _trains(model.al_projector))
     for it in batch.items:
         r, lab = it.raw, it.raw.labels
-        if r.video is not None and "patch" in lab:
+        if want_v and r.video is not None and "patch" in lab:
             frames.append(normalise(r.video))
             maps.append(torch.from_numpy(lab["patch"]).long())
         uniform = get_task(r.task).variant().audio_mode == "uniform"  # 1-s windows, one per second
-        if r.audio is not None and "audible" in lab and uniform and r.audio.shape[0] == lab["audible"].shape[0]:
+        if want_a and r.audio is not None and "audible" in lab and uniform and r.audio.shape[0] == lab["audible"].shape[0]:
             auds.append(torch.from_numpy(r.audio.astype("float32")))
             audible.append(torch.from_numpy(lab["audible"]).float())
             gain.append(torch.from_numpy(lab["gain"].astype("float32")))

@@ -244,3 +244,34 @@ def test_bad_inputs_raise():
         model(emb, feats, tasks[:2])
     with pytest.raises(ValueError, match="multi-scale"):
         model(emb, feats[:1], tasks)
+
+
+def test_avss_balance_mixes_pixel_and_class_means():
+    from crab_core.model.seg.losses import avss_ce, mask_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(71, 8, 8)
+    target = torch.zeros(1, 8, 8)
+    target[0, :2, :2] = 3  # 4 object pixels, 60 background
+    ce = torch.nn.functional.cross_entropy(logits[None], target.long(), reduction="none")[0]
+    pixel = ce.mean()
+    classes = (ce[target[0] == 3].mean() + ce[target[0] == 0].mean()) / 2
+    torch.testing.assert_close(avss_ce(logits, target), pixel)
+    torch.testing.assert_close(avss_ce(logits, target, 1.0), classes)
+    torch.testing.assert_close(avss_ce(logits, target, 0.5), (pixel + classes) / 2)
+    # reaches the total loss; binary tasks are unaffected
+    gt = torch.stack([target, (target > 0).float()])
+    preds = [logits, logits[:1]]
+    plain = mask_loss(preds, gt, ["avss", "s4"], "mean")
+    bal = mask_loss(preds, gt, ["avss", "s4"], "mean", avss_balance=1.0)
+    torch.testing.assert_close(bal - plain, (classes - pixel) / 2)
+
+
+def test_avss_balance_is_a_bounded_config_field():
+    from crab_core.config import SegConfig
+    from crab_core.errors import ConfigError
+    from crab_core.presets import crab_7b, crab_tiny
+
+    assert crab_7b().seg.avss_balance == 0.0 and crab_tiny().seg.avss_balance == 0.5
+    with pytest.raises(ConfigError):
+        SegConfig(avss_balance=1.5)

@@ -79,7 +79,31 @@ def test_export_loads_in_pipeline(tmp_path, cache):
 
 def test_registry():
     r = get_recipe("crab-tiny")
-    assert [p.name for p in r.phases] == ["towers", "align", "instruct", "seg"]
-    instruct = r.phases[2]
+    assert [p.name for p in r.phases] == ["audio", "towers", "align", "instruct", "seg"]
+    instruct = r.phases[3]
     assert "llm_base" not in instruct.trainable and "lora" in instruct.trainable
     assert r.phases[-1].mask_loss and r.model.compat.mode == "corrected"
+    audio = r.phases[0]
+    assert set(audio.trainable) == {"audio_encoder", "tower_heads"} and audio.objective == "towers"
+    from crab_core.tasks import get_task
+
+    assert all(get_task(t).variant().audio_mode == "uniform" for t in audio.tasks)
+
+
+def test_tower_loss_skips_frozen_towers(tmp_path, cache):
+    """An audio-only tower phase never runs CLIP; a frozen BEATs without probes is skipped too."""
+    from crab_core.training.towers import tower_loss
+
+    t = _trainer(micro_recipe(steps=1, tasks=("ave", "avvp")), tmp_path, cache)
+    calls = {"v": 0, "a": 0}
+    t.model.visual_encoder.register_forward_hook(lambda *a: calls.__setitem__("v", calls["v"] + 1))
+    t.model.audio_encoder.register_forward_hook(lambda *a: calls.__setitem__("a", calls["a"] + 1))
+    batch = t.micro_batch(0, 0, 0)
+    t.module.set_trainable(("audio_encoder", "tower_heads"))
+    out = tower_loss(t.model, t.module.tower_heads, batch)
+    assert calls == {"v": 0, "a": 1} and float(out["vision_loss"]) == 0.0 and float(out["audio_loss"]) > 0
+    out["loss"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in t.model.audio_encoder.parameters())
+    t.module.set_trainable(("visual_encoder", "tower_heads"))
+    out = tower_loss(t.model, t.module.tower_heads, batch)
+    assert calls == {"v": 1, "a": 1} and float(out["vision_loss"]) > 0 and float(out["audio_loss"]) == 0.0

@@ -93,6 +93,7 @@ class SegModule(nn.Module):
         chain_query_generator: Fix bug 10.
         learnable_fusion: Fix bug 9 (register the fusion scalars).
         loss_reduction: ``"sum"`` (reference) or ``"mean"``.
+        avss_balance: share of the class-balanced AVSS cross-entropy (training option, see :mod:`.losses`).
 
     Example:
         >>> m = SegModule(64, 48, prompt_embed_dim=32, mlp_dim=64, num_heads=4, num_queries=5,
@@ -107,7 +108,8 @@ class SegModule(nn.Module):
                  num_queries: int = 300, query_generator_layers: int = 2, low_res_mask_size: int = 112,
                  image_size: int = 224, patch_size: int = 14, scales: int = 2, tokens_per_scale: int = 3,
                  num_avss_classes: int = 71, chain_query_generator: bool = False,
-                 learnable_fusion: bool = False, loss_reduction: str = "sum") -> None:
+                 learnable_fusion: bool = False, loss_reduction: str = "sum",
+                 avss_balance: float = 0.0) -> None:
         super().__init__()
         if image_size % patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
@@ -118,6 +120,7 @@ class SegModule(nn.Module):
         self.image_size, self.low_res_mask_size = image_size, low_res_mask_size
         self.scales, self.tokens_per_scale = scales, tokens_per_scale
         self.loss_reduction = loss_reduction
+        self.avss_balance = avss_balance
         self.learnable_fusion = learnable_fusion
 
         self.text_proj = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, d))
@@ -150,6 +153,7 @@ class SegModule(nn.Module):
             tokens_per_scale=seg.tokens_per_scale, num_avss_classes=seg.num_avss_classes,
             chain_query_generator=compat.chain_query_generator, learnable_fusion=compat.learnable_fusion,
             loss_reduction="sum" if compat.mode == "reference" else "mean",
+            avss_balance=seg.avss_balance,
         )
 
     def _fusion_weights(self, ref: Tensor) -> tuple[Tensor, Tensor]:
@@ -242,7 +246,8 @@ class SegModule(nn.Module):
             out.level_logits.append(lv)
             out.query_generator_out.append(qg)
         if gt_mask is not None:
-            out.mask_loss = mask_loss(out.pred_masks, gt_mask, task_names, self.loss_reduction)
+            out.mask_loss = mask_loss(out.pred_masks, gt_mask, task_names, self.loss_reduction,
+                                     self.avss_balance)
         return out
 
 
