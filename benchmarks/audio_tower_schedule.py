@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 #: (label, peak lr, optimizer steps)
 SCHEDULES = [
-    ("v2: lr 5e-3, 300 steps", 5e-3, 300),
+    ("v2-like: lr 5e-3, 300 steps (the audio share of v2's mixed towers phase)", 5e-3, 300),
     ("lr 5e-3, 1000 steps", 5e-3, 1000),
     ("lr 2e-3, 1000 steps", 2e-3, 1000),
     ("crab-tiny `audio` phase: lr 2e-3, 2000 steps", 2e-3, 2000),
