@@ -15,7 +15,6 @@ The schedules compared are v2's (the audio tower trained inside the mixed ``towe
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _report import header, write_report  # noqa: E402
 
 #: (label, peak lr, optimizer steps)
 SCHEDULES = [
@@ -102,19 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     train = render_synth(synth_seeds("train", ["ave", "avvp", "caption"], args.clips // 3, 0), size)
     test = render_synth(synth_seeds("test", ["avvp"], args.test, 0), size)
     rows = [(label, train_once(cfg, train, test, lr, steps)) for label, lr, steps in SCHEDULES]
-    md = (f"# BEATs-tiny audio tower: schedule vs per-second audible F1\n\n"
-          f"`python benchmarks/audio_tower_schedule.py` · {time.strftime('%Y-%m-%d %H:%M')} · "
-          f"{platform.machine()} · torch {torch.__version__} · {args.threads} thread(s) · "
-          f"{len(train)} training clips, 8 per step · {len(test)} fresh AVVP test clips\n\n"
+    md = ("# BEATs-tiny audio tower: schedule vs per-second audible F1\n\n"
+          + header("python benchmarks/audio_tower_schedule.py", args.threads)
+          + f" · {len(train)} training clips, 8 per step · {len(test)} fresh AVVP test clips\n\n"
           "| schedule | F1 | recall | precision | train s |\n|---|---|---|---|---|\n"
           + "".join(f"| {k} | {v['f1']:.3f} | {v['recall']:.3f} | {v['precision']:.3f} | {v['train_s']:.0f} |\n"
                     for k, v in rows))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "audio_tower_schedule.md").write_text(md)
-    sys.stdout.write(md)
-    return 0
-
+    return write_report(args.out, "audio_tower_schedule.md", md)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _report import header, write_report  # noqa: E402
 
 
 def step_time(cfg, raws, tokenizer, reps: int) -> float:
@@ -122,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     with_drop, no_drop = step_time(ref_drop, mixed, tok, args.reps), step_time(tiny, mixed, tok, args.reps)
     audio = render_synth(synth_seeds("train", ["ave", "avvp"], 40, 0), 112)
     heads = audio_heads(tiny, audio, args.steps)
-    md = (f"# crab-tiny training choices\n\n`python benchmarks/tiny_training_choices.py --steps {args.steps}` · "
-          f"{time.strftime('%Y-%m-%d %H:%M')} · {platform.machine()} · torch {torch.__version__} · "
-          f"{args.threads} thread(s)\n\n"
+    md = ("# crab-tiny training choices\n\n"
+          + header(f"python benchmarks/tiny_training_choices.py --steps {args.steps}", args.threads) + "\n\n"
           "## Dropout (instruct-phase step, batch 16, median of "
           f"{args.reps})\n\n| setting | seconds / step |\n|---|---|\n"
           f"| reference dropout (Q-Former 0.1, I-LoRA 0.05) | {with_drop:.3f} |\n"
@@ -133,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
           f"## Audio tower head ({args.steps} steps of 64 one-second windows, lr 5e-3, "
           f"{len(audio)} clips, 80/20 split)\n\n| head | validation BCE (audible classes) |\n|---|---|\n"
           + "".join(f"| {k} | {v:.3f} |\n" for k, v in heads.items()))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tiny_training_choices.md").write_text(md)
-    sys.stdout.write(md)
-    return 0
+    return write_report(args.out, "tiny_training_choices.md", md)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ Other task names get no loss.
 ``avss_balance`` (our option: 0 in the reference, 0.5 in crab-tiny): the AVSS cross-entropy becomes
 ``(1 - b) * pixel-mean CE + b * class-mean CE``, the class mean being the mean over the classes
 present in the target of each class's pixel-mean CE, so small objects weigh more (docs/deviations.md).
-With the plain pixel mean crab-tiny's decoder learned "background everywhere" (AVSS mIoU 0.09 = the
-baseline); with ``b = 1`` it over-segmented (predicted foreground 2-4x the true area).
+With the plain pixel mean crab-tiny v2's decoder learned "background everywhere" (AVSS mIoU 0.091 =
+the baseline); an exploratory run with ``b = 1`` over-segmented.
 
 Reduction (``reduction``):
 
