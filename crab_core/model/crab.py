@@ -65,6 +65,7 @@ class CrabOutput:
     batch: SplicedBatch
     seg_embeddings: torch.Tensor | None = None
     pred_masks: list[torch.Tensor] | None = None
+    seg_rows: list[int] | None = None  # batch rows of ``seg_embeddings``
 
 
 @dataclass
@@ -200,11 +201,17 @@ class CrabModel(nn.Module):
         )
 
     # ------------------------------------------------------------------ forward
-    def forward(self, samples: Sequence[CrabSample], compute_masks: bool = True) -> CrabOutput:
-        """Teacher-forced forward: LM loss, and mask loss for seg samples with a GT mask."""
+    def forward(self, samples: Sequence[CrabSample], compute_masks: bool = True,
+                return_seg_embeddings: bool = False) -> CrabOutput:
+        """Teacher-forced forward: LM loss, and mask loss for seg samples with a GT mask.
+
+        ``return_seg_embeddings`` fills ``seg_embeddings`` ``(R, 6, D)`` / ``seg_rows`` even when no
+        mask is computed (training-time probes on the seg-token states).
+        """
         batch = self.prepare(samples)
         seg_idx = [i for i, s in enumerate(samples) if s.task in SEG_TASKS and s.media.seg_features is not None]
-        need_hidden = bool(seg_idx) and compute_masks and self.seg_module is not None
+        run_seg = compute_masks and self.seg_module is not None
+        need_hidden = bool(seg_idx) and (run_seg or return_seg_embeddings)
         out = self.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
                        position_ids=batch.position_ids, output_hidden_states=need_hidden, use_cache=False)
         logits = out.logits
@@ -220,6 +227,7 @@ class CrabModel(nn.Module):
             rows = [i for i in seg_idx if int(sel[i].sum()) == n_tok]
             if rows:
                 seg_emb = torch.stack([hidden[i][sel[i]] for i in rows])
+            if rows and run_seg:
                 gts = [samples[i].gt_mask for i in rows]
                 gt = torch.stack(gts).to(self.device) if all(g is not None for g in gts) else None
                 ms = [torch.stack([samples[i].media.seg_features[k] for i in rows]) for k in range(2)]
@@ -228,7 +236,7 @@ class CrabModel(nn.Module):
         loss = lm_loss
         if mask_loss is not None:
             loss = mask_loss if loss is None else loss + mask_loss
-        return CrabOutput(loss, lm_loss, mask_loss, logits, batch, seg_emb, pred)
+        return CrabOutput(loss, lm_loss, mask_loss, logits, batch, seg_emb, pred, rows if seg_emb is not None else None)
 
     # ------------------------------------------------------------------ generate
     @torch.no_grad()

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 NUM_CLASSES = 10  # SynthAV classes (tower pretraining labels)
+LABELS_VERSION = 2  # bumped when the training labels change (part of the render-cache key)
 
 
 @dataclass
@@ -171,10 +172,22 @@ def synth_raw(seed: int, task: str, image_size: int, with_labels: bool = True) -
         audible, gain = _audio_labels(s.meta, s.frames.shape[0])
         idx = sample_frame_indices(len(s.frames), get_task(task).num_frames)
         labels = {"patch": maps[idx], "audible": audible, "gain": gain}
+        if s.mask is not None and s.frame_index is not None:
+            labels["seg_classes"] = seg_classes(maps[s.frame_index], s.mask)
     gt = dict(s.gt)
     gt.pop("mask", None)
     return RawItem(id=f"synthav-{seed}-{task}", task=task, prompt=prompt, output=s.output, video=video,
                    audio=audio, image=image, mask=s.mask, gt=gt, labels=labels)
+
+
+def seg_classes(class_map: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``(K,)`` uint8: the classes painted inside a seg target (``class_map`` ``(S, S)``, 0 = background,
+    ``c + 1`` = class ``c``; ``mask`` ``(S, S)`` or ``(1, S, S)``, non-zero = target, binary or class ids)."""
+    inside = class_map[np.asarray(mask).reshape(class_map.shape) > 0]
+    out = np.zeros(NUM_CLASSES, np.uint8)
+    present = np.unique(inside[inside > 0]).astype(np.int64) - 1
+    out[present] = 1
+    return out
 
 
 def _synth_job(job: tuple) -> RawItem:

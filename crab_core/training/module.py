@@ -52,6 +52,7 @@ class CrabTrainModule(nn.Module):
         self.mask_loss = True
         self.text_only = False
         self.probe_weight = 0.0
+        self.seg_probe_weight = 0.0
 
     def set_trainable(self, components: tuple[str, ...]) -> dict[str, int]:
         """Freeze everything except ``components``; returns trainable parameter counts per component."""
@@ -94,14 +95,31 @@ class CrabTrainModule(nn.Module):
             out = self.model(self.text_samples(batch), compute_masks=False)
             return {"loss": out.loss, "lm_loss": out.lm_loss}
         media = self.encode(batch)
-        out = self.model(self.samples(batch, media), compute_masks=self.mask_loss)
+        seg_probe = self.tower_heads.seg_probe if self.seg_probe_weight > 0 and self.tower_heads is not None else None
+        out = self.model(self.samples(batch, media), compute_masks=self.mask_loss,
+                         return_seg_embeddings=seg_probe is not None)
         res = {"loss": out.loss, "lm_loss": out.lm_loss}
+        if seg_probe is not None:
+            res["seg_probe_loss"] = self.seg_probe_loss(seg_probe, batch, out)
+            res["loss"] = res["loss"] + self.seg_probe_weight * res["seg_probe_loss"]
         if out.mask_loss is not None:
             res["mask_loss"] = out.mask_loss
         if self.probe_weight > 0 and self.tower_heads is not None and self.tower_heads.probes is not None:
             res["probe_loss"] = self.media_probe_loss(batch, media)
             res["loss"] = res["loss"] + self.probe_weight * res["probe_loss"]
         return res
+
+    @staticmethod
+    def seg_probe_loss(probe, batch: Batch, out) -> torch.Tensor:
+        """Seg-token probe loss over the seg items with ``seg_classes`` labels (zero when none)."""
+        zero = sum(p.sum() * 0 for p in probe.parameters())
+        if out.seg_embeddings is None:
+            return zero
+        keep = [k for k, i in enumerate(out.seg_rows) if "seg_classes" in batch.items[i].raw.labels]
+        if not keep:
+            return zero
+        tgt = torch.stack([torch.from_numpy(batch.items[out.seg_rows[k]].raw.labels["seg_classes"]) for k in keep])
+        return probe(out.seg_embeddings[keep], tgt.to(out.seg_embeddings.device))
 
     def media_probe_loss(self, batch: Batch, media: list[EncodedMedia]) -> torch.Tensor:
         """Probe losses (:mod:`crab_core.training.probes`) on the video / per-second audio tokens of SynthAV items."""

@@ -75,6 +75,8 @@ class Phase:
         probe_weight: weight of the linear media-token probes' loss (:mod:`crab_core.training.probes`)
             added to the LM loss; 0 = off. (The ``towers`` objective adds the probes whenever the
             projectors are trainable.)
+        seg_probe_weight: weight of the seg-token probe's loss (:class:`~crab_core.training.probes.SegTokenProbe`:
+            the LLM states of the seg tokens must tell which classes the target mask holds); 0 = off.
     """
 
     name: str
@@ -92,6 +94,7 @@ class Phase:
     mask_loss: bool = False
     text_only: bool = False
     probe_weight: float = 0.0
+    seg_probe_weight: float = 0.0
 
     def __post_init__(self) -> None:
         bad = [c for c in self.trainable if c not in COMPONENTS]
@@ -101,6 +104,8 @@ class Phase:
             raise ConfigError(f"phase {self.name!r}: steps >= 0, batch_size >= 1, grad_accum >= 1")
         if not self.tasks or any(w < 0 for w in self.tasks.values()) or sum(self.tasks.values()) <= 0:
             raise ConfigError(f"phase {self.name!r}: task weights must be >= 0 with a positive sum")
+        if self.probe_weight < 0 or self.seg_probe_weight < 0:
+            raise ConfigError(f"phase {self.name!r}: probe weights must be >= 0")
         if self.objective not in ("lm", "towers"):
             raise ConfigError(f"phase {self.name!r}: objective must be 'lm' or 'towers'")
 

@@ -29,7 +29,7 @@ from ..model.crab import CrabModel
 from ..tasks import get_task
 from .collate import Batch, normalise
 from .data import NUM_CLASSES
-from .probes import MediaProbes, audio_label_loss
+from .probes import MediaProbes, SegTokenProbe, audio_label_loss
 
 
 class TowerHeads(nn.Module):
@@ -43,12 +43,15 @@ class TowerHeads(nn.Module):
         num_layers: number of CLIP layers with a dense head (the selected layers, last first).
         num_classes: number of object classes (background excluded).
         probes: optional linear probes on the projected media tokens.
+        seg_probe: optional linear probe on the seg-token states (:class:`SegTokenProbe`).
     """
 
     def __init__(self, vis_dim: int, aud_dim: int, patch: int, sub: int = 2, num_layers: int = 2,
-                 num_classes: int = NUM_CLASSES, probes: MediaProbes | None = None) -> None:
+                 num_classes: int = NUM_CLASSES, probes: MediaProbes | None = None,
+                 seg_probe: SegTokenProbe | None = None) -> None:
         super().__init__()
         self.probes = probes
+        self.seg_probe = seg_probe
         self.patch, self.sub, self.num_classes = patch, sub, num_classes
         self.cells = (patch // sub) ** 2
         self.dense = nn.ModuleList(nn.Linear(vis_dim, self.cells * (num_classes + 1)) for _ in range(num_layers))

@@ -29,10 +29,10 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from ..errors import CheckpointError
 from .collate import Batch, collate
-from .data import cached_synth, read_manifest, synth_seeds, tokenize_item
+from .data import LABELS_VERSION, cached_synth, read_manifest, synth_seeds, tokenize_item
 from .features import compute_features
 from .module import CrabTrainModule
-from .probes import MediaProbes
+from .probes import MediaProbes, SegTokenProbe
 from .recipe import Phase, Recipe
 from .towers import TowerHeads
 
@@ -104,7 +104,9 @@ class Trainer:
         self.tokenizer = CrabTokenizer.train_bpe(corpus(samples_per_task=r.tokenizer_samples), cfg)
         model = build_model(cfg, seed=r.seed)
         probes = MediaProbes(cfg.llm.hidden_size, cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens)
-        heads = TowerHeads(cfg.vision.hidden_size, cfg.audio.encoder_embed_dim, cfg.vision.patch_size, probes=probes)
+        seg_probe = SegTokenProbe(cfg.llm.hidden_size, cfg.seg.num_seg_tokens)
+        heads = TowerHeads(cfg.vision.hidden_size, cfg.audio.encoder_embed_dim, cfg.vision.patch_size, probes=probes,
+                           seg_probe=seg_probe)
         self.module = CrabTrainModule(model, heads).to(self.acc.device)
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
         for path in r.data.manifests:
@@ -124,7 +126,7 @@ class Trainer:
     def _load_data(self, split: str, per_task: int, with_labels: bool):
         d, size = self.recipe.data, self.recipe.model.vision.image_size
         pairs = synth_seeds(split, list(self.recipe.tasks), per_task, d.user_seed)
-        key = hashlib.sha1(json.dumps([pairs, size, with_labels]).encode()).hexdigest()[:12]
+        key = hashlib.sha1(json.dumps([pairs, size, with_labels, LABELS_VERSION]).encode()).hexdigest()[:12]
         with self.acc.main_process_first():
             return cached_synth(self.cache_dir / f"{split}-{key}.pt", pairs, size, d.workers, with_labels,
                                 progress=self.progress)
@@ -171,7 +173,7 @@ class Trainer:
     def _run_phase(self, pi: int, state: dict | None) -> bool:
         p, acc = self.recipe.phases[pi], self.acc
         self.module.objective, self.module.mask_loss, self.module.text_only = p.objective, p.mask_loss, p.text_only
-        self.module.probe_weight = p.probe_weight
+        self.module.probe_weight, self.module.seg_probe_weight = p.probe_weight, p.seg_probe_weight
         counts = self.module.set_trainable(p.trainable)
         log.info("phase %s: %d steps, trainable %s", p.name, p.steps, counts)
         self.module.train()

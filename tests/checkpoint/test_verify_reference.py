@@ -25,8 +25,10 @@ def test_every_component_within_tolerance(checks):
                      "e_image_preprocess", "f_seg", "g_end2end", "h_avs_forward"}
     bad = [c for c in checks if not c.ok(1e-4)]
     assert not bad, bad
-    # the README's suggested absolute tolerance holds too
-    assert max(c.max_abs for c in checks) < 1e-5
+    # the fixture README's acceptance: atol 1e-5 for float tensors; the fbank (an independent
+    # implementation of Kaldi's) "should expect ~1e-5 (up to ~3e-4 in the lowest mel bins)"
+    assert max(c.max_abs for c in checks if c.component != "d_fbank") < 1e-5
+    assert max(c.max_abs for c in checks if c.component == "d_fbank") < 3e-4
 
 
 def test_generation_and_routing_are_checked(checks):

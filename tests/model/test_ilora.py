@@ -25,7 +25,8 @@ from crab_core.model.ilora_inject import (
 PREFIX = "base_model.model."
 # One float32 ulp at |y| ~ 4-8 is 4.8e-7..9.5e-7: the fused head sum is not bit-identical to the
 # reference's sequential accumulation (the fixture README reports 9.54e-7 for a fused einsum).
-TOL = {"atol": 1e-6, "rtol": 1e-6}
+# the fixture README's float32 acceptance (1e-6 held on one CPU, not on another: 1.9e-6 with AMD EPYC)
+TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
 def _tiny_llama() -> LlamaForCausalLM:

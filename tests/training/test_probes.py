@@ -70,3 +70,41 @@ def test_unit_embedding_tells_frames_apart_and_is_off_by_default():
     assert torch.allclose(out2[2] - out[2], emb[1].expand(2, 8), atol=1e-6)  # past the table: last row
     audio = QFormerProjector("audio", 24, 16, 1, 2, 32, 2, d_model=8, unit_embeddings=4).eval()
     assert audio(torch.randn(2, 5, 6, 24)).shape == (2, 10, 8)
+
+
+def test_seg_classes_are_the_classes_inside_the_target():
+    import numpy as np
+
+    from crab_core.training.data import NUM_CLASSES, seg_classes
+
+    cmap = np.zeros((6, 6), np.int8)
+    cmap[0:2, 0:2] = 3  # class 2
+    cmap[4:6, 4:6] = 5  # class 4, outside the target
+    target = np.zeros((1, 6, 6), np.uint8)
+    target[0, 0:3, 0:3] = 1
+    out = seg_classes(cmap, target)
+    assert out.shape == (NUM_CLASSES,) and out.tolist() == [0, 0, 1] + [0] * (NUM_CLASSES - 3)
+    assert seg_classes(cmap, np.zeros((6, 6))).sum() == 0  # empty target: no class
+
+
+def test_seg_token_probe_fits_informative_states_only():
+    from crab_core.training.probes import SegTokenProbe
+
+    torch.manual_seed(0)
+    n, k, d = 48, 4, 8
+    cls = torch.randint(0, k, (n,))
+    target = torch.nn.functional.one_hot(cls, k).float()
+    informative = torch.randn(n, 6, d) * 0.1
+    informative[torch.arange(n), 0, cls] += 3.0
+
+    def fit(states):
+        probe = SegTokenProbe(d, 6, num_classes=k)
+        opt = torch.optim.Adam(probe.parameters(), lr=0.05)
+        for _ in range(100):
+            loss = probe(states, target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+    assert fit(informative) < 0.3 * fit(torch.ones(n, 6, d))

@@ -107,3 +107,22 @@ def test_tower_loss_skips_frozen_towers(tmp_path, cache):
     t.module.set_trainable(("visual_encoder", "tower_heads"))
     out = tower_loss(t.model, t.module.tower_heads, batch)
     assert calls == {"v": 1, "a": 1} and float(out["vision_loss"]) > 0 and float(out["audio_loss"]) == 0.0
+
+
+def test_seg_probe_phase_trains_lora_through_seg_token_states(tmp_path, cache):
+    """``seg_probe_weight`` adds the seg-token probe loss (no mask decoder run) and its gradient reaches I-LoRA."""
+    from crab_core.training.recipe import SEG_TASKS
+
+    phase = Phase("probe", 1, ("lora", "tower_heads"), {t: 1.0 for t in SEG_TASKS}, lr=1e-3, batch_size=4,
+                  seg_probe_weight=1.0)
+    recipe = micro_recipe(steps=1, tasks=SEG_TASKS).replace(phases=(phase,))
+    t = _trainer(recipe, tmp_path, cache)
+    assert all("seg_classes" in it.raw.labels for it in t.items)
+    t.module.set_trainable(phase.trainable)
+    t.module.seg_probe_weight, t.module.mask_loss = 1.0, False
+    out = t.module(t.micro_batch(0, 0, 0))
+    assert "mask_loss" not in out and float(out["seg_probe_loss"]) > 0
+    out["loss"].backward()
+    lora_b = [p for n, p in t.model.named_parameters() if "lora_B" in n]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
+    assert t.module.tower_heads.seg_probe.head.weight.grad.abs().sum() > 0

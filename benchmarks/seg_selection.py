@@ -1,0 +1,199 @@
+"""Why crab-tiny's S4 / MS3 masks stop near 0.55 mIoU: does the mask decoder select the sounding object?
+
+Three measurements on S4 samples of a fresh SynthAV ``test`` split (seed 101, as the quality table):
+
+* **IoU by scene**: S4 per-frame IoU on frames with one visible object vs several, and on empty targets
+  (the named object is silent at that second).
+* **seg-token states**: the share of the variance of the six seg-token LLM states (the decoder's
+  prompt) that is explained by the target class (between-class / total), and their spread relative
+  to their mean.
+* **prompt swap**: each frame decoded with the seg-token states of other samples (other target
+  classes); the IoU between those masks and the frame's own mask (1.0 = the decoder ignores its prompt).
+
+``--arms`` also retrains the seg stage from the shipped weights (seg module re-initialised, the
+recipe's ``seg`` phase) with and without a first 500-step I-LoRA phase that adds the seg-token
+probe (:class:`crab_core.training.probes.SegTokenProbe`, ``Phase.seg_probe_weight``), and reports
+the same numbers for each (about 15 minutes on 2 CPU cores, SynthAV rendering included)::
+
+    python benchmarks/seg_selection.py --arms --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks._report import header, write_report  # noqa: E402
+from benchmarks.crab_tiny_quality import SPLITS, make_split  # noqa: E402
+
+log = logging.getLogger("seg_selection")
+
+
+def visible_at(meta: dict, second: int) -> int:
+    """Number of objects visible at ``second`` (SynthAV scene meta)."""
+    return sum(any(s <= second < e for s, e in o["visible"]) for o in meta["objects"])
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
+    """The three measurements (module docstring) for ``model`` on the S4 ``rows``."""
+    from crab_core.evaluation import _gt_mask, _pred_mask
+    from crab_core.pipeline import CrabPipeline
+
+    pipe = CrabPipeline.load(model)
+    seg = pipe.model.seg_module
+    cap: list = []
+    hook = seg.register_forward_pre_hook(lambda m, a: cap.append((a[0].detach(), [f.detach() for f in a[1]])))
+    by_scene: dict[str, list[float]] = {"one visible object": [], "several visible objects": [], "empty target": []}
+    states, classes, feats = [], [], []
+    try:
+        for r in rows:
+            cap.clear()
+            res = pipe.run("s4", video=r.get("video"), audio=r.get("audio"), image=r.get("image"),
+                           frame_index=r.get("frame_index"))
+            gt = _gt_mask("s4", r["gt"]) > 0.5
+            pred = _pred_mask(res, "s4", gt.shape[-1])[0] > 0
+            iou = _iou(torch.from_numpy(pred), torch.from_numpy(gt))
+            key = "empty target" if not gt.any() else (
+                "one visible object" if visible_at(r["meta"], r["frame_index"]) == 1 else "several visible objects")
+            by_scene[key].append(iou)
+            if cap and gt.any():
+                states.append(cap[-1][0][0])
+                feats.append(cap[-1][1])
+                classes.append(r["gt"]["object"])
+    finally:
+        hook.remove()
+    x = torch.stack(states).flatten(1).float()  # (N, 6 * D)
+    mu = x.mean(0)
+    total = ((x - mu) ** 2).sum(1).mean()
+    between = sum(((x[[i for i, c in enumerate(classes) if c == k]].mean(0) - mu) ** 2).sum()
+                  * classes.count(k) for k in set(classes)) / len(classes)
+    swap_iou = []
+    with torch.no_grad():
+        for i in range(len(states)):
+            own = seg(states[i][None], feats[i], ["s4"]).pred_masks[0][0] > 0
+            others = [j for j in range(len(states)) if classes[j] != classes[i]][:swaps]
+            for j in others:
+                swap_iou.append(_iou(own, seg(states[j][None], feats[i], ["s4"]).pred_masks[0][0] > 0))
+    n_all = sum(len(v) for v in by_scene.values())
+    return {
+        "s4_miou": float(np.mean([v for vs in by_scene.values() for v in vs])),
+        "by_scene": {k: {"n": len(v), "miou": float(np.mean(v)) if v else None} for k, v in by_scene.items()},
+        "samples": n_all,
+        "class_variance_share": float(between / total),
+        "spread_over_mean": float(total.sqrt() / mu.norm()),
+        "prompt_swap_iou": float(np.mean(swap_iou)),
+    }
+
+
+def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict) -> Path:
+    """Retrain the seg stage from the shipped weights; returns the exported model folder."""
+    from crab_core.checkpoint.io import read_state_dict
+    from crab_core.model.builder import build_model
+    from crab_core.pipeline import TINY_DIR
+    from crab_core.training.recipe import ALL_TASKS, Phase, crab_tiny_recipe
+    from crab_core.training.trainer import Trainer
+
+    recipe = crab_tiny_recipe()
+    by_name = {p.name: p for p in recipe.phases}
+    # a 0-step phase on every task keeps the render cache (keyed by the recipe's tasks) shared by both arms
+    phases = [Phase("data", 0, ("seg_module",), {t: 1.0 for t in ALL_TASKS})]
+    if with_probe:
+        ins = by_name["instruct"]
+        phases.append(Phase("probe", 500, ("lora", "tower_heads"), ins.tasks, lr=ins.lr, batch_size=ins.batch_size,
+                            seg_probe_weight=1.0))
+    phases.append(by_name["seg"])
+    trainer = Trainer(recipe.replace(phases=tuple(phases)), out / name, cache_dir=cache, progress=False)
+    trainer.setup()
+    state = read_state_dict(TINY_DIR / "model.safetensors", float32=True)
+    trainer.model.load_state_dict(state, strict=False)
+    fresh = build_model(recipe.model, seed=recipe.seed)
+    trainer.model.seg_module.load_state_dict(fresh.seg_module.state_dict())  # the seg stage starts from scratch
+    t0 = time.perf_counter()
+    trainer.train()
+    minutes[name] = round((time.perf_counter() - t0) / 60, 1)
+    return trainer.export(out / name / "model")
+
+
+def table(results: dict) -> str:
+    keys = list(results)
+    lines = ["| | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+
+    def row(label, get):
+        lines.append(f"| {label} | " + " | ".join(get(results[k]) for k in keys) + " |")
+
+    row("S4 mean per-frame IoU (all)", lambda r: f"{r['s4_miou']:.3f}")
+    for scene in ("one visible object", "several visible objects", "empty target"):
+        row(f"S4 mean per-frame IoU, {scene}", lambda r, s=scene: "-" if r["by_scene"][s]["miou"] is None
+            else f"{r['by_scene'][s]['miou']:.3f} (n={r['by_scene'][s]['n']})")
+    row("seg-token states: class share of variance", lambda r: f"{r['class_variance_share']:.2f}")
+    row("seg-token states: spread / mean norm", lambda r: f"{r['spread_over_mean']:.2f}")
+    row("prompt swap: IoU with own mask (1 = ignored)", lambda r: f"{r['prompt_swap_iou']:.2f}")
+    for extra in ("ms3", "ref-avs", "avss"):
+        if any(extra in r for r in results.values()):
+            row(f"{extra} mIoU" + (" (present)" if extra == "avss" else ""),
+                lambda r, e=extra: "-" if e not in r else f"{r[e]:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="crab-tiny")
+    p.add_argument("--per-task", type=int, default=50, help="samples per task of the test split")
+    p.add_argument("--data", default="runs/quality-splits")
+    p.add_argument("--arms", action="store_true", help="also retrain the seg stage with / without the probe")
+    p.add_argument("--work", default="runs/seg-selection", help="arm outputs and render cache")
+    p.add_argument("--cache", default=None, help="render cache folder (default WORK/cache)")
+    p.add_argument("--out", default="benchmarks/results")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(2)
+    from crab_core.evaluation import evaluate, read_manifest
+
+    rows = read_manifest(make_split(Path(args.data), "test", SPLITS["test"], args.per_task))
+    s4 = [r for r in rows if r["task"] == "s4"]
+    models = {"shipped": args.model}
+    minutes: dict = {}
+    if args.arms:
+        work = Path(args.work)
+        cache = Path(args.cache) if args.cache else work / "cache"
+        models["seg stage retrained"] = str(run_arm("seg", False, work, cache, minutes))
+        models["seg-token probe, then seg stage"] = str(run_arm("probe-seg", True, work, cache, minutes))
+    results = {}
+    for name, model in models.items():
+        results[name] = diagnose(model, s4)
+        if name != "shipped":
+            from crab_core.pipeline import CrabPipeline
+
+            rep = evaluate(CrabPipeline.load(model), [r for r in rows if r["task"] in ("ms3", "ref-avs", "avss")],
+                           progress=False)
+            results[name].update({"ms3": rep.metrics["ms3"]["miou"], "ref-avs": rep.metrics["ref-avs"]["miou"],
+                                  "avss": rep.metrics["avss"]["miou_present"]})
+        log.info("%s: %s", name, results[name])
+    cmd = "python benchmarks/seg_selection.py" + (" --arms" if args.arms else "")
+    md = "# crab-tiny: does the mask decoder select the sounding object?\n\n" + header(cmd, torch.get_num_threads())
+    md += f"\n\nS4 samples: {len(s4)} of the `test` split (seed {SPLITS['test']}). Arm training minutes: {minutes}.\n\n"
+    md += table(results)
+    md += ("\nPer-frame IoU here scores an empty target 1 when the predicted mask is empty, else 0 "
+           "(`eval`'s S4 mIoU scores the share of background pixels kept instead, hence its higher value). "
+           "MS3 / Ref-AVS / AVSS: `eval`'s metrics on the same split.\n")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "seg_selection.json").write_text(json.dumps(results, indent=1))
+    return write_report(args.out, "seg_selection.md", md)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
