@@ -16,11 +16,15 @@ probe (:class:`crab_core.training.probes.SegTokenProbe`, ``Phase.seg_probe_weigh
 the same numbers for each (about 15 minutes on 2 CPU cores, SynthAV rendering included)::
 
     python benchmarks/seg_selection.py --arms --out benchmarks/results
+
+``--seg-only --seg-steps 3200 --name seg_selection_3200`` retrains only the seg stage, four times
+longer than the recipe's 800 steps (about 16 minutes).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -99,7 +103,7 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
     }
 
 
-def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict) -> Path:
+def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, seg_steps: int | None = None) -> Path:
     """Retrain the seg stage from the shipped weights; returns the exported model folder."""
     from crab_core.checkpoint.io import read_state_dict
     from crab_core.model.builder import build_model
@@ -115,7 +119,8 @@ def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict) 
         ins = by_name["instruct"]
         phases.append(Phase("probe", 500, ("lora", "tower_heads"), ins.tasks, lr=ins.lr, batch_size=ins.batch_size,
                             seg_probe_weight=1.0))
-    phases.append(by_name["seg"])
+    seg = by_name["seg"]
+    phases.append(seg if seg_steps is None else dataclasses.replace(seg, steps=seg_steps))
     trainer = Trainer(recipe.replace(phases=tuple(phases)), out / name, cache_dir=cache, progress=False)
     trainer.setup()
     state = read_state_dict(TINY_DIR / "model.safetensors", float32=True)
@@ -155,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-task", type=int, default=50, help="samples per task of the test split")
     p.add_argument("--data", default="runs/quality-splits")
     p.add_argument("--arms", action="store_true", help="also retrain the seg stage with / without the probe")
+    p.add_argument("--seg-only", action="store_true", help="with --arms: only the arm without the probe")
+    p.add_argument("--seg-steps", type=int, default=None, help="seg-stage steps of the arms (default: the recipe's)")
+    p.add_argument("--name", default="seg_selection", help="report file name (without extension)")
     p.add_argument("--work", default="runs/seg-selection", help="arm outputs and render cache")
     p.add_argument("--cache", default=None, help="render cache folder (default WORK/cache)")
     p.add_argument("--out", default="benchmarks/results")
@@ -170,8 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.arms:
         work = Path(args.work)
         cache = Path(args.cache) if args.cache else work / "cache"
-        models["seg stage retrained"] = str(run_arm("seg", False, work, cache, minutes))
-        models["seg-token probe, then seg stage"] = str(run_arm("probe-seg", True, work, cache, minutes))
+        steps = f" ({args.seg_steps} steps)" if args.seg_steps else ""
+        models["seg stage retrained" + steps] = str(run_arm("seg", False, work, cache, minutes, args.seg_steps))
+        if not args.seg_only:
+            models["seg-token probe, then seg stage" + steps] = str(
+                run_arm("probe-seg", True, work, cache, minutes, args.seg_steps))
     results = {}
     for name, model in models.items():
         results[name] = diagnose(model, s4)
@@ -183,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             results[name].update({"ms3": rep.metrics["ms3"]["miou"], "ref-avs": rep.metrics["ref-avs"]["miou"],
                                   "avss": rep.metrics["avss"]["miou_present"]})
         log.info("%s: %s", name, results[name])
-    cmd = "python benchmarks/seg_selection.py" + (" --arms" if args.arms else "")
+    cmd = "python benchmarks/seg_selection.py" + " ".join(
+        [""] + [f for f, on in (("--arms", args.arms), ("--seg-only", args.seg_only)) if on]
+        + ([f"--seg-steps {args.seg_steps}"] if args.seg_steps else []) + ([f"--name {args.name}"] if args.name != "seg_selection" else []))
     md = "# crab-tiny: does the mask decoder select the sounding object?\n\n" + header(cmd, torch.get_num_threads())
     md += f"\n\nS4 samples: {len(s4)} of the `test` split (seed {SPLITS['test']}). Arm training minutes: {minutes}.\n\n"
     md += table(results)
@@ -191,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
            "(`eval`'s S4 mIoU scores the share of background pixels kept instead, hence its higher value). "
            "MS3 / Ref-AVS / AVSS: `eval`'s metrics on the same split.\n")
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "seg_selection.json").write_text(json.dumps(results, indent=1))
-    return write_report(args.out, "seg_selection.md", md)
+    (Path(args.out) / f"{args.name}.json").write_text(json.dumps(results, indent=1))
+    return write_report(args.out, f"{args.name}.md", md)
 
 
 if __name__ == "__main__":
