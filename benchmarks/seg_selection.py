@@ -124,7 +124,10 @@ def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, 
     trainer = Trainer(recipe.replace(phases=tuple(phases)), out / name, cache_dir=cache, progress=False)
     trainer.setup()
     state = read_state_dict(TINY_DIR / "model.safetensors", float32=True)
-    trainer.model.load_state_dict(state, strict=False)
+    res = trainer.model.load_state_dict(state, strict=False)
+    missing = [k for k in res.missing_keys if "rotary" not in k]
+    if missing or res.unexpected_keys:
+        raise RuntimeError(f"shipped weights do not fit the recipe's model: {missing[:3]} {res.unexpected_keys[:3]}")
     fresh = build_model(recipe.model, seed=recipe.seed)
     trainer.model.seg_module.load_state_dict(fresh.seg_module.state_dict())  # the seg stage starts from scratch
     t0 = time.perf_counter()
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(2)
     from crab_core.evaluation import evaluate, read_manifest
+    from crab_core.pipeline import CrabPipeline
 
     rows = read_manifest(make_split(Path(args.data), "test", SPLITS["test"], args.per_task))
     s4 = [r for r in rows if r["task"] == "s4"]
@@ -187,8 +191,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, model in models.items():
         results[name] = diagnose(model, s4)
         if name != "shipped":
-            from crab_core.pipeline import CrabPipeline
-
             rep = evaluate(CrabPipeline.load(model), [r for r in rows if r["task"] in ("ms3", "ref-avs", "avss")],
                            progress=False)
             results[name].update({"ms3": rep.metrics["ms3"]["miou"], "ref-avs": rep.metrics["ref-avs"]["miou"],

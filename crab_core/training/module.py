@@ -95,7 +95,8 @@ class CrabTrainModule(nn.Module):
             out = self.model(self.text_samples(batch), compute_masks=False)
             return {"loss": out.loss, "lm_loss": out.lm_loss}
         media = self.encode(batch)
-        seg_probe = self.tower_heads.seg_probe if self.seg_probe_weight > 0 and self.tower_heads is not None else None
+        heads = self.tower_heads
+        seg_probe = heads.seg_probe if self.seg_probe_weight > 0 and heads is not None else None
         out = self.model(self.samples(batch, media), compute_masks=self.mask_loss,
                          return_seg_embeddings=seg_probe is not None)
         res = {"loss": out.loss, "lm_loss": out.lm_loss}

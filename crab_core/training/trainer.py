@@ -104,7 +104,9 @@ class Trainer:
         self.tokenizer = CrabTokenizer.train_bpe(corpus(samples_per_task=r.tokenizer_samples), cfg)
         model = build_model(cfg, seed=r.seed)
         probes = MediaProbes(cfg.llm.hidden_size, cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens)
-        seg_probe = SegTokenProbe(cfg.llm.hidden_size, cfg.seg.num_seg_tokens)
+        # only built when a phase uses it (keeps the other recipes' init and checkpoints unchanged)
+        seg_probe = (SegTokenProbe(cfg.llm.hidden_size, cfg.seg.num_seg_tokens)
+                     if any(p.seg_probe_weight > 0 for p in r.phases) else None)
         heads = TowerHeads(cfg.vision.hidden_size, cfg.audio.encoder_embed_dim, cfg.vision.patch_size, probes=probes,
                            seg_probe=seg_probe)
         self.module = CrabTrainModule(model, heads).to(self.acc.device)

@@ -95,6 +95,7 @@ def test_tower_loss_skips_frozen_towers(tmp_path, cache):
     from crab_core.training.towers import tower_loss
 
     t = _trainer(micro_recipe(steps=1, tasks=("ave", "avvp")), tmp_path, cache)
+    assert t.module.tower_heads.seg_probe is None  # built only for recipes with a seg-probe phase
     calls = {"v": 0, "a": 0}
     t.model.visual_encoder.register_forward_hook(lambda *a: calls.__setitem__("v", calls["v"] + 1))
     t.model.audio_encoder.register_forward_hook(lambda *a: calls.__setitem__("a", calls["a"] + 1))
