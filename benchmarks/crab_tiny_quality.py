@@ -7,6 +7,10 @@ card table (markdown) and the raw reports (JSON)::
 
     python benchmarks/crab_tiny_quality.py --model crab-tiny --per-task 50 --out benchmarks/results
 
+``--seeds test=201,test-compositional=202 --name crab_tiny_quality_seeds201`` scores the same model
+on other fresh seeds (does the table hold on new seeds?); ``--model DIR`` scores any saved model
+(e.g. a recipe rerun's ``DIR/model``, to check that the recipe reproduces the shipped metrics).
+
 Targets are those of the crab-tiny issue; each value is printed next to its majority / trivial
 baseline.
 """
@@ -42,7 +46,8 @@ SPLITS = {"test": 101, "test-compositional": 102}
 
 
 def make_split(root: Path, split: str, seed: int, per_task: int) -> Path:
-    """Write ``split`` with ``python -m crab_core synth`` unless it is already there."""
+    """Write ``split`` under ``root/seed{seed}`` with ``python -m crab_core synth`` unless it is already there."""
+    root = root / f"seed{seed}"
     manifest = root / split / "manifest.jsonl"
     if not manifest.is_file():
         cmd = [sys.executable, "-m", "crab_core", "synth", "--out", str(root), "--split", split,
@@ -91,20 +96,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="runs/quality-splits", help="where the SynthAV splits are written")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--splits", default=",".join(SPLITS))
+    p.add_argument("--seeds", default="", help="split=seed,... overriding the default split seeds")
+    p.add_argument("--name", default="crab_tiny_quality", help="result file stem under --out")
     args = p.parse_args(argv)
+    seeds = dict(SPLITS)
+    for pair in [x for x in args.seeds.split(",") if x]:
+        split, _, seed = pair.partition("=")
+        if split not in SPLITS or not seed.isdigit():
+            p.error(f"--seeds wants split=seed pairs with split in {sorted(SPLITS)}, got {pair!r}")
+        seeds[split] = int(seed)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     results = {}
     for split in [s for s in args.splits.split(",") if s]:
-        manifest = make_split(Path(args.data), split, SPLITS[split], args.per_task)
+        manifest = make_split(Path(args.data), split, seeds[split], args.per_task)
         results[split] = score(args.model, manifest)
         log.info("%s scored in %.1f s", split, results[split]["seconds"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "crab_tiny_quality.json").write_text(json.dumps(results, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps(results, indent=1))
+    used = {s: seeds[s] for s in results}
+    extra = f" --seeds {','.join(f'{k}={v}' for k, v in used.items())}" if used != {s: SPLITS[s] for s in results} else ""
     md = (f"# crab-tiny quality on fresh SynthAV splits\n\n`python benchmarks/crab_tiny_quality.py --model "
-          f"{args.model} --per-task {args.per_task}` (same path as `python -m crab_core eval`; split seeds "
-          f"{SPLITS}).\n\n" + table(results))
-    (out / "crab_tiny_quality.md").write_text(md)
+          f"{args.model} --per-task {args.per_task}{extra}` (same path as `python -m crab_core eval`; split seeds "
+          f"{used}).\n\n" + table(results))
+    (out / f"{args.name}.md").write_text(md)
     sys.stdout.write(md)
     return 0
 

@@ -18,7 +18,11 @@ the same numbers for each (about 15 minutes on 2 CPU cores, SynthAV rendering in
     python benchmarks/seg_selection.py --arms --out benchmarks/results
 
 ``--seg-only --seg-steps 3200 --name seg_selection_3200`` retrains only the seg stage, four times
-longer than the recipe's 800 steps (about 16 minutes).
+longer than crab-tiny v3's 800 steps (about 16 minutes; v4's recipe runs 2400).
+``--name seg_selection_v4`` alone re-measures the shipped model (about 2 minutes).
+
+The committed ``seg_selection.md`` / ``seg_selection_3200.md`` were measured on crab-tiny v3 (its arms
+start from v3's weights); ``seg_selection_v4.md`` on v4.
 """
 
 from __future__ import annotations
