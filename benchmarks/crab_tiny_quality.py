@@ -45,14 +45,17 @@ HEADLINE = [
 SPLITS = {"test": 101, "test-compositional": 102}
 
 
-def make_split(root: Path, split: str, seed: int, per_task: int) -> Path:
-    """Write ``split`` under ``root/seed{seed}`` with ``python -m crab_core synth`` unless it is already there."""
-    root = root / f"seed{seed}"
+def make_split(root: Path, split: str, seed: int, per_task: int, tasks: tuple[str, ...] = ()) -> Path:
+    """Write ``split`` under ``root/seed{seed}`` with ``python -m crab_core synth`` unless it is already there.
+
+    ``tasks``: only these tasks (default: all nine), ``per_task`` samples each.
+    """
+    root = root / (f"seed{seed}" + (f"-{'-'.join(tasks)}-{per_task}" if tasks else ""))
     manifest = root / split / "manifest.jsonl"
     if not manifest.is_file():
         cmd = [sys.executable, "-m", "crab_core", "synth", "--out", str(root), "--split", split,
-               "--num", str(9 * per_task), "--seed", str(seed), "--workers", "2"]
-        subprocess.run(cmd, check=True)
+               "--num", str((len(tasks) or 9) * per_task), "--seed", str(seed), "--workers", "2"]
+        subprocess.run(cmd + (["--tasks", ",".join(tasks)] if tasks else []), check=True)
     return manifest
 
 
@@ -83,6 +86,8 @@ def table(results: dict[str, dict]) -> str:
             ok = m[key] >= target if higher else m[key] <= target
             base = f" ({b[key]:.3f})" if key in b else ""
             cells.append(f"{'**' if ok else ''}{m[key]:.3f}{'**' if ok else ''}{base}")
+        if all(c == "-" for c in cells):
+            continue
         rows.append(f"| {label} | {'>=' if higher else '<='} {target:.2f} | " + " | ".join(cells) + " |")
     n = {s: results[s]["counts"] for s in splits}
     return head + "\n".join(rows) + f"\n\nSamples per task: {json.dumps(n)}. Bold: target met. " \
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--splits", default=",".join(SPLITS))
     p.add_argument("--seeds", default="", help="split=seed,... overriding the default split seeds")
     p.add_argument("--name", default="crab_tiny_quality", help="result file stem under --out")
+    p.add_argument("--tasks", default="", help="comma-separated subset of tasks (default: all)")
     args = p.parse_args(argv)
     seeds = dict(SPLITS)
     for pair in [x for x in args.seeds.split(",") if x]:
@@ -105,10 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         if split not in SPLITS or not seed.isdigit():
             p.error(f"--seeds wants split=seed pairs with split in {sorted(SPLITS)}, got {pair!r}")
         seeds[split] = int(seed)
+    tasks = tuple(t for t in args.tasks.split(",") if t)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     results = {}
     for split in [s for s in args.splits.split(",") if s]:
-        manifest = make_split(Path(args.data), split, seeds[split], args.per_task)
+        manifest = make_split(Path(args.data), split, seeds[split], args.per_task, tasks)
         results[split] = score(args.model, manifest)
         log.info("%s scored in %.1f s", split, results[split]["seconds"])
     out = Path(args.out)
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     used = {s: seeds[s] for s in results}
     extra = f" --seeds {','.join(f'{k}={v}' for k, v in used.items())}" if used != {s: SPLITS[s] for s in results} else ""
     md = (f"# crab-tiny quality on fresh SynthAV splits\n\n`python benchmarks/crab_tiny_quality.py --model "
-          f"{args.model} --per-task {args.per_task}{extra}` (same path as `python -m crab_core eval`; split seeds "
+          f"{args.model} --per-task {args.per_task}{extra}{' --tasks ' + args.tasks if tasks else ''}` (same path as `python -m crab_core eval`; split seeds "
           f"{used}).\n\n" + table(results))
     (out / f"{args.name}.md").write_text(md)
     sys.stdout.write(md)

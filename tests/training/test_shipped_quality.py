@@ -17,8 +17,8 @@ from tests._helpers import REPO
 
 MODEL = REPO / "assets" / "crab-tiny"
 
-#: metric -> minimum on 10 fresh samples per task (user seed 2026; crab-tiny v3 measured AVE 0.91,
-#: AVVP audio 0.82 / visual 0.88, S4 0.56, MS3 0.51).
+#: metric -> minimum on 10 fresh samples per task (user seed 2026; crab-tiny v4 measured AVE 0.88,
+#: AVVP audio 0.84 / visual 0.94, S4 0.61, MS3 0.52).
 FLOORS = {
     "ave/accuracy": 0.60,
     "avvp/segment_audio": 0.45,
