@@ -40,6 +40,9 @@ def weight_diffs(a: Path, b: Path) -> dict[str, float]:
     """Largest absolute difference per top-level component of two ``model.safetensors`` files."""
     from safetensors.torch import load_file
 
+    for folder in (a, b):
+        if not (folder / "model.safetensors").is_file():
+            raise SystemExit(f"{folder} has no model.safetensors (expected a model folder, e.g. DIR/model)")
     sa, sb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     if set(sa) != set(sb):
         raise SystemExit(f"the two models have different keys: {sorted(set(sa) ^ set(sb))[:5]}")
@@ -84,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     shipped, rerun = Path(args.shipped), Path(args.rerun)
     diffs = weight_diffs(shipped, rerun)
-    q = [json.loads(Path(f).read_text()) for f in (args.shipped_quality, args.rerun_quality, args.other_seeds)]
+    q = []
+    for f in (args.shipped_quality, args.rerun_quality, args.other_seeds):
+        try:
+            q.append(json.loads(Path(f).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"cannot read the quality report {f}: {exc}") from None
     rows, outside = quality_rows(*q)
     identical = all(v == 0.0 for v in diffs.values())
     md = ["# Does the crab-tiny recipe reproduce the shipped model?", "",

@@ -11,9 +11,9 @@ and predict SynthAV's per-second ground truth:
   (MSE, on the audible classes only).
 
 :class:`SegTokenProbe` reads the LLM's last-layer states of the six seg tokens (the mask decoder's
-prompt) and predicts which classes the target mask holds (BCE; none for an empty target). In the
-shipped crab-tiny those states carry the class weakly (34 % of their variance across S4 samples,
-spread 0.24 of their mean norm) and the decoder ignores them; a 500-step I-LoRA phase with this
+prompt) and predicts which classes the target mask holds (BCE; none for an empty target). In
+crab-tiny v3 those states carried the class weakly (34 % of their variance across S4 samples,
+spread 0.24 of their mean norm; v4: 30 %, ``seg_selection_v4.md``) and the decoder ignores them; a 500-step I-LoRA phase with this
 probe raises the class share to 0.73, yet the decoder still does not learn to select the sounding
 object within the seg stage (``benchmarks/results/seg_selection.md``), so the shipped recipe
 does not use it.

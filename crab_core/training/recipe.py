@@ -187,8 +187,7 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
               batch_size=16, probe_weight=0.5),
         # AVQA and ARIG (the furthest from their targets) get half again the share of the other tasks
         Phase("instruct", n(1600), ("lora", *proj, "tower_heads"), {**every, "caption": 0.3, "avqa": 1.5, "arig": 1.5},
-              lr=2e-3,
-              lr_scale={"vl_projector": 0.5, "al_projector": 0.5}, batch_size=16, probe_weight=0.5),
+              lr=2e-3, lr_scale={"vl_projector": 0.5, "al_projector": 0.5}, batch_size=16, probe_weight=0.5),
         # AVSS (71-way cross-entropy, mostly background pixels) needs more samples than the binary tasks,
         # and more steps: AVSS mIoU (present) 0.126 after 800 steps, 0.351 after 3200
         # (benchmarks/results/seg_selection_3200.md); 2400 is what the 45-minute budget allows
