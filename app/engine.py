@@ -8,6 +8,8 @@ use (routing controls and the attention implementation are set on the shared mod
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import re
 import threading
@@ -31,7 +33,9 @@ from crab_core.model.splice import KIND_NAMES
 from crab_core.pipeline import CrabPipeline, TaskResult
 from crab_core.tasks import get_task
 
-from .analysis import AttentionSummary, group_scores, summarize_attention
+from .analysis import AttentionSummary, group_scores
+from .durations import check_upload_durations
+from .uploads import Lease
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,19 @@ SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
 #: Answer budget of a randomly initialised model (it rarely emits EOS).
 RANDOM_MODEL_TOKENS = 48
 _LAYER_RE = re.compile(r"layers\.(\d+)\.")
+MAX_NEW_TOKENS = 500
+MAX_QUESTION_CHARS = 1000
+#: Integrated-gradient steps: at most this many in total, and this many per forward pass.
+MAX_IG_STEPS, IG_BATCH = 64, 8
+
+
+def release_memory() -> None:
+    """Give freed heap back to the OS (glibc keeps it after large autograd runs otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 @dataclass
@@ -47,6 +64,8 @@ class Request(MediaRequest):
 
     gt_mask: str | None = None
     max_new_tokens: int | None = None
+    #: keeps the request's upload copies alive (:class:`app.uploads.Lease`) while the request lives
+    lease: Lease | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -126,8 +145,12 @@ class Engine:
 
     # ------------------------------------------------------------------ checks and display media
     def check(self, req: Request) -> None:
-        """Reject requests that cannot work before any decoding (clear messages)."""
-        from crab_core.media import video_duration
+        """Reject requests that cannot work before any decoding (clear messages naming the user's files).
+
+        Every upload must be a file of its kind (``crab_core.media.check_file``) and the video stream,
+        the audio track it uses and a separate audio file must each fit ``max_duration_s``.
+        """
+        from crab_core.media import check_file
 
         spec = get_task(req.task)
         if req.video is None and req.image is None:
@@ -136,10 +159,15 @@ class Engine:
             raise MediaError("an image needs an audio file too")
         if spec.needs_question and not (req.question or "").strip():
             raise TaskError(f"the {req.task} task needs a question / expression")
-        if req.video is not None:
-            d = video_duration(req.video)
-            if d > self.max_duration_s:
-                raise MediaError(f"the video is {d:.0f} s long; this app accepts at most {self.max_duration_s:.0f} s")
+        if len(req.question or "") > MAX_QUESTION_CHARS:
+            raise TaskError(f"the question is {len(req.question)} characters long; at most {MAX_QUESTION_CHARS}")
+        if req.max_new_tokens is not None and not 1 <= req.max_new_tokens <= MAX_NEW_TOKENS:
+            raise TaskError(f"max answer tokens must be 1..{MAX_NEW_TOKENS} (got {req.max_new_tokens})")
+        names = req.lease.names if req.lease is not None else {}
+        for kind, path in (("video", req.video), ("audio", req.audio), ("image", req.image), ("mask", req.gt_mask)):
+            if path is not None:
+                check_file(path, kind)
+        check_upload_durations(req.video, req.audio, names, self.max_duration_s)
         if spec.needs_mask and req.frame_index is not None and not 0 <= req.frame_index < spec.num_frames:
             raise TaskError(f"target second must be 0..{spec.num_frames - 1} for {req.task}")
 
@@ -257,15 +285,6 @@ class Engine:
         record.extras["forced_mask"] = True
 
     # ------------------------------------------------------------------ attention / attribution
-    def _teacher_forced(self, record: RunRecord):
-        req = record.request
-        prep = self.pipeline.prepare(req.task, req.video, req.audio, req.image, req.question, req.frame_index)
-        answer = list(record.result.answer_ids)
-        ids = torch.cat([prep.sample.input_ids, torch.tensor(answer, dtype=torch.long)])
-        batch = self.model.prepare([CrabSample(input_ids=ids, media=prep.media, task=req.task)])
-        kinds = [KIND_NAMES[int(k)] for k in batch.kinds[0].tolist()]
-        return batch, kinds, batch.unit_index[0].tolist(), batch.inputs_embeds.shape[1] - len(answer), answer
-
     def _raw(self, record: RunRecord):
         from crab_core.interpret.inputs import load_input
 
@@ -278,13 +297,14 @@ class Engine:
             ``{"summary": AttentionSummary, "patch_maps": (T, g, g) or None, "time_maps":
             (T_a, n_time, n_freq) or None, "fbank": (T_a, F, 128) or None, "frames": (T, S, S, 3)}``.
         """
+        from crab_core.interpret.attention import attention_maps
+
         try:
-            from crab_core.interpret.attention import attention_maps
-        except ImportError:  # interpret package without attention maps: LLM attention only
-            return self._own_attention(record)
-        with self.lock:
-            raw = self._raw(record)
-            maps = attention_maps(self.pipeline, raw, list(record.result.answer_ids), qformer=True)
+            with self.lock:
+                raw = self._raw(record)
+                maps = attention_maps(self.pipeline, raw, list(record.result.answer_ids), qformer=True)
+        finally:
+            release_memory()
         kinds = np.array([KIND_NAMES[int(k)] for k in maps.kinds])
         by_kind = {str(k): float(maps.answer_to_tokens.mean(0)[kinds == k].sum()) for k in dict.fromkeys(kinds)}
         summary = AttentionSummary(maps.frame_scores.mean(0), maps.second_scores.mean(0),
@@ -293,65 +313,21 @@ class Engine:
         return {"summary": summary, "patch_maps": maps.frame_patch_maps, "time_maps": maps.audio_time_maps,
                 "fbank": None if raw.audio is None else raw.audio.numpy(), "frames": frames}
 
-    def _own_attention(self, record: RunRecord) -> dict:
-        with self.lock:
-            batch, kinds, units, n_prompt, _ = self._teacher_forced(record)
-            base = self.model.llm.get_base_model()
-            previous = base.config._attn_implementation
-            try:
-                base.set_attn_implementation("eager")
-                with torch.no_grad():
-                    out = self.model.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                                         position_ids=batch.position_ids, output_attentions=True, use_cache=False)
-                attn = torch.stack([a[0].float().mean(0) for a in out.attentions]).mean(0).cpu().numpy()
-            finally:
-                base.set_attn_implementation(previous)
-        spec, _ = self.spectrogram(record)
-        return {"summary": summarize_attention(attn, kinds, units, n_prompt), "patch_maps": None, "time_maps": None,
-                "fbank": spec[None], "frames": self.display_frames(record.request)}
-
     def attribution(self, record: RunRecord, n_steps: int = 8, max_answer: int = 16) -> tuple[list[str], list[float]]:
         """Integrated gradients (captum) of the answer's log-probability w.r.t. the input embeddings,
-        summed per frame / second / kind."""
+        summed per frame / second / kind. ``n_steps`` in 2..64, evaluated ``IG_BATCH`` at a time so
+        the peak memory does not grow with the steps."""
+        from crab_core.interpret.attribution import attribute
+
+        if not 2 <= n_steps <= MAX_IG_STEPS:
+            raise TaskError(f"integrated-gradient steps must be 2..{MAX_IG_STEPS} (got {n_steps})")
         try:
-            from crab_core.interpret.attribution import attribute
-        except ImportError:
-            attribute = None
-        if attribute is not None:
             with self.lock:
                 att = attribute(self.pipeline, self._raw(record), list(record.result.answer_ids)[:max_answer],
-                                n_steps=n_steps, pixels=False, fbank=False, internal_batch_size=n_steps)
-            return group_scores(att.token_scores, [KIND_NAMES[int(k)] for k in att.kinds], att.units)
-        return self._own_attribution(record, n_steps, max_answer)
-
-    def _own_attribution(self, record: RunRecord, n_steps: int, max_answer: int) -> tuple[list[str], list[float]]:
-        from captum.attr import IntegratedGradients
-
-        with self.lock:
-            batch, kinds, units, n_prompt, answer = self._teacher_forced(record)
-            keep = n_prompt + min(len(answer), max_answer)
-            emb = batch.inputs_embeds[:, :keep].detach()
-            mask, pos = batch.attention_mask[:, :keep], batch.position_ids[:, :keep]
-            llm = self.model.llm
-            if keep == n_prompt:  # no answer: explain the most likely next token
-                with torch.no_grad():
-                    logits = llm(inputs_embeds=emb, attention_mask=mask, position_ids=pos).logits
-                target = logits[0, -1].argmax().view(1)
-            else:
-                target = torch.tensor(answer[: keep - n_prompt])
-
-            def score(e: torch.Tensor) -> torch.Tensor:
-                k = e.shape[0]
-                lg = llm(inputs_embeds=e, attention_mask=mask.expand(k, -1), position_ids=pos.expand(k, -1)).logits
-                lp = lg[:, n_prompt - 1: keep - 1 if keep > n_prompt else None].float().log_softmax(-1)
-                lp = lp[:, -len(target):]
-                return lp.gather(-1, target.to(lp.device).view(1, -1, 1).expand(k, -1, 1)).sum((1, 2))
-
-            with torch.enable_grad():
-                attr = IntegratedGradients(score).attribute(emb, baselines=torch.zeros_like(emb), n_steps=n_steps,
-                                                            internal_batch_size=n_steps)
-            per_pos = attr[0, :n_prompt].float().sum(-1).detach().cpu().numpy()
-        return group_scores(per_pos, kinds[:n_prompt], units[:n_prompt])
+                                n_steps=n_steps, pixels=False, fbank=False, internal_batch_size=IG_BATCH)
+        finally:
+            release_memory()
+        return group_scores(att.token_scores, [KIND_NAMES[int(k)] for k in att.kinds], att.units)
 
     def spectrogram(self, record: RunRecord) -> tuple[np.ndarray, float]:
         """``(frames, 128)`` log-mel of the clip's audio (all seconds side by side) and its length in s."""

@@ -7,14 +7,10 @@ exception into a short generic message (the traceback goes to the log only), rai
 
 from __future__ import annotations
 
-import atexit
 import functools
-import hashlib
 import json
 import logging
-import shutil
-import tempfile
-from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
@@ -25,13 +21,17 @@ from crab_core.tasks import TASKS, get_task
 
 from . import present, render, views
 from .engine import Engine, HeadControl, Request
+from .messages import user_message
+from .tempdirs import private_dir
+from .uploads import UploadIndex
 
 log = logging.getLogger(__name__)
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
 
 def guarded(fn):
-    """Show user errors plainly and hide internal ones (logged with their traceback)."""
+    """Show user errors plainly (no server paths, no decoder internals: :func:`user_message`) and
+    hide internal ones (logged with their traceback)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -40,7 +40,7 @@ def guarded(fn):
             raise
         except CrabError as exc:
             log.info("user error in %s: %s", fn.__name__, exc)
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(user_message(str(exc)), print_exception=False) from None
         except Exception:  # noqa: BLE001 - never show a stack trace to the user
             log.exception("internal error in %s", fn.__name__)
             raise gr.Error("Something went wrong while processing this request (details are in the server "
@@ -61,37 +61,6 @@ def _path(value) -> str | None:
     return str(value)
 
 
-class UploadIndex:
-    """Keeps one private, never-rewritten copy per upload content, so the same clip uploaded again
-    (gradio_client re-uploads on every call, and Gradio rewrites the file) keeps its path and
-    modification time and hits the pipeline's encoded-clip cache. Old copies are deleted (LRU), and
-    the folder is removed at exit."""
-
-    def __init__(self, size: int = 32) -> None:
-        self._paths: OrderedDict[str, Path] = OrderedDict()
-        self._size = size
-        self._dir = Path(tempfile.mkdtemp(prefix="crab-uploads-"))
-        atexit.register(shutil.rmtree, self._dir, ignore_errors=True)
-
-    def canonical(self, path: str | None) -> str | None:
-        if path is None or not Path(path).is_file():
-            return path
-        digest = hashlib.sha1()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        key = digest.hexdigest()
-        known = self._paths.get(key)
-        if known is None or not known.is_file():
-            known = self._dir / f"{key[:20]}{Path(path).suffix.lower()}"
-            shutil.copyfile(path, known)
-            self._paths[key] = known
-        self._paths.move_to_end(key)
-        while len(self._paths) > self._size:
-            self._paths.popitem(last=False)[1].unlink(missing_ok=True)
-        return str(known)
-
-
 def load_examples(folder: Path = EXAMPLES_DIR) -> list[dict]:
     """Rows of ``assets/examples/examples.json`` with absolute paths (``[]`` when absent)."""
     index = folder / "examples.json"
@@ -105,12 +74,27 @@ def load_examples(folder: Path = EXAMPLES_DIR) -> list[dict]:
     return rows
 
 
-class Handlers:
-    """All handlers of one app instance (they share the engine)."""
+@contextmanager
+def _user_errors(request: Request | None):
+    """Re-raise a :class:`CrabError` with the request's server paths replaced by the user's file names."""
+    try:
+        yield
+    except CrabError as exc:
+        names = request.lease.names if request is not None and request.lease is not None else {}
+        raise type(exc)(user_message(str(exc), names)) from None
 
-    def __init__(self, engine: Engine) -> None:
+
+class Handlers:
+    """All handlers of one app instance (they share the engine).
+
+    Args:
+        engine: the model side. uploads: where upload copies live (default: a new private folder
+            removed at exit).
+    """
+
+    def __init__(self, engine: Engine, uploads: UploadIndex | None = None) -> None:
         self.engine = engine
-        self.uploads = UploadIndex()
+        self.uploads = uploads if uploads is not None else UploadIndex(private_dir("uploads"))
 
     def task_changed(self, task: str):
         """Show the question box only for tasks that need one; set the target-second range."""
@@ -123,12 +107,16 @@ class Handlers:
 
     def _request(self, video, audio, image, task, question, frame_index, gt_mask, max_tokens) -> Request:
         spec = get_task(task)
-        canon = self.uploads.canonical
-        return Request(task=spec.name, video=canon(_path(video)), audio=canon(_path(audio)), image=canon(_path(image)),
+        lease = self.uploads.lease()
+
+        def canon(value):
+            return self.uploads.add(_path(value), lease)
+
+        return Request(task=spec.name, video=canon(video), audio=canon(audio), image=canon(image),
                        question=(question or None) if spec.needs_question else None,
                        frame_index=int(frame_index) if spec.needs_mask and frame_index is not None else None,
-                       gt_mask=_path(gt_mask) if spec.needs_mask else None,
-                       max_new_tokens=int(max_tokens) if max_tokens else None)
+                       gt_mask=canon(gt_mask) if spec.needs_mask else None,
+                       max_new_tokens=int(max_tokens) if max_tokens else None, lease=lease)
 
     def _result_values(self, record):
         view = present.result_view(record, self.engine.class_names)
@@ -140,7 +128,8 @@ class Handlers:
         """Run the task; return the result panel, the three routing views and the new state."""
         progress(0.1, desc="Loading and encoding the clip")
         req = self._request(video, audio, image, task, question, frame_index, gt_mask, max_tokens)
-        record = self.engine.run(req)
+        with _user_errors(req):
+            record = self.engine.run(req)
         progress(0.9, desc="Rendering")
         figs = present.inspection_figures(record.trace, _opt_layer(layer), projection, values, group, kind)
         return (*self._result_values(record), *figs, record)
@@ -158,7 +147,8 @@ class Handlers:
         chosen = tuple(int(str(h).split()[-1]) for h in (heads or []))
         scope = None if not layers or views.ALL in layers else tuple(int(x) for x in layers)
         control = HeadControl(mode=mode, heads=chosen, layers=scope, renormalize=bool(renormalize))
-        variant = self.engine.run(record.request, control)
+        with _user_errors(record.request):
+            variant = self.engine.run(record.request, control)
         values = self._result_values(variant)
         changed = "**The answer changed.**" if variant.result.text != record.result.text else \
             "The answer is unchanged."
@@ -170,7 +160,8 @@ class Handlers:
         if record is None:
             raise gr.Error("Run a task first.", print_exception=False)
         progress(0.2, desc="Computing attention")
-        data = self.engine.attention(record)
+        with _user_errors(record.request):
+            data = self.engine.attention(record)
         summary, frames = data["summary"], data["frames"]
         strip = None
         if frames is not None and data["patch_maps"] is not None and len(summary.frames):
@@ -187,7 +178,8 @@ class Handlers:
         if record is None:
             raise gr.Error("Run a task first.", print_exception=False)
         progress(0.2, desc="Integrated gradients")
-        groups, scores = self.engine.attribution(record, n_steps=int(n_steps or 8))
+        with _user_errors(record.request):
+            groups, scores = self.engine.attribution(record, n_steps=int(n_steps or 8))
         return views.attribution_bars(groups, scores, "Integrated gradients: answer log-probability per input "
                                                       "group (embedding level)")
 

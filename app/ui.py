@@ -9,12 +9,15 @@ import gradio as gr
 from . import render, views
 from .engine import Engine
 from .handlers import Handlers, guard_all, load_examples, task_choices
+from .uploads import UploadIndex
 
 STYLES = Path(__file__).resolve().parents[1] / "assets" / "styles.css"
 COLOURS = {"event": "#ffb570", "range": "#8fd3ff", "answer": "#9be89b", "obj": "#ffe17a", "tag": "#dddddd",
            "seg": "#ff8c8c", "audio_event": "#8fb8ff", "visual_event": "#ffc48f"}
 VALUES = [("router weights", "weights"), ("head contribution norms", "norms")]
 GROUPS = [("per frame / second", "unit"), ("per token", "token")]
+#: Seconds a session's last run is kept after it was made (then follow-ups ask for a new run).
+SESSION_TTL_S = 3600
 
 
 def css() -> str:
@@ -101,12 +104,14 @@ def _header(engine: Engine) -> None:
                     "clips. Try the examples below.", elem_classes=["domain-note"])
 
 
-def build_demo(engine: Engine) -> gr.Blocks:
-    """Build the whole app around ``engine`` (not launched)."""
-    h = guard_all(Handlers(engine))
+def build_demo(engine: Engine, uploads: UploadIndex | None = None) -> gr.Blocks:
+    """Build the whole app around ``engine`` (not launched); ``uploads`` holds the upload copies
+    (default: a new private folder)."""
+    h = guard_all(Handlers(engine, uploads))
     with gr.Blocks(title="Crab Studio", delete_cache=(600, 3600)) as demo:
         _header(engine)
-        state = gr.State(None)
+        # a session's last run (dropped SESSION_TTL_S after its last update, or when the tab closes)
+        state = gr.State(None, time_to_live=SESSION_TTL_S)
         with gr.Tab("Run and inspect"):
             with gr.Row():
                 c = _inputs(engine)

@@ -1,0 +1,97 @@
+"""Cheap duration checks on uploads before anything is decoded: the video stream, the audio track
+of a video, and a separate audio file must each fit the app's ``--max-duration``.
+
+Durations come from the container's metadata (``ffprobe``, no decoding). A file ffprobe cannot
+read at all is refused here with a plain message, since no decoder would read it either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+from crab_core.errors import MediaError
+
+PROBE_TIMEOUT_S = 30
+
+
+def _seconds(value) -> float | None:
+    """A duration from ffprobe: ``"12.5"`` or a Matroska tag ``"00:30:00.000000000"``."""
+    if value in (None, "", "N/A"):
+        return None
+    text = str(value)
+    try:
+        if ":" in text:
+            h, m, s = text.split(":")
+            out = int(h) * 3600 + int(m) * 60 + float(s)
+        else:
+            out = float(text)
+    except ValueError:
+        return None
+    return out if math.isfinite(out) and out >= 0 else None
+
+
+def stream_durations(path: str | Path, label: str) -> dict[str, float]:
+    """``{"video": s, "audio": s}`` for the first stream of each kind ffprobe finds in ``path``.
+
+    A stream without its own duration gets the container's (an upper bound). ``label`` names the
+    file in messages (the user's file name, never a server path).
+
+    Raises:
+        MediaError: ffprobe is missing, or cannot read the file.
+    """
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        raise MediaError("checking upload durations needs ffprobe (part of ffmpeg) on the server")
+    cmd = [ffprobe, "-v", "error", "-show_entries", "stream=codec_type,duration:stream_tags=DURATION:"
+           "format=duration", "-of", "json", str(path)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+        info = json.loads(out.stdout or b"{}") if out.returncode == 0 else None
+    except (subprocess.TimeoutExpired, json.JSONDecodeError):
+        info = None
+    if not info or not info.get("streams"):
+        raise MediaError(f"{label} is not a readable video or audio file (damaged, truncated or another kind "
+                         "of file)")
+    container = _seconds(info.get("format", {}).get("duration"))
+    found: dict[str, float] = {}
+    for stream in info["streams"]:
+        kind = stream.get("codec_type")
+        if kind in ("video", "audio") and kind not in found:
+            d = _seconds(stream.get("duration")) or _seconds((stream.get("tags") or {}).get("DURATION"))
+            d = d if d is not None else container
+            if d is not None:
+                found[kind] = d
+    return found
+
+
+def check_upload_durations(video: str | None, audio: str | None, names: dict[str, str],
+                           max_duration_s: float) -> None:
+    """Refuse a video stream, a video's audio track (used when no separate audio is given) or a
+    separate audio file longer than ``max_duration_s``.
+
+    Args:
+        video / audio: server paths or None. names: ``{server path: the user's file name}``.
+        max_duration_s: the app's ``--max-duration``.
+
+    Raises:
+        MediaError: naming the file, its length and the limit.
+    """
+    limit = f"this app accepts at most {max_duration_s:.0f} s (--max-duration)"
+    if video is not None:
+        name = names.get(video, Path(video).name)
+        d = stream_durations(video, name)
+        if d.get("video", 0.0) > max_duration_s:
+            raise MediaError(f"the video {name} is {d['video']:.0f} s long; {limit}")
+        if audio is None and d.get("audio", 0.0) > max_duration_s:
+            raise MediaError(f"the audio track of {name} is {d['audio']:.0f} s long; {limit}")
+    if audio is not None:
+        name = names.get(audio, Path(audio).name)
+        d = stream_durations(audio, name)
+        if "audio" not in d:
+            raise MediaError(f"the audio file {name} has no audio stream")
+        if d["audio"] > max_duration_s:
+            raise MediaError(f"the audio file {name} is {d['audio']:.0f} s long; {limit}")
