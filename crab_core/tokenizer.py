@@ -36,16 +36,23 @@ class CrabTokenizer:
         cfg = self.config
         specials = [t for t in cfg.added_tokens if not t.startswith("<mask_")]
         masks = [t for t in cfg.added_tokens if t.startswith("<mask_")]
-        missing = [t for t in cfg.added_tokens if self.hf.convert_tokens_to_ids(t) in (None, self.hf.unk_token_id)]
+        missing = [
+            t for t in cfg.added_tokens if self.hf.convert_tokens_to_ids(t) in (None, self.hf.unk_token_id)
+        ]
         if missing:
             self.hf.add_tokens([t for t in specials if t in missing], special_tokens=True)
             self.hf.add_tokens([t for t in masks if t in missing], special_tokens=False)
-        wrong = {t: self.hf.convert_tokens_to_ids(t) for t, i in cfg.token_ids.items()
-                 if self.hf.convert_tokens_to_ids(t) != i}
+        wrong = {
+            t: self.hf.convert_tokens_to_ids(t)
+            for t, i in cfg.token_ids.items()
+            if self.hf.convert_tokens_to_ids(t) != i
+        }
         if wrong:
             raise ConfigError(f"tokenizer ids of added tokens differ from the config: {wrong}")
         if len(self.hf) != cfg.full_vocab_size:
-            raise ConfigError(f"tokenizer has {len(self.hf)} tokens, model vocabulary is {cfg.full_vocab_size}")
+            raise ConfigError(
+                f"tokenizer has {len(self.hf)} tokens, model vocabulary is {cfg.full_vocab_size}"
+            )
 
     # ------------------------------------------------------------------ io
     @classmethod
@@ -67,23 +74,45 @@ class CrabTokenizer:
 
     @classmethod
     def train_bpe(cls, texts: Iterable[str], config: CrabConfig) -> CrabTokenizer:
-        """Train a byte-level-free BPE (Metaspace) tokenizer with ``config.base_vocab_size`` tokens."""
+        """Train a byte-level-free BPE (Metaspace) tokenizer with ``config.base_vocab_size`` tokens.
+
+        Every digit is its own pre-token (``(37,112)`` -> ``▁(`` ``3`` ``7`` ``,`` ``1`` ``1`` ``2`` ``)``;
+        a space before a digit is a lone ``▁``), so numbers (ARIG coordinates, seconds) are split
+        the same way wherever they occur, instead of into whatever merges the corpus happened to
+        favour. Only newly trained tokenizers change: a saved ``tokenizer.json`` keeps its own
+        pre-tokenizer when loaded with :meth:`from_dir`.
+        """
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
         from transformers import PreTrainedTokenizerFast
 
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.normalizer = normalizers.NFKC()
-        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        # Metaspace first (spaces -> "▁", split on them), then isolate digits inside each piece;
+        # the other order would prepend "▁" to every digit piece and break decode(encode(x)) == x.
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Metaspace(), pre_tokenizers.Digits(individual_digits=True)]
+        )
         tok.decoder = decoders.Metaspace()
-        trainer = trainers.BpeTrainer(vocab_size=config.base_vocab_size, special_tokens=list(BASE_SPECIALS),
-                                      show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=config.base_vocab_size, special_tokens=list(BASE_SPECIALS), show_progress=False
+        )
         tok.train_from_iterator(texts, trainer)
         if tok.get_vocab_size() != config.base_vocab_size:
-            log.info("BPE vocabulary has %d tokens (< %d requested): padding with unused tokens",
-                     tok.get_vocab_size(), config.base_vocab_size)
+            log.info(
+                "BPE vocabulary has %d tokens (< %d requested): padding with unused tokens",
+                tok.get_vocab_size(),
+                config.base_vocab_size,
+            )
             tok.add_tokens([f"<unused_{i}>" for i in range(config.base_vocab_size - tok.get_vocab_size())])
-        hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                     pad_token="</s>", padding_side="left")
+        hf = PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="</s>",
+            padding_side="left",
+            clean_up_tokenization_spaces=False,
+        )
         return cls(hf, config)
 
     # ------------------------------------------------------------------ use

@@ -1,9 +1,10 @@
 """Sentence templates shared by the SynthAV task annotators (reasoning sentences, captions, tags).
 
 The tag layouts follow Crab (crab-reference.md section 4); the reasoning sentences never contain
-``(x,y)`` pairs or tags, so Crab's parsers read only the tagged result. They also never contain the
-word ``is`` (the seg parser reads the object from the first sentence with ``... is X``) nor an
-``at the {nth} second`` other than the target second's.
+``(x,y)`` pairs or tags, so Crab's parsers read only the tagged result. The sentences used by seg
+tasks never contain the word ``is`` (the seg parser reads the object from the first sentence with
+``... is X``) nor an ``at the {nth} second`` other than the target second's; the AVQA-only ones
+(:func:`sounds_sentence`, :func:`objects_sentence`) may, as the AVQA parser reads only the tag.
 """
 
 from __future__ import annotations
@@ -55,6 +56,23 @@ def heard_sentence(scene: Scene) -> str:
     if silent:
         text += f", while {join(silent)} {'stays' if len(silent) == 1 else 'stay'} silent"
     return text + "."
+
+
+def listing(names: list[str], plural: str, singular: str, none: str) -> str:
+    """``The {plural} are a and b.``, ``The only {singular} is a.`` or ``{none}`` (no names)."""
+    if not names:
+        return none
+    return f"The {plural} are {join(names)}." if len(names) > 1 else f"The only {singular} is {names[0]}."
+
+
+def sounds_sentence(scene: Scene) -> str:
+    """``The sounds are piano and drum.`` (every audible class, off-screen ones included)."""
+    return listing([o.cls for o in scene.audible], "sounds", "sound", "Nothing sounds.")
+
+
+def objects_sentence(scene: Scene) -> str:
+    """``The objects seen are piano and drum.`` (every on-screen class, left to right)."""
+    return listing([o.cls for o in scene.onscreen], "objects seen", "object seen", "Nothing is seen.")
 
 
 def scene_sentences(scene: Scene) -> str:

@@ -75,7 +75,7 @@ def test_avqa_answers_and_balance():
         if qt == "Audio/Existential":
             cls = s.question.split()[-1].rstrip("?")
             assert (ans == "yes") == any(o["class"] == cls and o["sounding"] for o in objs)
-    assert len(types) == 12 and max(types.values()) <= 2 * 130 // 13 + 2  # kinds spread evenly
+    assert len(types) == 12 and max(types.values()) <= 130 // 12 + 2  # types spread evenly
     yes_no = Counter(s.gt["answer"] for s in samples if s.gt["answer"] in ("yes", "no"))
     assert abs(yes_no["yes"] - yes_no["no"]) <= 4
 
