@@ -12,7 +12,9 @@ on other fresh seeds (does the table hold on new seeds?); ``--model DIR`` scores
 (e.g. a recipe rerun's ``DIR/model``, to check that the recipe reproduces the shipped metrics).
 
 Targets are those of the crab-tiny issue; each value is printed next to its majority / trivial
-baseline.
+baseline. When AVQA is scored, a second section gives its accuracy per question type (``n`` items
+each, from the manifest's ``gt['question_type']``); the JSON keeps those counts in
+``avqa_type_counts``.
 """
 
 from __future__ import annotations
@@ -53,8 +55,22 @@ def make_split(root: Path, split: str, seed: int, per_task: int, tasks: tuple[st
     root = root / (f"seed{seed}" + (f"-{'-'.join(tasks)}-{per_task}" if tasks else ""))
     manifest = root / split / "manifest.jsonl"
     if not manifest.is_file():
-        cmd = [sys.executable, "-m", "crab_core", "synth", "--out", str(root), "--split", split,
-               "--num", str((len(tasks) or 9) * per_task), "--seed", str(seed), "--workers", "2"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "crab_core",
+            "synth",
+            "--out",
+            str(root),
+            "--split",
+            split,
+            "--num",
+            str((len(tasks) or 9) * per_task),
+            "--seed",
+            str(seed),
+            "--workers",
+            "2",
+        ]
         subprocess.run(cmd + (["--tasks", ",".join(tasks)] if tasks else []), check=True)
     return manifest
 
@@ -65,10 +81,59 @@ def score(model: str, manifest: Path) -> dict:
 
     args = argparse.Namespace(model=model, device="cpu", llm=None, clip=None, beats=None, crab=[])
     pipe = load_pipeline(args)
+    rows = read_manifest(manifest)
     t0 = time.perf_counter()
-    report = evaluate(pipe, read_manifest(manifest), progress=False)
-    return {"model": pipe.name, "trained": pipe.trained, "seconds": round(time.perf_counter() - t0, 1),
-            **report.to_json()}
+    report = evaluate(pipe, rows, progress=False)
+    return {
+        "model": pipe.name,
+        "trained": pipe.trained,
+        "seconds": round(time.perf_counter() - t0, 1),
+        **report.to_json(),
+        "avqa_type_counts": avqa_type_counts(rows),
+    }
+
+
+def avqa_type_counts(rows: list[dict]) -> dict[str, int]:
+    """Number of AVQA items per ``gt['question_type']`` (e.g. ``Audio/Existential``) in manifest rows."""
+    from crab_core.metrics.classification import _type_key
+
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r.get("task") == "avqa":
+            key = _type_key((r.get("gt") or {}).get("question_type", "unknown"))
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def avqa_type_table(results: dict[str, dict]) -> str:
+    """Markdown section: AVQA accuracy per question type and split, ``n`` items each, the type's
+    majority-answer baseline in brackets; empty when no split scored AVQA."""
+    splits = [s for s in results if "avqa" in results[s]["metrics"]]
+    types = sorted(
+        {
+            k.removeprefix("accuracy/type/")
+            for s in splits
+            for k in results[s]["metrics"]["avqa"]
+            if k.startswith("accuracy/type/")
+        }
+    )
+    if not types:
+        return ""
+    lines = [
+        "## AVQA accuracy per question type",
+        "",
+        "| question type | " + " | ".join(splits) + " |",
+        "|---|" + "---|" * len(splits),
+    ]
+    for t in types:
+        cells = []
+        for s in splits:
+            m = results[s]["metrics"]["avqa"].get(f"accuracy/type/{t}")
+            b = results[s]["baselines"].get("avqa", {}).get(f"accuracy/type/{t}")
+            n = results[s].get("avqa_type_counts", {}).get(t, "?")
+            cells.append("-" if m is None else f"{m:.3f}{'' if b is None else f' ({b:.3f})'}, n={n}")
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nMajority answer of the type in brackets.\n"
 
 
 def table(results: dict[str, dict]) -> str:
@@ -90,8 +155,10 @@ def table(results: dict[str, dict]) -> str:
             continue
         rows.append(f"| {label} | {'>=' if higher else '<='} {target:.2f} | " + " | ".join(cells) + " |")
     n = {s: results[s]["counts"] for s in splits}
-    return head + "\n".join(rows) + f"\n\nSamples per task: {json.dumps(n)}. Bold: target met. " \
+    return (
+        head + "\n".join(rows) + f"\n\nSamples per task: {json.dumps(n)}. Bold: target met. "
         "Majority / trivial baseline in brackets.\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,10 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(results, indent=1))
     used = {s: seeds[s] for s in results}
-    extra = f" --seeds {','.join(f'{k}={v}' for k, v in used.items())}" if used != {s: SPLITS[s] for s in results} else ""
-    md = (f"# crab-tiny quality on fresh SynthAV splits\n\n`python benchmarks/crab_tiny_quality.py --model "
-          f"{args.model} --per-task {args.per_task}{extra}{' --tasks ' + args.tasks if tasks else ''}` (same path as `python -m crab_core eval`; split seeds "
-          f"{used}).\n\n" + table(results))
+    extra = (
+        f" --seeds {','.join(f'{k}={v}' for k, v in used.items())}"
+        if used != {s: SPLITS[s] for s in results}
+        else ""
+    )
+    md = (
+        f"# crab-tiny quality on fresh SynthAV splits\n\n`python benchmarks/crab_tiny_quality.py --model "
+        f"{args.model} --per-task {args.per_task}{extra}{' --tasks ' + args.tasks if tasks else ''}` (same path as `python -m crab_core eval`; split seeds "
+        f"{used}).\n\n" + table(results)
+    )
+    per_type = avqa_type_table(results)
+    md += f"\n{per_type}" if per_type else ""
     (out / f"{args.name}.md").write_text(md)
     sys.stdout.write(md)
     return 0

@@ -146,3 +146,32 @@ def test_question_forms_and_hard_negatives_balanced(balanced):
             where=lambda t: t.gt["answer"] == "no",
         )
         assert hard == pytest.approx(0.5, abs=0.1), qtype
+
+
+def test_quality_benchmark_reports_each_question_type():
+    """benchmarks/crab_tiny_quality.py: per-type accuracy with its n, counted from the manifest rows."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "crab_tiny_quality.py"
+    spec = importlib.util.spec_from_file_location("crab_tiny_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [{"task": "avqa", "gt": {"answer": "yes", "question_type": "Audio/Existential"}}] * 3
+    rows += [{"task": "avqa", "gt": {"answer": "left", "question_type": ["Visual", "Location"]}}]
+    rows += [{"task": "ave", "gt": {"event": "drum"}}]
+    counts = bench.avqa_type_counts(rows)
+    assert counts == {"Audio/Existential": 3, "Visual/Location": 1}
+    metrics = {
+        "accuracy": 0.5,
+        "accuracy/type/Audio/Existential": 2 / 3,
+        "accuracy/type/Visual/Location": 0.0,
+    }
+    base = {"accuracy": 0.75, "accuracy/type/Audio/Existential": 1.0, "accuracy/type/Visual/Location": 1.0}
+    results = {
+        "test": {"metrics": {"avqa": metrics}, "baselines": {"avqa": base}, "avqa_type_counts": counts}
+    }
+    md = bench.avqa_type_table(results)
+    assert "| Audio/Existential | 0.667 (1.000), n=3 |" in md
+    assert "| Visual/Location | 0.000 (1.000), n=1 |" in md
+    assert bench.avqa_type_table({"test": {"metrics": {"ave": {}}, "baselines": {}}}) == ""
