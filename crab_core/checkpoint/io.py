@@ -7,6 +7,7 @@ ever unpickles arbitrary objects.
 from __future__ import annotations
 
 import logging
+import re
 import zipfile
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def _read_torch(p: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises many types for corrupt or hostile pickles
-        raise CheckpointError(f"{p}: cannot be read safely with weights_only=True ({exc})") from exc
+        raise CheckpointError(refusal_message(p, exc)) from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
@@ -76,6 +77,34 @@ def _read_torch(p: Path) -> dict[str, torch.Tensor]:
     if bad:
         raise CheckpointError(f"{p}: entries that are not tensors: {bad[:5]}")
     return obj
+
+
+def refusal_message(path: str | Path, exc: BaseException) -> str:
+    """One line saying why ``path`` was refused by the safe (tensors-only) unpickler.
+
+    torch's own message suggests retrying with the unsafe loader or allow-listing globals; that
+    advice would run code from an untrusted file, so only the reason is kept (e.g.
+    ``Unsupported global: GLOBAL os.system``).
+    """
+    reason = _unpickler_reason(str(exc)) or type(exc).__name__
+    return (f"{path}: refused: not a plain tensor checkpoint ({reason}); only tensors are ever loaded "
+            "from .bin/.pt files, convert trusted files to safetensors")
+
+
+_UNSAFE_HINT = re.compile(r"weights_only|add_safe_globals|safe_globals|arbitrary code|trust the source", re.I)
+
+
+def _unpickler_reason(text: str) -> str:
+    """The informative part of a torch load error, without torch's unsafe retry hints."""
+    lines = [ln.strip(" \t-") for ln in text.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith("WeightsUnpickler error:"):
+            reason = ln.removeprefix("WeightsUnpickler error:").strip()
+            # "Unsupported global: GLOBAL os.system was not an allowed global by default. Please use ..."
+            reason = reason.split(" was not an allowed global", 1)[0]
+            return reason.split(". ", 1)[0][:200]
+    kept = [ln for ln in lines if not _UNSAFE_HINT.search(ln)]
+    return kept[0][:200].rstrip(".") if kept else ""
 
 
 def write_state_dict(sd: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:

@@ -25,7 +25,7 @@ import torch
 from ..config import CrabConfig
 from ..errors import CheckpointError
 from .convert import LoadReport, load_mapped, raise_on_errors, reference_to_ours
-from .io import read_state_dict
+from .io import read_state_dict, refusal_message
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def load_beats_checkpoint(model: torch.nn.Module, path: str | Path, report: Load
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{p}: cannot be read safely with weights_only=True ({exc})") from exc
+        raise CheckpointError(refusal_message(p, exc)) from exc
     sd = obj.get("model") if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
         raise CheckpointError(f"{p}: not a BEATs checkpoint (no 'model' state dict)")

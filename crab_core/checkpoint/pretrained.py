@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from ..config import CrabConfig
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..tokenizer import CrabTokenizer
 from .convert import LoadReport, load_mapped, raise_on_errors
 from .io import read_state_dict, write_state_dict
+from .validate import check_weights, read_config
+from .validate import read_card as read_card_file
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,10 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", dtyp
     p = Path(folder)
     if not (p / CONFIG_FILE).is_file():
         raise CheckpointError(f"{p}: not a Crab model folder ({CONFIG_FILE} missing)")
-    try:
-        cfg = CrabConfig.from_json(p / CONFIG_FILE)
-    except ConfigError as exc:
-        raise CheckpointError(f"{p / CONFIG_FILE}: {exc}") from exc
+    cfg = read_config(p / CONFIG_FILE)  # types, bounds, geometry: before anything is built
+    if not (p / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{p}: not a Crab model folder ({WEIGHTS_FILE} missing)")
+    check_weights(cfg, p / WEIGHTS_FILE, where=str(p / CONFIG_FILE))  # header shapes vs config, no allocation
     sd = read_state_dict(p / WEIGHTS_FILE)
     model = build_model(cfg, with_seg=any(k.startswith("seg_module.") for k in sd))
     report = LoadReport(sources=[str(p / WEIGHTS_FILE)])
@@ -73,6 +74,10 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", dtyp
 
 
 def read_card(folder: str | Path) -> dict:
-    """Training card (data, recipe, metrics) stored beside the weights, or ``{}``."""
+    """Training card (data, recipe, metrics) stored beside the weights, or ``{}`` when there is none.
+
+    Raises:
+        CheckpointError: the card exists but is not a valid JSON object (the message names the file).
+    """
     path = Path(folder) / CARD_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_card_file(path) if path.is_file() else {}
