@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .cli_common import add_model_args, load_pipeline
+from .cli_common import add_model_args, load_pipeline, positive_int
 from .tasks import TASKS
 
 
@@ -19,7 +19,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--image", help="image (ARIG input, or the target frame of seg tasks)")
     parser.add_argument("--question", help="AVQA question or Ref-AVS expression")
     parser.add_argument("--frame-index", type=int, help="target second for seg tasks (0-based)")
-    parser.add_argument("--max-new-tokens", type=int)
+    parser.add_argument("--max-new-tokens", type=positive_int, metavar="N",
+                        help="cap on generated tokens (default: the task's budget)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     pipe = load_pipeline(args)

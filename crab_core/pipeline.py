@@ -2,11 +2,17 @@
 
 Encoded clip features are cached (keyed by the files, their modification times and how the
 task samples them), so more questions on the same clip skip the encoders.
+
+Memory is bounded for any input: every stream (video, a video's audio track, a separate audio file)
+must last at most :attr:`CrabPipeline.max_duration_s` (default 60 s, ``--max-duration``), checked from
+the file's metadata before decoding, and only the task's frames and audio windows are decoded (see
+:func:`crab_core.media.load_clip`).
 """
 
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import time
 from collections import OrderedDict
@@ -18,6 +24,7 @@ import numpy as np
 import torch
 
 from .errors import CrabError, TaskError
+from .media.limits import DEFAULT_MAX_DURATION_S, validate_limit
 from .model.crab import CrabModel, CrabSample, EncodedMedia
 from .tasks import get_task
 from .tasks.parsers import parse
@@ -99,8 +106,11 @@ class CrabPipeline:
     """
 
     def __init__(self, model: CrabModel, tokenizer: CrabTokenizer, name: str = "crab", trained: bool = True,
-                 card: dict | None = None, cache_size: int = 8) -> None:
+                 card: dict | None = None, cache_size: int = 8,
+                 max_duration_s: float = DEFAULT_MAX_DURATION_S) -> None:
         self.model = model.eval()
+        #: longest accepted stream in seconds (video, audio track, separate audio); per call: ``max_duration_s=``
+        self.max_duration_s = validate_limit(max_duration_s)
         self.tokenizer = tokenizer
         self.name = name
         self.trained = trained
@@ -111,8 +121,14 @@ class CrabPipeline:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, model: str = "crab-tiny", device: str | torch.device = "cpu",
-             dtype: torch.dtype | None = None) -> CrabPipeline:
+             dtype: torch.dtype | None = None, *, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> CrabPipeline:
         """Load ``crab-tiny`` (the shipped folder), or any folder in our format."""
+        pipe = cls._load(model, device, dtype)
+        pipe.max_duration_s = validate_limit(max_duration_s)
+        return pipe
+
+    @classmethod
+    def _load(cls, model: str, device: str | torch.device, dtype: torch.dtype | None) -> CrabPipeline:
         from .checkpoint.pretrained import load_pretrained, read_card
 
         folder = TINY_DIR if model == "crab-tiny" else Path(model)
@@ -140,7 +156,7 @@ class CrabPipeline:
         return cls(net, tok, name="crab-tiny (random weights)", trained=False)
 
     # ------------------------------------------------------------------ media
-    def _key(self, video, audio, image, frames, audio_mode, segs, frame_index, need_seg):
+    def _key(self, video, audio, image, frames, audio_mode, segs, frame_index, need_seg, limit):
         def stamp(p):
             if p is None:
                 return None
@@ -149,26 +165,32 @@ class CrabPipeline:
                 return (str(Path(p).resolve()), st.st_mtime_ns, st.st_size)
             except OSError:
                 return (str(p), None, None)
-        return (stamp(video), stamp(audio), stamp(image), frames, audio_mode, segs, frame_index, need_seg)
+        return (stamp(video), stamp(audio), stamp(image), frames, audio_mode, segs, frame_index, need_seg, limit)
 
     def encode(self, task: str, video=None, audio=None, image=None, frame_index: int | None = None,
-               variant: str | None = None) -> tuple[EncodedMedia, bool, float, float]:
-        """Load and encode a clip for ``task``; returns ``(media, cached, load_s, encode_s)``."""
+               variant: str | None = None, *, max_duration_s: float | None = None,
+               ) -> tuple[EncodedMedia, bool, float, float]:
+        """Load and encode a clip for ``task``; returns ``(media, cached, load_s, encode_s)``.
+
+        ``max_duration_s`` overrides :attr:`max_duration_s` for this call.
+        """
         from .media import load_clip
 
+        limit = self.max_duration_s if max_duration_s is None else validate_limit(max_duration_s)
         spec = get_task(task)
         pv = spec.variant(variant)
         s = self.model.config.vision.image_size
         # 'single' picks one second of a clip whose nominal length is the task's frame count
         segs = spec.num_frames if pv.audio_mode == "single" else pv.num_seconds
-        key = self._key(video, audio, image, spec.num_frames, pv.audio_mode, segs, frame_index, spec.needs_mask)
+        key = self._key(video, audio, image, spec.num_frames, pv.audio_mode, segs, frame_index, spec.needs_mask,
+                        limit)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key], True, 0.0, 0.0
         t0 = time.perf_counter()
         clip = load_clip(video=video, audio=audio, image=image, task_frames=spec.num_frames,
                          audio_mode=pv.audio_mode if (audio or video) else None, image_size=s,
-                         frame_index=frame_index, audio_segments=segs)
+                         frame_index=frame_index, audio_segments=segs, max_duration_s=limit)
         t1 = time.perf_counter()
         frames = clip.frames if "video" in pv.blocks else None
         img = clip.image
@@ -191,26 +213,38 @@ class CrabPipeline:
 
     # ------------------------------------------------------------------ run
     def prepare(self, task: str, video=None, audio=None, image=None, question: str | None = None,
-                frame_index: int | None = None, variant: str | None = None) -> PreparedInput:
+                frame_index: int | None = None, variant: str | None = None, *,
+                max_duration_s: float | None = None) -> PreparedInput:
+        """Prompt and encoded media of one request (``max_duration_s``: as :meth:`encode`)."""
         spec = get_task(task)
         if spec.needs_mask and frame_index is None and "{nth}" in spec.variant(variant).template:
             frame_index = 0
         prompt = build_prompt(spec, question=question, variant=variant, frame_index=frame_index)
-        media, cached, load_s, enc_s = self.encode(task, video, audio, image, frame_index, variant)
+        media, cached, load_s, enc_s = self.encode(task, video, audio, image, frame_index, variant,
+                                                   max_duration_s=max_duration_s)
         ids = torch.tensor(self.tokenizer.encode(prompt), dtype=torch.long)
         return PreparedInput(CrabSample(input_ids=ids, media=media, task=task), prompt, media, cached, load_s, enc_s)
 
     def run(self, task: str, video=None, audio=None, image=None, question: str | None = None,
             frame_index: int | None = None, variant: str | None = None,
-            max_new_tokens: int | None = None) -> TaskResult:
+            max_new_tokens: int | None = None, *, max_duration_s: float | None = None) -> TaskResult:
         """Run ``task`` on the given media files (paths).
 
+        Args:
+            max_new_tokens: generation budget (default: the task's); a positive integer.
+            max_duration_s: longest accepted stream for this call (default: :attr:`max_duration_s`).
+
         Raises:
-            MediaError: unreadable / unsuitable media. TaskError: inputs that do not fit the task.
+            MediaError: unreadable / unsuitable / too long media. TaskError: inputs that do not fit the
+                task, or a ``max_new_tokens`` that is not a positive integer.
         """
         t0 = time.perf_counter()
         spec = get_task(task)
-        prep = self.prepare(task, video, audio, image, question, frame_index, variant)
+        if max_new_tokens is not None and (isinstance(max_new_tokens, bool)
+                                           or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1):
+            raise TaskError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        prep = self.prepare(task, video, audio, image, question, frame_index, variant,
+                            max_duration_s=max_duration_s)
         t1 = time.perf_counter()
         gen = self.model.generate([prep.sample], max_new_tokens=max_new_tokens or spec.max_new_tokens)
         t2 = time.perf_counter()

@@ -105,15 +105,16 @@ def _pick(spec, pv, frames: Tensor | None, image: Tensor | None, frame_index: in
 
 
 def load_input(pipeline, request: Request) -> RawInput:
-    """Load a request's files the way the pipeline does (same frames, fbank, prompt)."""
-    from ..media import load_clip
+    """Load a request's files the way the pipeline does (same frames, fbank, prompt, duration limit)."""
+    from ..media import DEFAULT_MAX_DURATION_S, load_clip
 
     r = request
     spec, pv, frame_index, prompt, ids = _prompt(pipeline, r.task, r.question, r.frame_index, r.prompt_variant)
     size = pipeline.model.config.vision.image_size
     clip = load_clip(video=r.video, audio=r.audio, image=r.image, task_frames=spec.num_frames,
                      audio_mode=pv.audio_mode if (r.audio or r.video) else None, image_size=size,
-                     frame_index=frame_index, audio_segments=_segments(spec, pv))
+                     frame_index=frame_index, audio_segments=_segments(spec, pv),
+                     max_duration_s=getattr(pipeline, "max_duration_s", DEFAULT_MAX_DURATION_S))
     video, image = _pick(spec, pv, clip.frames, clip.image, frame_index)
     return RawInput(spec.name, prompt, ids, video, clip.audio, image, spec.needs_mask)
 

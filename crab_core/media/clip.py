@@ -17,10 +17,11 @@ from torch import Tensor
 
 from crab_core.errors import MediaError, TaskError
 
-from .audio import AUDIO_MODES, SAMPLE_RATE, audio_features, load_audio
+from .audio import AUDIO_MODES, audio_label, load_audio_segments
 from .image import clip_preprocess, load_image, load_image_uint8
+from .limits import DEFAULT_MAX_DURATION_S, Durations, probe_durations, validate_limit
 from .mask import mask_from_any
-from .probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DURATION_S
+from .probe import DEFAULT_MAX_BYTES, check_file
 from .video import read_video, sample_frame_indices
 
 logger = logging.getLogger(__name__)
@@ -67,15 +68,23 @@ def _audio(
     frame_index: int | None,
     max_bytes: int,
     max_duration_s: float,
+    separate: bool,
+    durations: Durations | None,
 ) -> tuple[Tensor, float]:
-    wave = load_audio(source, SAMPLE_RATE, max_bytes=max_bytes, max_duration_s=max_duration_s)
+    """The task's fbank segments of ``source``: only the task's windows are decoded from long tracks."""
+    from .fbank import crab_fbank
+
     if mode == "single" and frame_index is None:
         raise TaskError("audio_mode 'single' needs frame_index (the second the image belongs to)")
     try:
-        feats = audio_features(wave, SAMPLE_RATE, num_segments, mode=mode, index=frame_index)
+        segments, seconds = load_audio_segments(
+            source, num_segments, mode=mode, index=frame_index, max_bytes=max_bytes,
+            max_duration_s=max_duration_s, label=audio_label(source, separate), durations=durations,
+        )
     except MediaError as exc:
-        raise MediaError(f"{Path(source).name}: {exc}") from exc
-    return feats, wave.shape[0] / SAMPLE_RATE
+        name = Path(source).name
+        raise (exc if name in str(exc) else MediaError(f"{name}: {exc}")) from exc
+    return crab_fbank(segments), seconds
 
 
 def load_clip(
@@ -93,10 +102,13 @@ def load_clip(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
 ) -> MediaClip:
-    """Load a sample's media as the reference preprocesses it.
+    """Load a sample's media as the reference preprocesses it, with memory bounded for any input length.
 
     Audio comes from ``audio`` when given, otherwise from the video file's own audio track (a video without
-    one raises :class:`MediaError`; silence is never substituted).
+    one raises :class:`MediaError`; silence is never substituted). The video stream, the video's audio
+    track and a separate audio file must each last at most ``max_duration_s``: their declared lengths are
+    checked before anything is decoded, and the decoders never read more than that. Only the task's frames
+    and audio windows are decoded (each audio window at most its nominal 1 s, AVQA 2 s).
 
     Args:
         video: Video file, or a sequence of frame images (AVS frame stacks).
@@ -111,7 +123,7 @@ def load_clip(
         audio_segments: Overrides the audio segment count / ``tot`` (default: ``task_frames``).
         mask_kind: ``"binary"``, ``"palette"``, ``"index"`` or ``"auto"``.
         max_bytes: Largest accepted file size.
-        max_duration_s: Longest accepted media duration.
+        max_duration_s: Longest accepted duration of each stream (default 60 s, ``--max-duration``).
 
     Returns:
         A :class:`MediaClip`.
@@ -124,11 +136,16 @@ def load_clip(
         raise TaskError(f"unknown audio_mode {audio_mode!r}; expected one of {AUDIO_MODES} or None")
     if task_frames < 1:
         raise TaskError(f"task_frames must be >= 1, got {task_frames}")
+    max_duration_s = validate_limit(max_duration_s)
     clip = MediaClip()
+    video_info = None
+    if isinstance(video, (str, os.PathLike)):
+        video_info = probe_durations(check_file(video, "video", max_bytes=max_bytes))
     if video is not None:
         if isinstance(video, (str, os.PathLike)):
             frames, clip.duration_s = read_video(
-                video, task_frames, image_size, max_bytes=max_bytes, max_duration_s=max_duration_s
+                video, task_frames, image_size, max_bytes=max_bytes, max_duration_s=max_duration_s,
+                durations=video_info,
             )
             clip.frames = clip_preprocess(frames, image_size)
             clip.sources["video"] = str(video)
@@ -142,8 +159,10 @@ def load_clip(
         source = audio if audio is not None else (video if isinstance(video, (str, os.PathLike)) else None)
         if source is None:
             raise TaskError("this task needs audio: give an audio file or a video with an audio track")
+        separate = audio is not None
         clip.audio, audio_s = _audio(
-            source, audio_mode, audio_segments or task_frames, frame_index, max_bytes, max_duration_s
+            source, audio_mode, audio_segments or task_frames, frame_index, max_bytes, max_duration_s,
+            separate, None if separate else video_info,
         )
         clip.sources["audio"] = str(source)
         if clip.duration_s is None:

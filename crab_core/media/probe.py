@@ -13,13 +13,12 @@ from pathlib import Path
 
 from crab_core.errors import MediaError
 
+from .limits import DEFAULT_MAX_DURATION_S, check_limit  # noqa: F401 - re-exported (older imports)
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """Largest accepted file: 2 GiB."""
-
-DEFAULT_MAX_DURATION_S = 3600.0
-"""Longest accepted video: one hour."""
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
@@ -140,13 +139,17 @@ def check_file(
     return p
 
 
-def check_duration(path: str | os.PathLike, duration_s: float, max_duration_s: float) -> None:
+def check_duration(
+    path: str | os.PathLike, duration_s: float, max_duration_s: float, label: str | None = None
+) -> None:
     """Reject media longer than ``max_duration_s`` (or with an unknown / non-positive duration).
 
     Args:
         path: The file (for the message).
         duration_s: Its measured duration in seconds.
-        max_duration_s: The limit in seconds.
+        max_duration_s: The limit in seconds (exceeded by more than
+            :data:`~crab_core.media.limits.DURATION_TOLERANCE_S`).
+        label: How the message names it (default: ``the video <name>``).
 
     Raises:
         MediaError: If the duration is not a positive finite number or exceeds the limit.
@@ -154,7 +157,4 @@ def check_duration(path: str | os.PathLike, duration_s: float, max_duration_s: f
     name = Path(path).name
     if not duration_s == duration_s or duration_s <= 0 or duration_s == float("inf"):
         raise MediaError(f"could not determine a valid duration for {name} (got {duration_s})")
-    if duration_s > max_duration_s:
-        raise MediaError(
-            f"{name} lasts {duration_s:.1f} s, longer than the limit of {max_duration_s:.0f} s"
-        )
+    check_limit(label or f"the video {name}", duration_s, max_duration_s)

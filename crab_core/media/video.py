@@ -3,8 +3,10 @@
 The reference opens every video with ``decord.VideoReader(path, height=S, width=S)`` (decord's own resizer,
 aspect ratio ignored), samples ``n = min(10, vlen)`` frame indices with
 ``np.arange(0, vlen, vlen / n).astype(int)`` and decodes only those with ``get_batch``. This module does the
-same, never decodes the whole file (memory stays bounded for an hour of 1080p), and turns every decoder
-failure into a :class:`~crab_core.errors.MediaError` naming the file.
+same, never decodes the whole file (memory stays bounded for an hour of 1080p), checks the duration limit
+from the container's metadata before opening the decoder (and again from the decoder's frame count), and
+turns every decoder failure into a :class:`~crab_core.errors.MediaError` that names the file and says what
+is wrong with it in plain words (never the decoder's internals).
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ import numpy as np
 
 from crab_core.errors import MediaError
 
-from .probe import DEFAULT_MAX_BYTES, DEFAULT_MAX_DURATION_S, check_duration, check_file
+from .limits import (
+    DEFAULT_MAX_DURATION_S,
+    Durations,
+    check_limit,
+    describe_decoder_error,
+    probe_durations,
+    validate_limit,
+)
+from .probe import DEFAULT_MAX_BYTES, check_duration, check_file
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +127,9 @@ def _av_frames(path: Path, indices: list[int], fps: float, size: int) -> np.ndar
 
 def _decode_error(path: Path, exc: Exception) -> MediaError:
     message = [line for line in str(exc).strip().splitlines() if line.strip()]
-    detail = _DECORD_PREFIX.sub("", message[-1]) if message else type(exc).__name__
-    return MediaError(f"could not decode video {path.name}: {detail[:300]} (corrupt, truncated or not a video?)")
+    detail = _DECORD_PREFIX.sub("", message[-1]) if message else ""
+    logger.info("decoder failed on %s: %s", path.name, str(exc)[-500:])
+    return MediaError(f"could not decode video {path.name}: {describe_decoder_error(detail)}")
 
 
 def video_duration(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> float:
@@ -187,9 +198,19 @@ def read_video(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    durations: Durations | None = None,
 ) -> tuple[np.ndarray, float]:
-    """As :func:`load_video_frames`, also returning the video's duration in seconds (one open, one probe)."""
+    """As :func:`load_video_frames`, also returning the video's duration in seconds.
+
+    ``durations`` is the file's :func:`~crab_core.media.limits.probe_durations` when already probed: the
+    video stream's declared length is checked against the limit before the decoder opens the file.
+    """
     p = check_file(path, "video", max_bytes=max_bytes)
+    max_duration_s = validate_limit(max_duration_s)
+    info = durations or probe_durations(p)
+    if info.has_video is False:
+        raise MediaError(f"{p.name} has no video stream; give it as the audio, with an image or a video")
+    check_limit(f"the video {p.name}", info.video, max_duration_s)
     try:
         reader, vlen, fps = _decord_info(p, size)
     except Exception as exc:

@@ -143,7 +143,7 @@ def test_size_and_duration_limits(media):
     _, silent, _, _ = media
     with pytest.raises(MediaError, match="larger than the limit"):
         check_file(silent, "video", max_bytes=100)
-    with pytest.raises(MediaError, match="longer than the limit"):
+    with pytest.raises(MediaError, match=r"the video silent.mp4 is 2 s long; the limit is 1 s \(--max-duration\)"):
         load_clip(silent, task_frames=4, audio_mode=None, image_size=32, max_duration_s=1.0)
 
 

@@ -93,7 +93,7 @@ def test_tiny_video_shapes(tiny_video):
 
 @needs_ffmpeg
 def test_duration_limit(tiny_video):
-    with pytest.raises(MediaError, match="longer than the limit"):
+    with pytest.raises(MediaError, match=r"tiny.mp4 is 2 s long; the limit is 1 s \(--max-duration\)"):
         load_video_frames(tiny_video, 4, 32, max_duration_s=1.0)
 
 
