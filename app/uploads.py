@@ -5,7 +5,8 @@ app copies each upload once per content: the same bytes under the same extension
 modification time and hit the pipeline's encoded-clip cache. Each request holds a :class:`Lease`
 on its copies; the lease lives in the request, which lives in the session's run record, so the
 files of a run that a user can still act on (``/intervene``, ``/attention``, ``/attribution``) are
-never deleted. Unleased copies beyond ``max_files`` are deleted, oldest first.
+never deleted. Of the copies no request holds, the ``max_files`` most recently used are kept for
+reuse and older ones are deleted.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class UploadIndex:
 
     Args:
         folder: an existing private folder (removed by the caller at exit).
-        max_files: most unleased copies kept for reuse (leased ones are never deleted).
+        max_files: most copies kept for reuse that no request holds (held ones are never deleted).
     """
 
     def __init__(self, folder: str | Path, max_files: int = 32) -> None:
@@ -93,9 +94,10 @@ class UploadIndex:
         return str(entry.path)
 
     def held(self) -> int:
-        """Number of copies some live request holds."""
+        """Number of copies some live request holds (releases and evicts what was freed first)."""
         with self._lock:
             self._drain()
+            self._evict()
             return sum(1 for e in self._entries.values() if e.holders > 0)
 
     def _drain(self) -> None:
@@ -107,5 +109,5 @@ class UploadIndex:
 
     def _evict(self) -> None:
         free = [k for k, e in self._entries.items() if e.holders <= 0]
-        for key in free[: max(0, len(self._entries) - self.max_files)]:
+        for key in free[: max(0, len(free) - self.max_files)]:
             self._entries.pop(key).path.unlink(missing_ok=True)
