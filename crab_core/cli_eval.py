@@ -1,4 +1,9 @@
-"""``python -m crab_core eval``: per-task metrics on a manifest, next to the majority baseline."""
+"""``python -m crab_core eval``: per-task metrics on a manifest, next to the majority baseline.
+
+Rows that cannot be scored (malformed JSON or ``gt``, unreadable media, paths outside the
+manifest's folder) are listed with their line number and reason; the others are still scored.
+When no row at all can be scored the command fails (exit 1) instead of printing empty metrics.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,57 @@ import json
 import sys
 
 from .cli_common import add_model_args, load_pipeline
-from .evaluation import evaluate, read_manifest
+from .errors import EvaluationError
+from .evaluation import describe_error, evaluate, read_manifest
+from .tasks import TASKS
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crab_core eval", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m crab_core eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser)
     parser.add_argument("--data", required=True, help="AV-UIE-style JSONL manifest (docs/manifest.md)")
     parser.add_argument("--tasks", help="comma-separated subset of tasks")
-    parser.add_argument("--limit", type=int, help="evaluate at most N rows")
-    parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens (default: per task)")
+    parser.add_argument("--limit", type=_positive, help="evaluate at most N rows")
+    parser.add_argument("--max-new-tokens", type=_positive, help="cap on generated tokens (default: per task)")
+    parser.add_argument("--allow-outside", action="store_true",
+                        help="accept media / mask paths that resolve outside the manifest's folder "
+                             "(refused per row by default)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    rows = read_manifest(args.data)
-    if args.limit:
-        rows = rows[: args.limit]
-    pipe = load_pipeline(args)
-    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
-    report = evaluate(pipe, rows, tasks, progress=not args.no_progress, max_new_tokens=args.max_new_tokens)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    unknown = sorted(set(tasks or ()) - set(TASKS))
+    if unknown:
+        parser.error(f"--tasks: unknown task(s) {unknown}; known: {sorted(TASKS)}")
+    read_errors: list[dict] = []
+    rows = read_manifest(args.data, allow_outside=args.allow_outside, errors=read_errors, limit=args.limit)
+    if not rows and not read_errors:
+        raise EvaluationError(f"{args.data}: the manifest has no rows")
+    pipe = load_pipeline(args) if rows else None
+    report = evaluate(pipe, rows, tasks, progress=not args.no_progress, max_new_tokens=args.max_new_tokens,
+                      errors=read_errors)
     if args.json:
-        sys.stdout.write(json.dumps({"model": pipe.name, "trained": pipe.trained, **report.to_json()}) + "\n")
+        name, trained = (pipe.name, pipe.trained) if pipe is not None else (args.model, None)
+        sys.stdout.write(json.dumps({"model": name, "trained": trained, **report.to_json()}) + "\n")
     else:
-        if not pipe.trained:
+        if pipe is not None and not pipe.trained:
             sys.stdout.write("note: randomly initialised model, the metrics are chance level\n")
         sys.stdout.write(report.table() + "\n")
+    if report.scored == 0:
+        which = f" of task(s) {','.join(tasks)}" if tasks else ""
+        if not report.errors:
+            raise EvaluationError(f"{args.data}: no row{which} to evaluate")
+        raise EvaluationError(f"{args.data}: no row{which} could be scored ({len(report.errors)} failed; first: "
+                              f"{describe_error(report.errors[0])})")
     return 0

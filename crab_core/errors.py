@@ -21,3 +21,11 @@ class MediaError(CrabError):
 
 class TaskError(CrabError, ValueError):
     """Unknown task or inputs that do not fit the task."""
+
+
+class EvaluationError(CrabError):
+    """An evaluation produced no result: no manifest row could be run and scored."""
+
+
+class SynthError(ConfigError):
+    """Bad SynthAV generation arguments (sample count, image size, output folder)."""
