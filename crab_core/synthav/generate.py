@@ -32,13 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from crab_core.errors import ConfigError
+from crab_core.errors import ConfigError, SynthError
 from crab_core.parallel import progress_map
 
 from .annotate import TASKS, build_target
@@ -48,6 +49,11 @@ from .world import CLASSES, SPLITS, sample_seed, split_of_seed
 from .writer import write_manifest, write_mask_png, write_mp4, write_png, write_wav
 
 logger = logging.getLogger(__name__)
+
+#: Bounds of one ``generate_split`` call: samples, frame side (pixels, even), worker processes.
+MAX_SAMPLES = 100_000
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
+MAX_WORKERS = 64
 
 
 @dataclass
@@ -237,8 +243,8 @@ def generate_split(out_dir: str | Path, split: str, num: int, seed: int, tasks: 
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         raise ConfigError(f"unknown SynthAV task(s) {bad}; known: {list(TASKS)}")
-    out = Path(out_dir) / split
-    out.mkdir(parents=True, exist_ok=True)
+    check_arguments(num, image_size, workers)
+    out = prepare_out_dir(Path(out_dir) / split)
     jobs = [(out, split, i, seed, tasks[i % len(tasks)], i // len(tasks), image_size, write_audio)
             for i in range(num)]
     rows: list[dict] = progress_map(_write_job, jobs, workers, f"synthav {split}", progress)
@@ -249,21 +255,80 @@ def generate_split(out_dir: str | Path, split: str, num: int, seed: int, tasks: 
     return manifest, report
 
 
+def check_arguments(num: int, image_size: int, workers: int) -> None:
+    """Bounds of one call (before anything is allocated or written).
+
+    Raises:
+        SynthError: ``num`` outside 1..:data:`MAX_SAMPLES`, ``image_size`` odd or outside
+            :data:`MIN_IMAGE_SIZE`..:data:`MAX_IMAGE_SIZE`, ``workers`` outside 1..:data:`MAX_WORKERS`.
+    """
+    for name, value, lo, hi in (("num", num, 1, MAX_SAMPLES), ("image_size", image_size, MIN_IMAGE_SIZE,
+                                MAX_IMAGE_SIZE), ("workers", workers, 1, MAX_WORKERS)):
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise SynthError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    if image_size % 2:
+        raise SynthError(f"image_size must be even, got {image_size}")
+
+
+def prepare_out_dir(path: str | Path) -> Path:
+    """Create ``path`` (and parents) if missing and check that files can be written in it.
+
+    Raises:
+        SynthError: the path is a file (or under one), or the folder cannot be created or written.
+    """
+    p = Path(path)
+    existing = next((a for a in (p, *p.parents) if a.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == p else f"is inside {existing}, which is a file"
+        raise SynthError(f"output folder {p} {where}, not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise SynthError(f"output folder {p} cannot be created or written ({exc.strerror or exc})") from exc
+    return p
+
+
+def _int_in(lo: int, hi: int, even: bool = False):
+    """argparse type: an integer in [lo, hi] (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi or (even and value % 2):
+            raise argparse.ArgumentTypeError(f"must be {'an even integer' if even else 'an integer'} in "
+                                             f"[{lo}, {hi}], got {value}")
+        return value
+
+    return parse
+
+
 def main_synth(argv: list[str]) -> int:
     """CLI: ``--out DIR --split S --num N --seed S [--tasks a,b] [--image-size 224] [--workers W]``."""
     parser = argparse.ArgumentParser(prog="crab_core synth", description="Generate a SynthAV split.")
     parser.add_argument("--out", required=True, help="output root (the split gets a sub-folder)")
     parser.add_argument("--split", required=True, choices=SPLITS)
-    parser.add_argument("--num", type=int, required=True)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num", type=_int_in(1, MAX_SAMPLES), required=True,
+                        help=f"samples to write, 1..{MAX_SAMPLES} per call")
+    parser.add_argument("--seed", type=_int_in(0, 2**24 - 1), default=0, help="user seed in [0, 2**24)")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--image-size", type=_int_in(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, even=True), default=224,
+                        help=f"frame side in pixels, even, {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}")
+    parser.add_argument("--workers", type=_int_in(1, MAX_WORKERS), default=1)
     parser.add_argument("--no-wav", action="store_true", help="do not keep the separate wav files")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        parser.error("--tasks: no task names given")
+    try:
+        prepare_out_dir(args.out)
+    except SynthError as exc:
+        parser.error(f"argument --out: {exc}")
     manifest, report = generate_split(args.out, args.split, args.num, args.seed, tasks, args.image_size,
                                       args.workers, write_audio=not args.no_wav, progress=True)
     for task, entry in report["tasks"].items():
