@@ -123,6 +123,8 @@ class Engine:
                  class_names: list[str] | None = None) -> None:
         self.pipeline = pipeline
         self.max_duration_s = max_duration_s
+        # the library applies the same limit while decoding (a header that lies about the length)
+        pipeline.max_duration_s = max_duration_s
         self.class_names = class_names
         self.lock = threading.Lock()
         self._display: OrderedDict[tuple, np.ndarray] = OrderedDict()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,14 +24,17 @@ def free_port() -> int:
 
 
 def start(extra: list[str] | None = None, timeout: float = 120.0) -> tuple[subprocess.Popen, str, float]:
-    """Start the app; returns ``(process, url, seconds until it answers HTTP)``."""
+    """Start the app with a private TMPDIR (removed by :func:`stop`); returns ``(process, url, seconds until
+    it answers HTTP)``."""
     port = free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(ROOT),
-               GRADIO_TEMP_DIR=tempfile.mkdtemp(prefix="crab-bench-"))
-    log = open(Path(env["GRADIO_TEMP_DIR"]) / "server.log", "w")  # noqa: SIM115 - lives with the process
+    tmp = tempfile.mkdtemp(prefix="crab-bench-")
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
+    env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(ROOT), TMPDIR=tmp)
+    log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115 - lives with the process
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *(extra or [])],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.bench_dir = tmp
     url = f"http://127.0.0.1:{port}"
     while time.perf_counter() - t0 < timeout:
         if proc.poll() is not None:
@@ -44,26 +50,36 @@ def start(extra: list[str] | None = None, timeout: float = 120.0) -> tuple[subpr
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """Stop the server by its own PID."""
+    """Stop the server by its own PID (SIGTERM: it removes its folders) and remove its TMPDIR."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    if getattr(proc, "bench_dir", None):
+        shutil.rmtree(proc.bench_dir, ignore_errors=True)
+
+
+def samples(n: int, tasks: list[str], seed: int = 7) -> list[dict]:
+    """``n`` SynthAV manifest rows over ``tasks`` (10-s clips; ``video`` is an absolute path), in a
+    temporary folder removed at exit."""
+    sys.path.insert(0, str(ROOT))
+    from crab_core.synthav import generate_split
+
+    out = Path(tempfile.mkdtemp(prefix="crab-bench-clips-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    manifest, _ = generate_split(out, "test", n, seed, tasks, image_size=112)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for row in rows:
+        row["video"] = str(manifest.parent / row["video"])
+    return rows
 
 
 def clips(n: int, task: str = "ave", seed: int = 7) -> list[Path]:
     """``n`` distinct 10-s SynthAV clips (distinct content, so no upload / encode cache hits)."""
-    sys.path.insert(0, str(ROOT))
-    import json
-
-    from crab_core.synthav import generate_split
-
-    out = Path(tempfile.mkdtemp(prefix="crab-bench-clips-"))
-    manifest, _ = generate_split(out, "test", n, seed, [task], image_size=112)
-    return [manifest.parent / json.loads(line)["video"] for line in manifest.read_text().splitlines()]
+    return [Path(row["video"]) for row in samples(n, [task], seed)]
 
 
 def write_section(title: str, body: str, path: Path = ROOT / "benchmarks" / "results" / "app.md") -> None:
