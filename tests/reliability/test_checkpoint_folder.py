@@ -28,7 +28,7 @@ CAP = 3 * 1024**3  # loading crab-tiny itself peaks near 1.1 GB of address space
 def _folder(tmp_path: Path, edit=None, card: str | None = None) -> Path:
     """A crab-tiny folder whose config is ``edit(config_dict)`` (weights and tokenizer linked)."""
     out = tmp_path / "model"
-    out.mkdir()
+    out.mkdir(parents=True)
     cfg = json.loads((TINY / "config.json").read_text())
     if edit is not None:
         edit(cfg)
@@ -212,3 +212,17 @@ def test_hostile_sizes_are_refused_under_a_memory_cap(tmp_path):
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("REFUSED", "LOADED"))]
     assert len(lines) == len(edits), proc.stdout + proc.stderr[-2000:]
     assert all(ln.startswith("REFUSED") for ln in lines), lines
+
+
+def test_infer_cli_reports_bad_card_and_config_in_one_line(tmp_path, capsys):
+    from crab_core import cli
+
+    folder = _folder(tmp_path, card="{broken")
+    video = str(REPO / "assets" / "examples" / "ave.mp4")
+    assert cli.main(["infer", "--model", str(folder), "--task", "ave", "--video", video]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {folder / 'training.json'}: invalid JSON (")
+    bad = _folder(tmp_path / "two", _set("llm", "num_hidden_layers", 10**6))
+    assert cli.main(["infer", "--model", str(bad), "--task", "ave", "--video", video]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {bad / 'config.json'}: llm.num_hidden_layers = 1000000 is outside [1, 256]"
