@@ -14,7 +14,14 @@ from crab_core.checkpoint.io import read_state_dict, refusal_message
 from crab_core.checkpoint.official import load_beats_checkpoint
 from crab_core.errors import CheckpointError
 
-UNSAFE_ADVICE = ("weights_only", "safe_globals", "trust the source", "if you trust", "arbitrary code", "false")
+UNSAFE_ADVICE = (
+    "weights_only",
+    "safe_globals",
+    "trust the source",
+    "if you trust",
+    "arbitrary code",
+    "false",
+)
 
 
 class _RunsCode:
