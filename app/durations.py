@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from crab_core.errors import MediaError
 
 PROBE_TIMEOUT_S = 30
+#: Probes remembered per (path, mtime, size): follow-ups on the same upload copy skip ffprobe.
+CACHE_SIZE = 128
+_cache: OrderedDict[tuple, dict[str, float]] = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 def _seconds(value) -> float | None:
@@ -43,19 +50,47 @@ def stream_durations(path: str | Path, label: str) -> dict[str, float]:
     Raises:
         MediaError: ffprobe is missing, or cannot read the file.
     """
+    try:
+        st = os.stat(path)
+        key = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return dict(_cache[key])
+    found = _probe(path, label)
+    if key is not None:
+        with _cache_lock:
+            _cache[key] = dict(found)
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+    return found
+
+
+def _probe(path: str | Path, label: str) -> dict[str, float]:
     ffprobe = shutil.which("ffprobe")
     if ffprobe is None:
         raise MediaError("checking upload durations needs ffprobe (part of ffmpeg) on the server")
-    cmd = [ffprobe, "-v", "error", "-show_entries", "stream=codec_type,duration:stream_tags=DURATION:"
-           "format=duration", "-of", "json", str(path)]
+    cmd = [
+        ffprobe,
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=codec_type,duration:stream_tags=DURATION:format=duration",
+        "-of",
+        "json",
+        str(path),
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
         info = json.loads(out.stdout or b"{}") if out.returncode == 0 else None
     except (subprocess.TimeoutExpired, json.JSONDecodeError):
         info = None
     if not info or not info.get("streams"):
-        raise MediaError(f"{label} is not a readable video or audio file (damaged, truncated or another kind "
-                         "of file)")
+        raise MediaError(
+            f"{label} is not a readable video or audio file (damaged, truncated or another kind of file)"
+        )
     container = _seconds(info.get("format", {}).get("duration"))
     found: dict[str, float] = {}
     for stream in info["streams"]:
@@ -68,8 +103,9 @@ def stream_durations(path: str | Path, label: str) -> dict[str, float]:
     return found
 
 
-def check_upload_durations(video: str | None, audio: str | None, names: dict[str, str],
-                           max_duration_s: float) -> None:
+def check_upload_durations(
+    video: str | None, audio: str | None, names: dict[str, str], max_duration_s: float
+) -> None:
     """Refuse a video stream, a video's audio track (used when no separate audio is given) or a
     separate audio file longer than ``max_duration_s``.
 

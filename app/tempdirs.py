@@ -123,8 +123,9 @@ def check_writable(path: str | os.PathLike, what: str) -> Path:
         os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"{what} ({p}) is not a writable folder: {reason}; point it to a writable "
-                          "folder") from None
+        raise ConfigError(
+            f"{what} ({p}) is not a writable folder: {reason}; point it to a writable folder"
+        ) from None
     return p
 
 

@@ -47,13 +47,24 @@ class User:
         from gradio_client import handle_file
 
         r = self.row
-        out = self.client.predict(handle_file(r["video"]), None, None, r["task"], r.get("question") or "",
-                                  r.get("frame_index") or 0, None, self.tokens, *VIEW, api_name="/run")
+        out = self.client.predict(
+            handle_file(r["video"]),
+            None,
+            None,
+            r["task"],
+            r.get("question") or "",
+            r.get("frame_index") or 0,
+            None,
+            self.tokens,
+            *VIEW,
+            api_name="/run",
+        )
         return _text(out[1])
 
     def intervene(self) -> str:
-        out = self.client.predict("ablate", [f"head {self.idx % 3}"], ["all"], False, "all", "all",
-                                  api_name="/intervene")
+        out = self.client.predict(
+            "ablate", [f"head {self.idx % 3}"], ["all"], False, "all", "all", api_name="/intervene"
+        )
         return _text(out[1])
 
     def measure_alone(self) -> None:
@@ -69,7 +80,9 @@ class User:
                 self.latency.append(time.perf_counter() - t0)
                 self.checked += 1
                 if got != want:
-                    self.errors.append(f"user {self.idx} ({self.row['task']}) got {got[:60]!r}, alone {want[:60]!r}")
+                    self.errors.append(
+                        f"user {self.idx} ({self.row['task']}) got {got[:60]!r}, alone {want[:60]!r}"
+                    )
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 self.errors.append(repr(exc)[:200])
             k += 1
@@ -127,20 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     mem = [m for _, m in rss]
     first_half = mem[: len(mem) // 2] or mem
     ok = bool(lat) and not errs and all(per_user)
-    text = "\n".join([
-        f"{args.users} gradio_client users, {args.seconds:.0f} s, each on its own 10-s SynthAV clip and task "
-        f"({', '.join(u.row['task'] for u in users)}), alternating `/run` (uploaded every call) and `/intervene` "
-        f"(head {{0,1,2}} ablated), answers capped at {args.tokens} tokens, queue concurrency 1; "
-        f"{time.strftime('%Y-%m-%d %H:%M')}. Every reply is compared with the answer that user got when "
-        "alone (the users' answers all differ, so a reply for another user's clip or run fails).",
-        "",
-        f"- requests answered and checked: {len(lat)} (per user: {per_user}); wrong or failed: {len(errs)}"
-        + (f" (first: {errs[0]})" if errs else ""),
-        f"- latency under load: median {statistics.median(lat):.2f} s, max {max(lat):.2f} s" if lat else "- no answers",
-        f"- server RSS: start {mem[0]:.0f} MiB, max {max(mem):.0f} MiB, end {mem[-1]:.0f} MiB "
-        f"(max of first half {max(first_half):.0f} MiB)" if mem else "- no memory samples",
-        f"- every user answered, each with its own answer: {'yes' if ok else '**no**'}",
-    ])
+    text = "\n".join(
+        [
+            f"{args.users} gradio_client users, {args.seconds:.0f} s, each on its own 10-s SynthAV clip and task "
+            f"({', '.join(u.row['task'] for u in users)}), alternating `/run` (uploaded every call) and `/intervene` "
+            f"(head {{0,1,2}} ablated), answers capped at {args.tokens} tokens, queue concurrency 1; "
+            f"{time.strftime('%Y-%m-%d %H:%M')}. Every reply is compared with the answer that user got when "
+            "alone (the users' answers all differ, so a reply for another user's clip or run fails).",
+            "",
+            f"- requests answered and checked: {len(lat)} (per user: {per_user}); wrong or failed: {len(errs)}"
+            + (f" (first: {errs[0]})" if errs else ""),
+            f"- latency under load: median {statistics.median(lat):.2f} s, max {max(lat):.2f} s"
+            if lat
+            else "- no answers",
+            f"- server RSS: start {mem[0]:.0f} MiB, max {max(mem):.0f} MiB, end {mem[-1]:.0f} MiB "
+            f"(max of first half {max(first_half):.0f} MiB)"
+            if mem
+            else "- no memory samples",
+            f"- every user answered, each with its own answer: {'yes' if ok else '**no**'}",
+        ]
+    )
     srv.write_section("Concurrency (benchmarks/app_concurrency.py)", text)
     sys.stdout.write(text + "\n")
     return 0 if ok else 1

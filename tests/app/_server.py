@@ -22,23 +22,36 @@ SERVER_CAP = 4 * 1024**3
 class Server:
     """A running ``app.py``: ``proc``, ``url``, ``log`` (its stdout + stderr file)."""
 
-    def __init__(self, tmpdir: Path, args: list[str] | None = None, cap: int = SERVER_CAP,
-                 env: dict | None = None) -> None:
+    def __init__(
+        self, tmpdir: Path, args: list[str] | None = None, cap: int = SERVER_CAP, env: dict | None = None
+    ) -> None:
         self.tmpdir = Path(tmpdir)
         self.log = self.tmpdir.parent / f"server-{time.time_ns()}.log"
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         base = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}
-        self.env = {**base, "TMPDIR": str(self.tmpdir), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-                    "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
+        self.env = {
+            **base,
+            "TMPDIR": str(self.tmpdir),
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": "1",
+            **(env or {}),
+        }
 
         def _cap() -> None:
             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
         with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), *(args or [])],
-                                         cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=_cap)
+            self.proc = subprocess.Popen(
+                [sys.executable, str(REPO / "app.py"), "--port", str(port), *(args or [])],
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_cap,
+            )
 
     def wait_ready(self, timeout: float = 180.0) -> Server:
         t0 = time.monotonic()
@@ -71,7 +84,9 @@ class Server:
 
 def crab_folders(tmpdir: Path) -> list[str]:
     """Names of the app's temporary folders in ``tmpdir``."""
-    return sorted(p.name for p in Path(tmpdir).iterdir() if p.name.startswith(("crab-studio-", "crab-uploads-")))
+    return sorted(
+        p.name for p in Path(tmpdir).iterdir() if p.name.startswith(("crab-studio-", "crab-uploads-"))
+    )
 
 
 def ffmpeg(*args: str) -> None:

@@ -16,8 +16,23 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg i
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     d = tmp_path_factory.mktemp("durations")
-    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=32x32:r=2:d=4", "-f", "lavfi", "-i", "sine=sample_rate=8000:d=90",
-           "-c:v", "libx264", "-c:a", "aac", "-b:a", "8k", str(d / "long_track.mp4"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=32x32:r=2:d=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=8000:d=90",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "8k",
+        str(d / "long_track.mp4"),
+    )
     ffmpeg("-f", "lavfi", "-i", "sine=sample_rate=8000:d=90", "-b:a", "8k", str(d / "long.mp3"))
     ffmpeg("-f", "lavfi", "-i", "sine=sample_rate=8000:d=3", str(d / "short.wav"))
     ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=32x32:r=2:d=75", "-c:v", "libx264", str(d / "long_video.mp4"))
@@ -33,8 +48,11 @@ def test_durations_of_each_stream(media):
 
 def test_limits_name_the_users_file_and_the_flag(media):
     names = {str(media / "long_track.mp4"): "holiday.mp4", str(media / "long.mp3"): "talk.mp3"}
-    with pytest.raises(MediaError, match=r"^the audio track of holiday\.mp4 is 90 s long; this app accepts at most "
-                                         r"60 s \(--max-duration\)$"):
+    with pytest.raises(
+        MediaError,
+        match=r"^the audio track of holiday\.mp4 is 90 s long; this app accepts at most "
+        r"60 s \(--max-duration\)$",
+    ):
         check_upload_durations(str(media / "long_track.mp4"), None, names, 60)
     # with a separate audio file the video's own track is not used, so it is not held against it
     check_upload_durations(str(media / "long_track.mp4"), str(media / "short.wav"), names, 60)

@@ -57,6 +57,8 @@ def test_unwritable_folder_is_a_one_line_error(tmp_path):
     if target.name == "file":  # root ignores permissions: a path below a regular file cannot be written
         target.write_text("x")
         target = target / "sub"
-    with pytest.raises(ConfigError, match=r"^GRADIO_TEMP_DIR \(.*\) is not a writable folder: .*writable folder$"):
+    with pytest.raises(
+        ConfigError, match=r"^GRADIO_TEMP_DIR \(.*\) is not a writable folder: .*writable folder$"
+    ):
         tempdirs.check_writable(target, "GRADIO_TEMP_DIR")
     assert tempdirs.check_writable(tmp_path / "new" / "dir", "X").is_dir()

@@ -41,4 +41,6 @@ def test_same_bytes_get_one_copy_per_extension(tmp_path):
     again = index.add(_file(tmp_path / "3", "again.PNG", b"\x89PNG\r\n\x1a\n" + b"0" * 64), lease)
     assert as_video.endswith(".mp4") and as_image.endswith(".png") and again == as_image
     assert lease.names[as_image] == "again.PNG"  # the name this request used
-    assert index.add(None, lease) is None and index.add(str(tmp_path / "missing.mp4"), lease).endswith("missing.mp4")
+    assert index.add(None, lease) is None and index.add(str(tmp_path / "missing.mp4"), lease).endswith(
+        "missing.mp4"
+    )

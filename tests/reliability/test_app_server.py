@@ -21,10 +21,13 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed"),
-              pytest.mark.skipif(not (REPO / "assets" / "crab-tiny" / "model.safetensors").is_file(),
-                                 reason="crab-tiny weights absent")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed"),
+    pytest.mark.skipif(
+        not (REPO / "assets" / "crab-tiny" / "model.safetensors").is_file(), reason="crab-tiny weights absent"
+    ),
+]
 CLIP = REPO / "assets" / "examples" / "ave.mp4"
 VIEW = ("all", "all", "weights", "unit", "all")
 
@@ -33,14 +36,38 @@ VIEW = ("all", "all", "weights", "unit", "all")
 def media(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("media")
     # the case: a valid 10-s video plus a 30-minute MP3 (1.8 MB) as the separate audio
-    ffmpeg("-f", "lavfi", "-i", "sine=f=440:sample_rate=8000:d=1800", "-ac", "1", "-b:a", "8k", str(d / "talk.mp3"))
-    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=64x64:r=1:d=10", "-f", "lavfi", "-i",
-           "sine=f=300:sample_rate=8000:d=1800", "-c:v", "libx264", "-c:a", "aac", "-b:a", "8k",
-           str(d / "long_track.mp4"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:sample_rate=8000:d=1800",
+        "-ac",
+        "1",
+        "-b:a",
+        "8k",
+        str(d / "talk.mp3"),
+    )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=64x64:r=1:d=10",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=300:sample_rate=8000:d=1800",
+        "-c:v",
+        "libx264",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "8k",
+        str(d / "long_track.mp4"),
+    )
     ffmpeg("-f", "lavfi", "-i", "sine=f=500:sample_rate=16000:d=10", str(d / "tone.wav"))
     data = CLIP.read_bytes()
     n = len(data)
-    (d / "broken.mp4").write_bytes(data[: n // 5] + bytes(n * 3 // 5) + data[n * 4 // 5:])
+    (d / "broken.mp4").write_bytes(data[: n // 5] + bytes(n * 3 // 5) + data[n * 4 // 5 :])
     from PIL import Image
 
     Image.new("RGB", (64, 64), (200, 30, 30)).save(d / "frame.png")

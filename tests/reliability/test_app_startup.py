@@ -23,10 +23,22 @@ def _app(args: list[str], env: dict, timeout: float = 180) -> subprocess.Complet
     def _cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (SERVER_CAP, SERVER_CAP))
 
-    full = {**{k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}, "GRADIO_ANALYTICS_ENABLED": "False",
-            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run([sys.executable, str(REPO / "app.py"), "--port", "1", *args], cwd=REPO, env=full,
-                          capture_output=True, text=True, timeout=timeout, preexec_fn=_cap)
+    full = {
+        **{k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"},
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, str(REPO / "app.py"), "--port", "1", *args],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_cap,
+    )
 
 
 def _errors(out: subprocess.CompletedProcess) -> list[str]:
