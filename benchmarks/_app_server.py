@@ -45,8 +45,9 @@ def start(extra: list[str] | None = None, timeout: float = 120.0) -> tuple[subpr
                     return proc, url, time.perf_counter() - t0
         except OSError:
             time.sleep(0.1)
-    stop(proc)
-    raise RuntimeError("the app did not become ready in time")
+    proc.kill()  # keep its TMPDIR: the log says why
+    proc.wait()
+    raise RuntimeError(f"the app did not become ready in time; see {log.name}")
 
 
 def stop(proc: subprocess.Popen) -> None:
