@@ -64,9 +64,14 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
     pipe = CrabPipeline.load(model)
     seg = pipe.model.seg_module
     cap: list = []
-    hook = seg.register_forward_pre_hook(lambda m, a: cap.append((a[0].detach(), [f.detach() for f in a[1]])))
+
+    def grab(module, args, kwargs):
+        frames = kwargs.get("frames")
+        cap.append((args[0].detach(), [f.detach() for f in args[1]], None if frames is None else frames.detach()))
+
+    hook = seg.register_forward_pre_hook(grab, with_kwargs=True)
     by_scene: dict[str, list[float]] = {"one visible object": [], "several visible objects": [], "empty target": []}
-    states, classes, feats = [], [], []
+    states, classes, feats, several = [], [], [], []
     try:
         for r in rows:
             cap.clear()
@@ -80,8 +85,9 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
             by_scene[key].append(iou)
             if cap and gt.any():
                 states.append(cap[-1][0][0])
-                feats.append(cap[-1][1])
+                feats.append((cap[-1][1], cap[-1][2]))
                 classes.append(r["gt"]["object"])
+                several.append(key == "several visible objects")
     finally:
         hook.remove()
     x = torch.stack(states).flatten(1).float()  # (N, 6 * D)
@@ -89,13 +95,17 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
     total = ((x - mu) ** 2).sum(1).mean()
     between = sum(((x[[i for i, c in enumerate(classes) if c == k]].mean(0) - mu) ** 2).sum()
                   * classes.count(k) for k in set(classes)) / len(classes)
-    swap_iou = []
+    swap_iou, swap_several = [], []
     with torch.no_grad():
         for i in range(len(states)):
-            own = seg(states[i][None], feats[i], ["s4"]).pred_masks[0][0] > 0
+            f, frames = feats[i]
+            own = seg(states[i][None], f, ["s4"], frames=frames).pred_masks[0][0] > 0
             others = [j for j in range(len(states)) if classes[j] != classes[i]][:swaps]
             for j in others:
-                swap_iou.append(_iou(own, seg(states[j][None], feats[i], ["s4"]).pred_masks[0][0] > 0))
+                iou = _iou(own, seg(states[j][None], f, ["s4"], frames=frames).pred_masks[0][0] > 0)
+                swap_iou.append(iou)
+                if several[i]:
+                    swap_several.append(iou)
     n_all = sum(len(v) for v in by_scene.values())
     return {
         "s4_miou": float(np.mean([v for vs in by_scene.values() for v in vs])),
@@ -104,10 +114,13 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
         "class_variance_share": float(between / total),
         "spread_over_mean": float(total.sqrt() / mu.norm()),
         "prompt_swap_iou": float(np.mean(swap_iou)),
+        "prompt_swap_iou_several": float(np.mean(swap_several)) if swap_several else None,
+        "prompt_swap_n_several": len(swap_several),
     }
 
 
-def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, seg_steps: int | None = None) -> Path:
+def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, seg_steps: int | None = None,
+            decoder: str | None = None, seg_trainable: tuple[str, ...] | None = None) -> Path:
     """Retrain the seg stage from the shipped weights; returns the exported model folder."""
     from crab_core.checkpoint.io import read_state_dict
     from crab_core.model.builder import build_model
@@ -116,6 +129,8 @@ def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, 
     from crab_core.training.trainer import Trainer
 
     recipe = crab_tiny_recipe()
+    if decoder is not None:
+        recipe = recipe.replace(model=recipe.model.replace(seg=dataclasses.replace(recipe.model.seg, decoder=decoder)))
     by_name = {p.name: p for p in recipe.phases}
     # a 0-step phase on every task keeps the render cache (keyed by the recipe's tasks) shared by both arms
     phases = [Phase("data", 0, ("seg_module",), {t: 1.0 for t in ALL_TASKS})]
@@ -124,12 +139,15 @@ def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, 
         phases.append(Phase("probe", 500, ("lora", "tower_heads"), ins.tasks, lr=ins.lr, batch_size=ins.batch_size,
                             seg_probe_weight=1.0))
     seg = by_name["seg"]
-    phases.append(seg if seg_steps is None else dataclasses.replace(seg, steps=seg_steps))
+    seg = seg if seg_steps is None else dataclasses.replace(seg, steps=seg_steps)
+    phases.append(seg if seg_trainable is None else dataclasses.replace(seg, trainable=seg_trainable))
     trainer = Trainer(recipe.replace(phases=tuple(phases)), out / name, cache_dir=cache, progress=False)
     trainer.setup()
     state = read_state_dict(TINY_DIR / "model.safetensors", float32=True)
+    if recipe.model.seg.decoder != "reference":  # the shipped seg module does not fit: it starts fresh anyway
+        state = {k: v for k, v in state.items() if not k.startswith("seg_module.")}
     res = trainer.model.load_state_dict(state, strict=False)
-    missing = [k for k in res.missing_keys if "rotary" not in k]
+    missing = [k for k in res.missing_keys if "rotary" not in k and not k.startswith("seg_module.")]
     if missing or res.unexpected_keys:
         raise RuntimeError(f"shipped weights do not fit the recipe's model: {missing[:3]} {res.unexpected_keys[:3]}")
     fresh = build_model(recipe.model, seed=recipe.seed)
@@ -154,6 +172,8 @@ def table(results: dict) -> str:
     row("seg-token states: class share of variance", lambda r: f"{r['class_variance_share']:.2f}")
     row("seg-token states: spread / mean norm", lambda r: f"{r['spread_over_mean']:.2f}")
     row("prompt swap: IoU with own mask (1 = ignored)", lambda r: f"{r['prompt_swap_iou']:.2f}")
+    row("prompt swap, several-object frames", lambda r: "-" if r.get("prompt_swap_iou_several") is None
+        else f"{r['prompt_swap_iou_several']:.2f} (pairs={r['prompt_swap_n_several']})")
     for extra in ("ms3", "ref-avs", "avss"):
         if any(extra in r for r in results.values()):
             row(f"{extra} mIoU" + (" (present)" if extra == "avss" else ""),
@@ -169,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arms", action="store_true", help="also retrain the seg stage with / without the probe")
     p.add_argument("--seg-only", action="store_true", help="with --arms: only the arm without the probe")
     p.add_argument("--seg-steps", type=int, default=None, help="seg-stage steps of the arms (default: the recipe's)")
+    p.add_argument("--decoder", choices=("reference", "prompt"), default=None,
+                   help="mask decoder of the arms (default: the recipe's)")
+    p.add_argument("--seg-trainable", default=None,
+                   help="comma-separated components the arms' seg stage trains (default: the recipe's)")
     p.add_argument("--name", default="seg_selection", help="report file name (without extension)")
     p.add_argument("--work", default="runs/seg-selection", help="arm outputs and render cache")
     p.add_argument("--cache", default=None, help="render cache folder (default WORK/cache)")
@@ -187,10 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.work)
         cache = Path(args.cache) if args.cache else work / "cache"
         steps = f" ({args.seg_steps} steps)" if args.seg_steps else ""
-        models["seg stage retrained" + steps] = str(run_arm("seg", False, work, cache, minutes, args.seg_steps))
+        trainable = tuple(args.seg_trainable.split(",")) if args.seg_trainable else None
+        extra = (args.seg_steps, args.decoder, trainable)
+        label = "seg stage retrained" + steps + (f", {args.decoder} decoder" if args.decoder else "") + (
+            f", trains {args.seg_trainable}" if trainable else "")
+        models[label] = str(run_arm("seg", False, work, cache, minutes, *extra))
         if not args.seg_only:
             models["seg-token probe, then seg stage" + steps] = str(
-                run_arm("probe-seg", True, work, cache, minutes, args.seg_steps))
+                run_arm("probe-seg", True, work, cache, minutes, *extra))
     results = {}
     for name, model in models.items():
         results[name] = diagnose(model, s4)
@@ -202,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %s", name, results[name])
     cmd = "python benchmarks/seg_selection.py" + " ".join(
         [""] + [f for f, on in (("--arms", args.arms), ("--seg-only", args.seg_only)) if on]
-        + ([f"--seg-steps {args.seg_steps}"] if args.seg_steps else []) + ([f"--name {args.name}"] if args.name != "seg_selection" else []))
+        + ([f"--seg-steps {args.seg_steps}"] if args.seg_steps else [])
+        + ([f"--decoder {args.decoder}"] if args.decoder else [])
+        + ([f"--seg-trainable {args.seg_trainable}"] if args.seg_trainable else [])
+        + ([f"--name {args.name}"] if args.name != "seg_selection" else []))
     md = "# crab-tiny: does the mask decoder select the sounding object?\n\n" + header(cmd, torch.get_num_threads())
     md += f"\n\nS4 samples: {len(s4)} of the `test` split (seed {SPLITS['test']}). Arm training minutes: {minutes}.\n\n"
     md += table(results)

@@ -172,9 +172,16 @@ class SegConfig:
     num_avss_classes: int = 71
     #: training only: share of the class-balanced AVSS cross-entropy (0 = the reference's pixel mean)
     avss_balance: float = 0.0
+    #: ``"reference"`` (the reference's query decoder; official weights) or ``"prompt"`` (our
+    #: training: seg tokens as two-way-transformer tokens, frame stem; crab_core.model.seg.prompt_decoder)
+    decoder: str = "reference"
+    #: pixel-embedding width of the prompt decoder
+    pixel_dim: int = 32
 
     def __post_init__(self) -> None:
         _check(self.prompt_embed_dim % self.num_heads == 0, "seg heads must divide prompt_embed_dim")
+        _check(self.decoder in ("reference", "prompt"), "seg.decoder must be 'reference' or 'prompt'")
+        _check(self.pixel_dim > 0, "seg.pixel_dim must be positive")
         _check(self.scales == 2, "the decoder has exactly two scales")
         _check(0.0 <= self.avss_balance <= 1.0, "seg.avss_balance must be in [0, 1]")
 

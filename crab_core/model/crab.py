@@ -28,11 +28,14 @@ class EncodedMedia:
         tokens_per_unit: rows per frame / second for each modality.
         seg_features: two ``(P, C)`` CLIP feature maps (frame 0 of the image, else of the
             video) for the mask decoder, or None.
+        seg_frame: ``(3, S, S)`` CLIP-normalised pixels of that frame (the prompt decoder's frame
+            stem), or None.
     """
 
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     tokens_per_unit: dict[str, int] = field(default_factory=dict)
     seg_features: list[torch.Tensor] | None = None
+    seg_frame: torch.Tensor | None = None
 
 
 @dataclass
@@ -147,7 +150,7 @@ class CrabModel(nn.Module):
         b = sizes[0]
         outs = [EncodedMedia() for _ in range(b)]
         p = self.visual_encoder.patches_per_frame
-        seg_src = None
+        seg_src, seg_frame = None, None
         for name, pixels in (("video", video), ("image", image)):
             if pixels is None:
                 continue
@@ -159,6 +162,7 @@ class CrabModel(nn.Module):
                 outs[i].tokens_per_unit[name] = self.config.vl_qformer.num_query_tokens
             if name == "image" or seg_src is None:
                 seg_src = [f[:, :p] for f in feats[:2]]
+                seg_frame = pixels.reshape(b, -1, *pixels.shape[-3:])[:, 0]
         if audio is not None:
             with torch.set_grad_enabled(self._towers_grad(self.audio_encoder)):
                 tokens = self.audio_encoder(audio.to(self.device, self.audio_dtype))
@@ -169,6 +173,7 @@ class CrabModel(nn.Module):
         if need_seg and seg_src is not None:
             for i in range(b):
                 outs[i].seg_features = [f[i] for f in seg_src]
+                outs[i].seg_frame = seg_frame[i].to(self.device)
         return outs
 
     @property
@@ -231,7 +236,8 @@ class CrabModel(nn.Module):
                 gts = [samples[i].gt_mask for i in rows]
                 gt = torch.stack(gts).to(self.device) if all(g is not None for g in gts) else None
                 ms = [torch.stack([samples[i].media.seg_features[k] for i in rows]) for k in range(2)]
-                seg = self.seg_module(seg_emb, ms, [samples[i].task for i in rows], gt)
+                seg = self.seg_module(seg_emb, ms, [samples[i].task for i in rows], gt,
+                                      frames=self._seg_frames([samples[i] for i in rows]))
                 mask_loss, pred = seg.mask_loss, seg.pred_masks
         loss = lm_loss
         if mask_loss is not None:
@@ -275,5 +281,12 @@ class CrabModel(nn.Module):
                 continue
             emb = dec.step_hidden[i, pos[-n_tok:]].unsqueeze(0)
             ms = [f.unsqueeze(0) for f in s.media.seg_features]
-            masks.append(self.seg_module(emb, ms, [s.task], None).pred_masks[0])
+            masks.append(self.seg_module(emb, ms, [s.task], None, frames=self._seg_frames([s])).pred_masks[0])
         return masks
+
+    def _seg_frames(self, samples: Sequence[CrabSample]) -> torch.Tensor | None:
+        """``(B, 3, S, S)`` seg frames of ``samples``, or None when one lacks it (reference decoder)."""
+        frames = [s.media.seg_frame for s in samples]
+        if any(f is None for f in frames):
+            return None
+        return torch.stack(frames).to(self.device)

@@ -97,6 +97,8 @@ def collate(items: list[TrainItem], features: dict | None = None, media: bool = 
                     g.features[name] = torch.stack([f[name] for f in feats])
             if "image" in feats[0]:
                 g.features["image"] = [torch.stack([f["image"][k] for f in feats]) for k in range(3)]
+                if raws[0].image is not None:  # pixels for the prompt decoder's frame stem (cheap, not cached)
+                    g.features["frame"] = torch.stack([normalise(r.image[None])[0] for r in raws])
         else:
             if raws[0].video is not None:
                 g.video = torch.stack([normalise(r.video) for r in raws])

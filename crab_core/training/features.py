@@ -76,7 +76,8 @@ def encode_from_features(model: CrabModel, features: dict, need_seg: bool) -> li
     """Project cached tower outputs of one media group, as ``encode_media_batch`` does.
 
     Args:
-        features: ``{"video": (B, T*P, C), "image": [3 x (B, P, C)], "audio": (B, T, n, C)}``.
+        features: ``{"video": (B, T*P, C), "image": [3 x (B, P, C)], "audio": (B, T, n, C)}``, and
+            ``"frame"`` ``(B, 3, S, S)``: the normalised image pixels (the prompt decoder's frame stem).
         need_seg: keep the image's two seg-scale maps for the mask decoder.
     """
     b = next(iter(features.values()))
@@ -99,6 +100,9 @@ def encode_from_features(model: CrabModel, features: dict, need_seg: bool) -> li
             outs[i].tokens_per_unit["audio"] = q_a
     if need_seg and "image" in features:
         seg = [f.to(model.device, model.vision_dtype)[:, :p] for f in features["image"][:2]]
+        frame = features.get("frame")
         for i in range(b):
             outs[i].seg_features = [f[i] for f in seg]
+            if frame is not None:
+                outs[i].seg_frame = frame[i].to(model.device)
     return outs

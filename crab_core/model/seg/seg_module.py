@@ -18,6 +18,10 @@ Compatibility switches (crab-reference.md section 8):
   and ``scale_fusion`` ``(scales,)`` with the same initial values (identical output at init).
 * ``chain_query_generator`` (bug 10), see :mod:`.query_generator`.
 * ``loss_reduction`` (bug 11), see :mod:`.losses`.
+* ``decoder="prompt"`` (our training, issue #13): steps 2-5 are replaced by
+  :class:`~.prompt_decoder.PromptMaskDecoder` (seg tokens as tokens of the two-way transformer, a
+  frame stem for a pixel embedding at ``image_size / 2``); it needs the frames. ``"reference"`` is
+  the reference's decoder, bit-exact for official weights.
 
 The two random-PE matrices (:data:`PE_BUFFER_KEYS`) are persistent buffers; official checkpoints
 lack them (bug 8).
@@ -38,6 +42,7 @@ from crab_core.errors import CheckpointError
 from .common import LayerNorm2d, PositionEmbeddingRandom
 from .losses import mask_loss
 from .mask_decoder import AVSS_TASK, MaskDecoderMultiScale
+from .prompt_decoder import PromptMaskDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +99,8 @@ class SegModule(nn.Module):
         learnable_fusion: Fix bug 9 (register the fusion scalars).
         loss_reduction: ``"sum"`` (reference) or ``"mean"``.
         avss_balance: share of the class-balanced AVSS cross-entropy (training option, see :mod:`.losses`).
+        decoder: ``"reference"`` or ``"prompt"`` (see the module docstring).
+        pixel_dim: pixel-embedding width of the prompt decoder.
 
     Example:
         >>> m = SegModule(64, 48, prompt_embed_dim=32, mlp_dim=64, num_heads=4, num_queries=5,
@@ -109,13 +116,16 @@ class SegModule(nn.Module):
                  image_size: int = 224, patch_size: int = 14, scales: int = 2, tokens_per_scale: int = 3,
                  num_avss_classes: int = 71, chain_query_generator: bool = False,
                  learnable_fusion: bool = False, loss_reduction: str = "sum",
-                 avss_balance: float = 0.0) -> None:
+                 avss_balance: float = 0.0, decoder: str = "reference", pixel_dim: int = 32) -> None:
         super().__init__()
         if image_size % patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
         if loss_reduction not in ("sum", "mean"):
             raise ValueError(f"loss_reduction must be 'sum' or 'mean', got {loss_reduction!r}")
+        if decoder not in ("reference", "prompt"):
+            raise ValueError(f"decoder must be 'reference' or 'prompt', got {decoder!r}")
         d = prompt_embed_dim
+        self.decoder = decoder
         self.grid = image_size // patch_size
         self.image_size, self.low_res_mask_size = image_size, low_res_mask_size
         self.scales, self.tokens_per_scale = scales, tokens_per_scale
@@ -124,12 +134,20 @@ class SegModule(nn.Module):
         self.learnable_fusion = learnable_fusion
 
         self.text_proj = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, d))
-        self.no_mask_embed = nn.Embedding(1, d)
+        if decoder == "reference":
+            self.no_mask_embed = nn.Embedding(1, d)
         self.image_feature_neck = nn.Sequential(
             nn.Conv2d(vit_dim, d, kernel_size=1, bias=False), LayerNorm2d(d),
             nn.Conv2d(d, d, kernel_size=3, padding=1, bias=False), LayerNorm2d(d),
         )
         self.pe_layer = PositionEmbeddingRandom(d // 2)
+        if decoder == "prompt":
+            self.prompt_decoder = PromptMaskDecoder(
+                d, scales * tokens_per_scale, scales, depth=decoder_depth, num_heads=num_heads, mlp_dim=mlp_dim,
+                attention_downsample_rate=attention_downsample_rate, num_avss_classes=num_avss_classes,
+                pixel_dim=pixel_dim, image_size=image_size,
+            )
+            return
         self.mask_decoder = MaskDecoderMultiScale(
             d, num_queries, depth=decoder_depth, num_heads=num_heads, mlp_dim=mlp_dim,
             attention_downsample_rate=attention_downsample_rate, scales=scales,
@@ -153,7 +171,7 @@ class SegModule(nn.Module):
             tokens_per_scale=seg.tokens_per_scale, num_avss_classes=seg.num_avss_classes,
             chain_query_generator=compat.chain_query_generator, learnable_fusion=compat.learnable_fusion,
             loss_reduction="sum" if compat.mode == "reference" else "mean",
-            avss_balance=seg.avss_balance,
+            avss_balance=seg.avss_balance, decoder=seg.decoder, pixel_dim=seg.pixel_dim,
         )
 
     def _fusion_weights(self, ref: Tensor) -> tuple[Tensor, Tensor]:
@@ -216,8 +234,24 @@ class SegModule(nn.Module):
         mask = F.interpolate(fused.float(), size, mode="bilinear", align_corners=False).to(fused)
         return mask[0], level_logits, qg_outs
 
+    def _forward_prompt(self, seg_embeddings: Tensor, multi_scale_features: list[Tensor], task_names: list[str],
+                        frames: Tensor | None) -> SegOutput:
+        """The prompt decoder's path (``decoder="prompt"``): one batched decode, then bilinear to ``image_size``."""
+        if frames is None:
+            raise ValueError("the prompt decoder needs the frames (B, 3, image_size, image_size)")
+        proj = self.text_proj(seg_embeddings)
+        grids = self._grid_features(multi_scale_features)  # (B, scales, vit_dim, g, g)
+        b, s = grids.shape[:2]
+        neck = self.image_feature_neck(grids.flatten(0, 1)).unflatten(0, (b, s))
+        pe = self.pe_layer((self.grid, self.grid)).unsqueeze(0)
+        low = self.prompt_decoder(neck, proj, frames.to(neck.dtype), task_names, pe)
+        size = (self.image_size, self.image_size)
+        masks = [F.interpolate(m.unsqueeze(0).float(), size, mode="bilinear", align_corners=False)[0].to(m)
+                 for m in low]
+        return SegOutput(pred_masks=masks, level_logits=[[m.unsqueeze(0)] for m in low], text_hidden_fcs_out=proj)
+
     def forward(self, seg_embeddings: Tensor, multi_scale_features: list[Tensor], task_names: list[str],
-                gt_mask: Tensor | None = None) -> SegOutput:
+                gt_mask: Tensor | None = None, frames: Tensor | None = None) -> SegOutput:
         """Predict masks (and the mask loss when ``gt_mask`` is given).
 
         Args:
@@ -226,6 +260,7 @@ class SegModule(nn.Module):
                 (frame 0) are used.
             task_names: ``B`` task names; ``'avss'`` selects the multi-class head.
             gt_mask: Optional ``(B, 1, image_size, image_size)`` targets.
+            frames: ``(B, 3, image_size, image_size)`` CLIP-normalised frames (prompt decoder only).
 
         Returns:
             :class:`SegOutput`.
@@ -233,6 +268,12 @@ class SegModule(nn.Module):
         b = seg_embeddings.shape[0]
         if len(task_names) != b:
             raise ValueError(f"got {len(task_names)} task names for a batch of {b}")
+        if self.decoder == "prompt":
+            out = self._forward_prompt(seg_embeddings, multi_scale_features, task_names, frames)
+            if gt_mask is not None:
+                out.mask_loss = mask_loss(out.pred_masks, gt_mask, task_names, self.loss_reduction,
+                                          self.avss_balance)
+            return out
         token_w, scale_w = self._fusion_weights(seg_embeddings)
         proj = self.text_proj(seg_embeddings)
         prompts = self._fuse_tokens(proj, token_w)
