@@ -19,13 +19,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--image", help="image (ARIG input, or the target frame of seg tasks)")
     parser.add_argument("--question", help="AVQA question or Ref-AVS expression")
     parser.add_argument("--frame-index", type=int, help="target second for seg tasks (0-based)")
-    parser.add_argument("--max-new-tokens", type=positive_int, metavar="N",
-                        help="cap on generated tokens (default: the task's budget)")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        metavar="N",
+        help="cap on generated tokens (default: the task's budget)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    from .media import check_media
+
+    check_media(
+        args.video, args.audio, args.image, max_duration_s=args.max_duration
+    )  # before loading a model
     pipe = load_pipeline(args)
-    res = pipe.run(args.task, video=args.video, audio=args.audio, image=args.image, question=args.question,
-                   frame_index=args.frame_index, max_new_tokens=args.max_new_tokens)
+    res = pipe.run(
+        args.task,
+        video=args.video,
+        audio=args.audio,
+        image=args.image,
+        question=args.question,
+        frame_index=args.frame_index,
+        max_new_tokens=args.max_new_tokens,
+    )
     if args.json:
         out = res.to_json()
         out["model"] = pipe.name

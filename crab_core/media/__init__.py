@@ -14,7 +14,7 @@ from .audio import (
     load_audio,
     load_audio_segments,
 )
-from .clip import MediaClip, load_clip
+from .clip import MediaClip, check_media, load_clip
 from .image import CLIP_MEAN, CLIP_STD, clip_preprocess, load_image, load_image_uint8, resize_rgb
 from .limits import (
     DURATION_TOLERANCE_S,
@@ -76,6 +76,7 @@ __all__ = [
     "check_duration",
     "check_file",
     "check_limit",
+    "check_media",
     "describe_decoder_error",
     "clip_preprocess",
     "colours_to_classes",

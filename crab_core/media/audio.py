@@ -171,8 +171,13 @@ def load_audio_segments(
     """
     p, limit, label, info = _open_checked(path, max_bytes, max_duration_s, label, durations)
     declared, params = info.audio, info.audio_params
-    plan_args = dict(seconds_per_segment=seconds_per_segment, mode=mode, index=index,
-                     total_seconds=total_seconds, max_window_s=max_window_s)
+    plan_args = dict(
+        seconds_per_segment=seconds_per_segment,
+        mode=mode,
+        index=index,
+        total_seconds=total_seconds,
+        max_window_s=max_window_s,
+    )
     plan_windows(16000, SAMPLE_RATE, num_segments, **plan_args)  # argument errors before any decoding
     full_cap = min(limit, FULL_DECODE_MAX_S) + DURATION_TOLERANCE_S
     if declared is None or declared <= full_cap:
@@ -194,14 +199,27 @@ def _measured(p: Path, limit: float, label: str, params) -> float:
     return seconds
 
 
-def _windowed(p: Path, seconds: float, limit: float, label: str, num_segments: int, plan_args: dict,
-              params, retry: bool = True) -> tuple[Tensor, float]:
+def _windowed(
+    p: Path,
+    seconds: float,
+    limit: float,
+    label: str,
+    num_segments: int,
+    plan_args: dict,
+    params,
+    retry: bool = True,
+) -> tuple[Tensor, float]:
     """Decode the planned windows of a ``seconds``-long track one by one."""
     n = int(round(seconds * SAMPLE_RATE))
     plan = plan_windows(n, SAMPLE_RATE, num_segments, **plan_args)
     check_plan(plan, n, SAMPLE_RATE, num_segments)
-    logger.info("%s: %.0f s, decoding only %d windows of %.2f s", p.name, seconds, len(plan),
-                plan[0].length / SAMPLE_RATE)
+    logger.info(
+        "%s: %.0f s, decoding only %d windows of %.2f s",
+        p.name,
+        seconds,
+        len(plan),
+        plan[0].length / SAMPLE_RATE,
+    )
     segments = []
     for w in plan:
         got = read_span(p, SAMPLE_RATE, w.start, w.taken, params)
@@ -210,7 +228,9 @@ def _windowed(p: Path, seconds: float, limit: float, label: str, num_segments: i
             real = _measured(p, limit, label, params)
             if real <= FULL_DECODE_MAX_S + DURATION_TOLERANCE_S:
                 wave = torch.from_numpy(_validated(read_full(p, SAMPLE_RATE, real + 1.0, params)[0], p))
-                return audio_segments(wave, SAMPLE_RATE, num_segments, **plan_args), wave.shape[0] / SAMPLE_RATE
+                return audio_segments(wave, SAMPLE_RATE, num_segments, **plan_args), wave.shape[
+                    0
+                ] / SAMPLE_RATE
             return _windowed(p, real, limit, label, num_segments, plan_args, params, retry=False)
         if not np.isfinite(got).all():
             raise MediaError(f"{p.name} contains non-finite audio samples (NaN or inf)")
@@ -251,8 +271,16 @@ def audio_segments(
     """
     wave = torch.as_tensor(wave).to(torch.float32).reshape(-1)
     n = wave.shape[0]
-    plan = plan_windows(n, sr, num_segments, seconds_per_segment, mode, index=index,
-                        total_seconds=total_seconds, max_window_s=max_window_s)
+    plan = plan_windows(
+        n,
+        sr,
+        num_segments,
+        seconds_per_segment,
+        mode,
+        index=index,
+        total_seconds=total_seconds,
+        max_window_s=max_window_s,
+    )
     check_plan(plan, n, sr, num_segments)
     return cut(wave, plan)
 
@@ -292,7 +320,13 @@ def audio_features(
     from .fbank import crab_fbank
 
     segments = audio_segments(
-        wave, sr, num_segments, seconds_per_segment, mode, index=index, total_seconds=total_seconds,
+        wave,
+        sr,
+        num_segments,
+        seconds_per_segment,
+        mode,
+        index=index,
+        total_seconds=total_seconds,
         max_window_s=max_window_s,
     )
     return crab_fbank(segments)

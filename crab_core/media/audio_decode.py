@@ -69,8 +69,18 @@ def _binaries(p: Path) -> tuple[str, str]:
 
 def _stream_params(p: Path, ffprobe: str) -> tuple[int, int]:
     """Sample rate and channel count of the first audio stream (MediaError when there is none)."""
-    cmd = [ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels",
-           "-of", "csv=p=0", str(p)]
+    cmd = [
+        ffprobe,
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "stream=sample_rate,channels",
+        "-of",
+        "csv=p=0",
+        str(p),
+    ]
     result = subprocess.run(cmd, capture_output=True, check=False, timeout=60)
     out = result.stdout.decode("utf-8", "replace").strip()
     if result.returncode != 0:
@@ -119,8 +129,27 @@ def _run_ffmpeg(cmd: list[str], channels: int, p: Path, sink: Callable[[np.ndarr
 
 def _ffmpeg_cmd(ffmpeg: str, p: Path, start_s: float | None, duration_s: float) -> list[str]:
     seek = [] if not start_s else ["-ss", f"{start_s:.6f}"]
-    return [ffmpeg, "-nostdin", "-v", "error", *seek, "-i", str(p), "-map", "0:a:0", "-vn", "-sn", "-dn",
-            "-t", f"{duration_s:.6f}", "-f", "s16le", "-acodec", "pcm_s16le", "-"]
+    return [
+        ffmpeg,
+        "-nostdin",
+        "-v",
+        "error",
+        *seek,
+        "-i",
+        str(p),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-t",
+        f"{duration_s:.6f}",
+        "-f",
+        "s16le",
+        "-acodec",
+        "pcm_s16le",
+        "-",
+    ]
 
 
 def _collect(limit: int) -> tuple[list[np.ndarray], Callable[[np.ndarray], bool]]:
@@ -135,7 +164,9 @@ def _collect(limit: int) -> tuple[list[np.ndarray], Callable[[np.ndarray], bool]
     return chunks, sink
 
 
-def read_full(p: Path, sr: int, cap_s: float, params: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+def read_full(
+    p: Path, sr: int, cap_s: float, params: tuple[int, int] | None = None
+) -> tuple[np.ndarray, bool]:
     """Decode a whole track, reading at most ``cap_s`` seconds (bit-identical to ``librosa.load`` below it).
 
     Args:

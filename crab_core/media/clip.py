@@ -19,7 +19,7 @@ from crab_core.errors import MediaError, TaskError
 
 from .audio import AUDIO_MODES, audio_label, load_audio_segments
 from .image import clip_preprocess, load_image, load_image_uint8
-from .limits import DEFAULT_MAX_DURATION_S, Durations, probe_durations, validate_limit
+from .limits import DEFAULT_MAX_DURATION_S, Durations, check_limit, probe_durations, validate_limit
 from .mask import mask_from_any
 from .probe import DEFAULT_MAX_BYTES, check_file
 from .video import read_video, sample_frame_indices
@@ -85,6 +85,38 @@ def _audio(
         name = Path(source).name
         raise (exc if name in str(exc) else MediaError(f"{name}: {exc}")) from exc
     return crab_fbank(segments), seconds
+
+
+def check_media(
+    video: PathLike | None = None,
+    audio: PathLike | None = None,
+    image: PathLike | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+) -> None:
+    """Cheap pre-flight of a request's files (no decoding): checks, kinds and the duration limit.
+
+    Lets a command reject a bad or too long input before it loads a model (``infer`` does).
+    :func:`load_clip` applies the same checks itself.
+
+    Raises:
+        MediaError: A missing / empty / oversized / wrong-kind file, or a stream longer than the limit.
+    """
+    limit = validate_limit(max_duration_s)
+    if video is not None and isinstance(video, (str, os.PathLike)):
+        p = check_file(video, "video", max_bytes=max_bytes)
+        info = probe_durations(p)
+        if info.has_video is False:
+            raise MediaError(f"{p.name} has no video stream; give it as the audio, with an image or a video")
+        check_limit(f"the video {p.name}", info.video, limit)
+        if audio is None:
+            check_limit(audio_label(p, separate=False), info.audio, limit)
+    if audio is not None:
+        p = check_file(audio, "audio", max_bytes=max_bytes)
+        check_limit(audio_label(p, separate=True), probe_durations(p).audio, limit)
+    if image is not None:
+        check_file(image, "image", max_bytes=max_bytes)
 
 
 def load_clip(

@@ -100,8 +100,16 @@ def probe_durations(path: str | os.PathLike) -> Durations:
     ffprobe = shutil.which("ffprobe")
     if ffprobe is None:
         return Durations()
-    cmd = [ffprobe, "-v", "error", "-show_entries", "format=duration:stream=codec_type,duration,sample_rate,channels:stream_tags",
-           "-of", "json", str(p)]
+    cmd = [
+        ffprobe,
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration:stream=codec_type,duration,sample_rate,channels:stream_tags",
+        "-of",
+        "json",
+        str(p),
+    ]
     try:
         result = subprocess.run(cmd, capture_output=True, check=False, timeout=60)
         data = json.loads(result.stdout.decode("utf-8", "replace") or "{}") if result.returncode == 0 else {}

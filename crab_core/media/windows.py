@@ -95,7 +95,9 @@ def plan_windows(
         raise TaskError(f"unknown audio mode {mode!r}; expected one of {AUDIO_MODES}")
     if num_segments < 1:
         raise TaskError(f"num_segments must be >= 1, got {num_segments}")
-    seconds = float(seconds_per_segment) if seconds_per_segment is not None else (2.0 if mode == "avqa" else 1.0)
+    seconds = (
+        float(seconds_per_segment) if seconds_per_segment is not None else (2.0 if mode == "avqa" else 1.0)
+    )
     cap_s = seconds if max_window_s is None else float(max_window_s)
     if not cap_s > 0 or cap_s == float("inf"):
         raise TaskError(f"max_window_s must be a positive number of seconds, got {max_window_s}")
