@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 
+from crab_core.errors import ReportError
 from crab_core.model.builder import count_parameters
+from crab_core.reports import RESULTS_GLOB, find_results, load_results, quality_report, weights_digest
 
-DOMAIN_TINY = ("**Domain.** crab-tiny is trained only on **SynthAV**: procedurally generated 10-second scenes "
-               "with up to three objects from ten classes (guitar, violin, flute, drum, piano, trumpet, bell, "
-               "dog, car, bird) in three slots (left, middle, right), rendered as simple shapes with synthetic "
-               "sounds. It has never seen real-world clips; on real videos its answers are meaningless.")
-DOMAIN_7B = ("**Domain.** crab-7b is the official Crab model (LLaMA-2-7B-chat + CLIP ViT-L/14 + BEATs), trained "
-             "on the AV-UIE datasets (AVE, AVVP, MUSIC-AVQA, AVSBench, Ref-AVS, VALOR).")
+#: the committed quality results (``benchmarks/crab_tiny_quality.py``) of the repository the app runs from
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+DOMAIN_TINY = (
+    "**Domain.** crab-tiny is trained only on **SynthAV**: procedurally generated 10-second scenes "
+    "with up to three objects from ten classes (guitar, violin, flute, drum, piano, trumpet, bell, "
+    "dog, car, bird) in three slots (left, middle, right), rendered as simple shapes with synthetic "
+    "sounds. It has never seen real-world clips; on real videos its answers are meaningless."
+)
+DOMAIN_7B = (
+    "**Domain.** crab-7b is the official Crab model (LLaMA-2-7B-chat + CLIP ViT-L/14 + BEATs), trained "
+    "on the AV-UIE datasets (AVE, AVVP, MUSIC-AVQA, AVSBench, Ref-AVS, VALOR)."
+)
 
 
 def _fmt(n: int) -> str:
@@ -28,9 +39,11 @@ def parameter_table(model) -> str:
 def weights_statement(name: str, trained: bool) -> str:
     """A plain sentence on which weights are loaded."""
     if not trained:
-        return ("⚠️ **Random weights.** No trained crab-tiny was found (assets/crab-tiny/model.safetensors), so "
-                "this is a randomly initialised crab-tiny: every answer, box and mask is noise. The views still "
-                "show how the model routes tokens through its I-LoRA heads.")
+        return (
+            "⚠️ **Random weights.** No trained crab-tiny was found (assets/crab-tiny/model.safetensors), so "
+            "this is a randomly initialised crab-tiny: every answer, box and mask is noise. The views still "
+            "show how the model routes tokens through its I-LoRA heads."
+        )
     return f"Loaded model: **{name}** (trained weights)."
 
 
@@ -39,13 +52,59 @@ def card_markdown(card: dict) -> str:
     if not card:
         return "_No training card (training.json) was found beside the weights._"
     parts = []
-    for key in ("data", "recipe", "metrics"):
+    for key in ("data", "recipe"):
         if key in card:
             parts.append(f"**{key.capitalize()}**\n\n```json\n{json.dumps(card[key], indent=2)[:4000]}\n```")
+    if "metrics" in card:
+        parts.append("_Quality: see the table above (built from the committed results files)._")
     rest = {k: v for k, v in card.items() if k not in ("data", "recipe", "metrics")}
     if rest:
         parts.append(f"**Other**\n\n```json\n{json.dumps(rest, indent=2, default=str)[:4000]}\n```")
     return "\n\n".join(parts)
+
+
+@functools.lru_cache(maxsize=4)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    return weights_digest(path)
+
+
+def loaded_weights_digest(name: str) -> str | None:
+    """Digest of the weights the app loaded (``crab-tiny`` or a model folder); None when not a file."""
+    from crab_core.pipeline import TINY_DIR
+
+    path = (TINY_DIR if name == "crab-tiny" else Path(name)) / "model.safetensors"
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _digest(str(path), st.st_mtime_ns, st.st_size)
+
+
+def quality_markdown(name: str, trained: bool, results_dir: Path | None = None) -> str:
+    """The quality table of ``crab_core.reports`` for the loaded model, or a sentence saying why there is none.
+
+    Only results of the same model name are shown and, once results files record the weights'
+    digest, only those of the loaded weights.
+    """
+    if not trained:
+        return "_Random weights: no quality results describe this model._"
+    try:
+        paths = find_results(results_dir or RESULTS_DIR)
+    except ReportError:
+        paths = []
+    if not paths:
+        return f"_No quality results here (`benchmarks/results/{RESULTS_GLOB}` is absent in this install)._"
+    try:
+        results = load_results(paths)
+    except ReportError as exc:
+        return f"_The quality results could not be read: {exc}_"
+    mine = [r for r in results if r.model == name]
+    if any(r.weights for r in mine):
+        digest = loaded_weights_digest(name)
+        mine = [r for r in mine if r.weights is not None and r.weights == digest]
+    if not mine:
+        return f"_No quality results for {name} (the results files are for other models or weights)._"
+    return quality_report(mine)
 
 
 def model_markdown(pipeline) -> str:
@@ -63,6 +122,8 @@ def model_markdown(pipeline) -> str:
         f"dropout = {lora.dropout}; adapted projections: {', '.join(lora.target_modules)} in each of the "
         f"{cfg.llm.num_hidden_layers} LLM layers. Each token's router mixes the heads with a softmax "
         "(the *router weights* shown in the views).",
+        "### Quality",
+        quality_markdown(pipeline.name, pipeline.trained),
         "### Training",
         card_markdown(pipeline.card),
     ]

@@ -31,19 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 log = logging.getLogger("crab_tiny_quality")
 
-#: (task, metric key, label, target, higher is better)
-HEADLINE = [
-    ("ave", "accuracy", "AVE accuracy", 0.90, True),
-    ("avqa", "accuracy", "AVQA accuracy", 0.85, True),
-    ("avvp", "segment_audio", "AVVP segment F1 audio", 0.85, True),
-    ("avvp", "segment_visual", "AVVP segment F1 visual", 0.85, True),
-    ("arig", "ciou", "ARIG cIoU", 0.80, True),
-    ("s4", "miou", "S4 mIoU", 0.80, True),
-    ("ms3", "miou", "MS3 mIoU", 0.70, True),
-    ("avss", "miou_present", "AVSS mIoU (classes present)", 0.50, True),
-    ("ref-avs", "miou", "Ref-AVS mIoU", 0.70, True),
-    ("ref-avs", "s", "Ref-AVS null S (lower is better)", 0.15, False),
-]
+from crab_core.reports import TARGETS, weights_digest  # noqa: E402
+
+#: (task, metric key, label, target, higher is better): the issue #13 targets of crab_core.reports
+HEADLINE = [(t.task, t.key, t.label, t.bound, t.higher_is_better) for t in TARGETS]
 SPLITS = {"test": 101, "test-compositional": 102}
 
 
@@ -90,7 +81,33 @@ def score(model: str, manifest: Path) -> dict:
         "seconds": round(time.perf_counter() - t0, 1),
         **report.to_json(),
         "avqa_type_counts": avqa_type_counts(rows),
+        "ref_avs_null_count": sum(
+            1 for r in rows if r.get("task") == "ref-avs" and (r.get("gt") or {}).get("null")
+        ),
     }
+
+
+def model_weights_digest(model: str) -> str | None:
+    """:func:`crab_core.reports.weights_digest` of the model folder's ``model.safetensors`` (None without one),
+    so that reports never mix results of different weights under one model name."""
+    from crab_core.pipeline import TINY_DIR
+
+    path = (TINY_DIR if model == "crab-tiny" else Path(model)) / "model.safetensors"
+    return weights_digest(path) if path.is_file() else None
+
+
+def command_line(args: argparse.Namespace, seeds: dict[str, int], tasks: tuple[str, ...]) -> str:
+    """The command that reproduces this run (``--seeds`` only when they differ from the defaults)."""
+    extra = (
+        f" --seeds {','.join(f'{k}={v}' for k, v in seeds.items())}"
+        if seeds != {s: SPLITS[s] for s in seeds}
+        else ""
+    )
+    return (
+        f"python benchmarks/crab_tiny_quality.py --model {args.model} --per-task {args.per_task}{extra}"
+        f"{' --tasks ' + args.tasks if tasks else ''}"
+        + (f" --name {args.name}" if args.name != "crab_tiny_quality" else "")
+    )
 
 
 def avqa_type_counts(rows: list[dict]) -> dict[str, int]:
@@ -187,8 +204,16 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s scored in %.1f s", split, results[split]["seconds"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(results, indent=1))
     used = {s: seeds[s] for s in results}
+    digest = model_weights_digest(args.model)
+    for split, res in results.items():  # what crab_core.reports needs to label and group the run
+        res.update(
+            seed=seeds[split],
+            per_task=args.per_task,
+            command=command_line(args, used, tasks),
+            weights_sha256=digest,
+        )
+    (out / f"{args.name}.json").write_text(json.dumps(results, indent=1))
     extra = (
         f" --seeds {','.join(f'{k}={v}' for k, v in used.items())}"
         if used != {s: SPLITS[s] for s in results}

@@ -29,3 +29,7 @@ class EvaluationError(CrabError):
 
 class SynthError(ConfigError):
     """Bad SynthAV generation arguments (sample count, image size, output folder)."""
+
+
+class ReportError(CrabError):
+    """A results file cannot be read or is not a results file, or a generated docs region is malformed."""
