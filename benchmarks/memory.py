@@ -129,7 +129,9 @@ def _length(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 600 else f"{seconds:g} s"
 
 
-def report(rows: list[dict], command: str, max_ratio: float, tokens: int) -> tuple[str, bool]:
+def report(
+    rows: list[dict], command: str, max_ratio: float, tokens: int, runtime_s: float
+) -> tuple[str, bool]:
     flat = all(r["ratio"] <= max_ratio and r["raised"]["rc"] == 0 for r in rows)
     worst = max(r["ratio"] for r in rows)
     lines = [
@@ -163,6 +165,9 @@ def report(rows: list[dict], command: str, max_ratio: float, tokens: int) -> tup
         "",
         f"Result: {'flat' if flat else '**not flat**'} (largest ratio {worst:.2f}, limit {max_ratio}).",
         "",
+        f"Benchmark runtime: {runtime_s / 60:.1f} min (input generation included; the wall times include "
+        "loading the model, on a shared 2-core machine).",
+        "",
     ]
     return "\n".join(lines), flat
 
@@ -178,9 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/memory.py" + (
         "" if args.lengths == "10,60,600,3600" else f" --lengths {args.lengths}"
     )
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crab-memory-") as tmp:
         rows = measure(lengths, args.tokens, Path(tmp))
-    md, flat = report(rows, command, args.max_ratio, args.tokens)
+    runtime = time.perf_counter() - t0
+    md, flat = report(rows, command, args.max_ratio, args.tokens, runtime)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "memory.json").write_text(
         json.dumps(
@@ -189,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 "date": time.strftime("%Y-%m-%d %H:%M"),
                 "max_ratio": args.max_ratio,
                 "flat": flat,
+                "runtime_s": runtime,
                 "rows": rows,
             },
             indent=1,
