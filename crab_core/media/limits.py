@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -186,21 +185,22 @@ def validate_limit(max_duration_s: float) -> float:
 
 
 _PLAIN = (
-    ("moov atom not found", "the file is incomplete (its index is missing: an interrupted upload or copy?)"),
+    ("moov atom not found", "the file is incomplete or corrupt (its index is missing)"),
     ("invalid data found", "the data is not valid audio or video (corrupt, or not a media file)"),
-    ("end of file", "the file ends early (truncated)"),
+    ("av_read_frame failed", "the file is truncated or corrupt (its data ends before its index says)"),
+    ("end of file", "the file is truncated or corrupt (it ends early)"),
     ("does not contain any stream", "the file holds no audio or video stream"),
-    ("no such file", "the file could not be opened"),
+    ("no video stream", "the file holds no video stream"),
     ("permission denied", "the file cannot be read (permission denied)"),
 )
-_INTERNAL = re.compile(r"\.(cc|cpp|c|h|hpp|py):\d+|check failed|decorderror|traceback|0x[0-9a-f]{6,}", re.I)
 
 
 def describe_decoder_error(detail: str) -> str:
-    """Plain words for a decoder's message: known problems are named, internals are never shown.
+    """Plain words for a decoder's message: known problems are named, anything else is described
+    generically, so a decoder's internals (source lines, return codes, addresses) never reach the user.
 
     Args:
-        detail: The decoder's message (decord, PyAV, ffmpeg, libsndfile).
+        detail: The decoder's message (decord, PyAV, ffmpeg, libsndfile); log it separately.
 
     Returns:
         A short description of what is wrong with the file.
@@ -209,6 +209,4 @@ def describe_decoder_error(detail: str) -> str:
     for needle, plain in _PLAIN:
         if needle in low:
             return plain
-    if detail and not _INTERNAL.search(detail) and len(detail) <= 120 and "/" not in detail:
-        return detail.strip().rstrip(".")
     return "the file is corrupt, truncated or in an unsupported format"
