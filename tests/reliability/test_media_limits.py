@@ -234,3 +234,27 @@ def test_infer_usage_errors_and_limit_message(files):
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: the audio file long.wav is 120 s long; the limit is 60 s (--max-duration)"
     )
+
+
+def test_every_command_sharing_the_model_options_gets_the_limit():
+    import argparse
+
+    from crab_core.cli_common import add_model_args, load_pipeline
+
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)  # infer and eval
+    assert parser.parse_args([]).max_duration == 60.0
+    pipe = load_pipeline(
+        parser.parse_args(["--model", "crab-tiny", "--device", "cpu", "--max-duration", "120"])
+    )
+    assert pipe.max_duration_s == 120.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--max-duration", "inf"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "crab_core", "eval", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "--max-duration S" in proc.stdout
