@@ -120,11 +120,14 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
 
 
 def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, seg_steps: int | None = None,
-            decoder: str | None = None, seg_trainable: tuple[str, ...] | None = None) -> Path:
+            decoder: str | None = None, seg_trainable: tuple[str, ...] | None = None,
+            seg_probe_weight: float | None = None) -> Path:
     """Retrain the seg stage from the shipped weights; returns the exported model folder."""
     from crab_core.checkpoint.io import read_state_dict
     from crab_core.model.builder import build_model
     from crab_core.pipeline import TINY_DIR
+    from crab_core.tokenizer import CrabTokenizer
+    from crab_core.training.data import tokenize_item
     from crab_core.training.recipe import ALL_TASKS, Phase, crab_tiny_recipe
     from crab_core.training.trainer import Trainer
 
@@ -140,9 +143,14 @@ def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, 
                             seg_probe_weight=1.0))
     seg = by_name["seg"]
     seg = seg if seg_steps is None else dataclasses.replace(seg, steps=seg_steps)
-    phases.append(seg if seg_trainable is None else dataclasses.replace(seg, trainable=seg_trainable))
+    seg = seg if seg_trainable is None else dataclasses.replace(seg, trainable=seg_trainable)
+    phases.append(seg if seg_probe_weight is None else dataclasses.replace(seg, seg_probe_weight=seg_probe_weight))
     trainer = Trainer(recipe.replace(phases=tuple(phases)), out / name, cache_dir=cache, progress=False)
     trainer.setup()
+    # the shipped model's own tokenizer: the recipe's (retrained) one may differ from the shipped weights' vocabulary
+    trainer.tokenizer = CrabTokenizer.from_dir(TINY_DIR / "tokenizer", recipe.model)
+    trainer.items = [tokenize_item(x, trainer.tokenizer) for x in trainer.raws]
+    trainer.val_items = [tokenize_item(x.raw, trainer.tokenizer) for x in trainer.val_items]
     state = read_state_dict(TINY_DIR / "model.safetensors", float32=True)
     if recipe.model.seg.decoder != "reference":  # the shipped seg module does not fit: it starts fresh anyway
         state = {k: v for k, v in state.items() if not k.startswith("seg_module.")}
@@ -193,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="mask decoder of the arms (default: the recipe's)")
     p.add_argument("--seg-trainable", default=None,
                    help="comma-separated components the arms' seg stage trains (default: the recipe's)")
+    p.add_argument("--seg-probe-weight", type=float, default=None,
+                   help="seg-token probe loss weight in the arms' seg stage (default: the recipe's)")
     p.add_argument("--name", default="seg_selection", help="report file name (without extension)")
     p.add_argument("--work", default="runs/seg-selection", help="arm outputs and render cache")
     p.add_argument("--cache", default=None, help="render cache folder (default WORK/cache)")
@@ -212,9 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         cache = Path(args.cache) if args.cache else work / "cache"
         steps = f" ({args.seg_steps} steps)" if args.seg_steps else ""
         trainable = tuple(args.seg_trainable.split(",")) if args.seg_trainable else None
-        extra = (args.seg_steps, args.decoder, trainable)
+        extra = (args.seg_steps, args.decoder, trainable, args.seg_probe_weight)
         label = "seg stage retrained" + steps + (f", {args.decoder} decoder" if args.decoder else "") + (
-            f", trains {args.seg_trainable}" if trainable else "")
+            f", trains {args.seg_trainable}" if trainable else "") + (
+            f", seg-token probe x{args.seg_probe_weight}" if args.seg_probe_weight else "")
         models[label] = str(run_arm("seg", False, work, cache, minutes, *extra))
         if not args.seg_only:
             models["seg-token probe, then seg stage" + steps] = str(
@@ -233,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         + ([f"--seg-steps {args.seg_steps}"] if args.seg_steps else [])
         + ([f"--decoder {args.decoder}"] if args.decoder else [])
         + ([f"--seg-trainable {args.seg_trainable}"] if args.seg_trainable else [])
+        + ([f"--seg-probe-weight {args.seg_probe_weight}"] if args.seg_probe_weight is not None else [])
         + ([f"--name {args.name}"] if args.name != "seg_selection" else []))
     md = "# crab-tiny: does the mask decoder select the sounding object?\n\n" + header(cmd, torch.get_num_threads())
     md += f"\n\nS4 samples: {len(s4)} of the `test` split (seed {SPLITS['test']}). Arm training minutes: {minutes}.\n\n"

@@ -35,6 +35,8 @@ def crab_tiny() -> CrabConfig:
     unlimited data source, and dropout made a CPU training step 1.5x slower
     (benchmarks/tiny_training_choices.py). Training-only: a half class-balanced AVSS loss
     (``SegConfig.avss_balance=0.5``; the pixel-mean CE alone left the AVSS head at background).
+    v5: the prompt-token mask decoder (``SegConfig.decoder="prompt"``: the seg tokens are tokens of
+    the two-way transformer, and a frame stem gives a 56 x 56 pixel embedding; issue #13).
     """
     return CrabConfig(
         name="crab-tiny",
@@ -54,7 +56,7 @@ def crab_tiny() -> CrabConfig:
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024),
         lora=ILoraConfig(r=8, alpha=16.0, dropout=0.0, num_heads=3),
         seg=SegConfig(prompt_embed_dim=64, mlp_dim=256, num_heads=4, num_queries=16,
-                      low_res_mask_size=56, image_size=112, avss_balance=0.5),
+                      low_res_mask_size=56, image_size=112, avss_balance=0.5, decoder="prompt", pixel_dim=32),
         compat=CompatConfig(mode="corrected"),
     )
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 NUM_CLASSES = 10  # SynthAV classes (tower pretraining labels)
-LABELS_VERSION = 2  # bumped when the training labels change (part of the render-cache key)
+LABELS_VERSION = 3  # bumped when the training labels change (part of the render-cache key)
 
 
 @dataclass
@@ -174,6 +174,7 @@ def synth_raw(seed: int, task: str, image_size: int, with_labels: bool = True) -
         labels = {"patch": maps[idx], "audible": audible, "gain": gain}
         if s.mask is not None and s.frame_index is not None:
             labels["seg_classes"] = seg_classes(maps[s.frame_index], s.mask)
+            labels["seg_map"] = maps[s.frame_index]  # (S, S) class map of the seg frame (crab_core.training.swap)
     gt = dict(s.gt)
     gt.pop("mask", None)
     return RawItem(id=f"synthav-{seed}-{task}", task=task, prompt=prompt, output=s.output, video=video,

@@ -14,6 +14,7 @@ from ..tasks import get_task
 from .collate import Batch
 from .features import encode_from_features
 from .probes import probe_loss
+from .swap import prompt_swap_loss
 from .towers import TowerHeads, tower_loss
 
 #: Component names used by recipes for parameter groups / freezing.
@@ -53,6 +54,7 @@ class CrabTrainModule(nn.Module):
         self.text_only = False
         self.probe_weight = 0.0
         self.seg_probe_weight = 0.0
+        self.seg_swap_weight = 0.0
 
     def set_trainable(self, components: tuple[str, ...]) -> dict[str, int]:
         """Freeze everything except ``components``; returns trainable parameter counts per component."""
@@ -97,14 +99,18 @@ class CrabTrainModule(nn.Module):
         media = self.encode(batch)
         heads = self.tower_heads
         seg_probe = heads.seg_probe if self.seg_probe_weight > 0 and heads is not None else None
+        swap = self.seg_swap_weight > 0 and self.mask_loss
         out = self.model(self.samples(batch, media), compute_masks=self.mask_loss,
-                         return_seg_embeddings=seg_probe is not None)
+                         return_seg_embeddings=seg_probe is not None or swap)
         res = {"loss": out.loss, "lm_loss": out.lm_loss}
         if seg_probe is not None:
             res["seg_probe_loss"] = self.seg_probe_loss(seg_probe, batch, out)
             res["loss"] = res["loss"] + self.seg_probe_weight * res["seg_probe_loss"]
         if out.mask_loss is not None:
             res["mask_loss"] = out.mask_loss
+        if swap:
+            res["swap_loss"] = prompt_swap_loss(self.model, batch, media, out)
+            res["loss"] = res["loss"] + self.seg_swap_weight * res["swap_loss"]
         if self.probe_weight > 0 and self.tower_heads is not None and self.tower_heads.probes is not None:
             res["probe_loss"] = self.media_probe_loss(batch, media)
             res["loss"] = res["loss"] + self.probe_weight * res["probe_loss"]

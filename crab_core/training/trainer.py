@@ -176,6 +176,7 @@ class Trainer:
         p, acc = self.recipe.phases[pi], self.acc
         self.module.objective, self.module.mask_loss, self.module.text_only = p.objective, p.mask_loss, p.text_only
         self.module.probe_weight, self.module.seg_probe_weight = p.probe_weight, p.seg_probe_weight
+        self.module.seg_swap_weight = p.seg_swap_weight
         counts = self.module.set_trainable(p.trainable)
         log.info("phase %s: %d steps, trainable %s", p.name, p.steps, counts)
         self.module.train()
