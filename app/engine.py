@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -25,24 +24,22 @@ import torch
 
 from crab_core.errors import MediaError, TaskError
 from crab_core.interpret.capture import RoutingTrace, capture_routing
+from crab_core.interpret.control import HeadControl, head_control
 from crab_core.interpret.inputs import Request as MediaRequest
 from crab_core.model.crab import CrabSample
-from crab_core.model.ilora import RoutingControl
-from crab_core.model.ilora_inject import iter_ilora_layers
 from crab_core.model.splice import KIND_NAMES
 from crab_core.pipeline import CrabPipeline, TaskResult
 from crab_core.tasks import get_task
 
-from .analysis import AttentionSummary, group_scores
+from . import display
+from .analysis import AttentionSummary
 from .durations import check_upload_durations
 from .uploads import Lease
 
 log = logging.getLogger(__name__)
 
-SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
 #: Answer budget of a randomly initialised model (it rarely emits EOS).
 RANDOM_MODEL_TOKENS = 48
-_LAYER_RE = re.compile(r"layers\.(\d+)\.")
 MAX_NEW_TOKENS = 500
 MAX_QUESTION_CHARS = 1000
 #: Integrated-gradient steps: at most this many in total, and this many per forward pass.
@@ -68,34 +65,6 @@ class Request(MediaRequest):
     lease: Lease | None = field(default=None, repr=False, compare=False)
 
 
-@dataclass(frozen=True)
-class HeadControl:
-    """A routing intervention: ``ablate`` removes ``heads``; ``force`` routes every token to ``heads``
-    (equal mix); ``layers`` restricts it (None: every layer)."""
-
-    mode: str = "ablate"
-    heads: tuple[int, ...] = ()
-    layers: tuple[int, ...] | None = None
-    renormalize: bool = False
-
-    def control(self, num_heads: int) -> RoutingControl:
-        bad = [h for h in self.heads if not 0 <= h < num_heads]
-        if bad or not self.heads:
-            raise TaskError(f"choose heads among 0..{num_heads - 1} (got {list(self.heads)})")
-        sel = torch.zeros(num_heads)
-        sel[list(self.heads)] = 1.0
-        if self.mode == "force":
-            return RoutingControl(forced_weights=sel / sel.sum())
-        if self.mode == "ablate":
-            return RoutingControl(head_mask=1.0 - sel, renormalize=self.renormalize)
-        raise TaskError(f"unknown head control mode {self.mode!r} (ablate or force)")
-
-    def describe(self) -> str:
-        where = "all layers" if self.layers is None else "layers " + ", ".join(map(str, self.layers))
-        verb = "without" if self.mode == "ablate" else "forced to"
-        return f"{verb} head(s) {', '.join(map(str, self.heads))} in {where}"
-
-
 @dataclass
 class RunRecord:
     """Everything a run's views need (kept in ``gr.State``)."""
@@ -119,8 +88,9 @@ class Engine:
         class_names: AVSS class names for legends (index 1 = first name).
     """
 
-    def __init__(self, pipeline: CrabPipeline, max_duration_s: float = 60.0,
-                 class_names: list[str] | None = None) -> None:
+    def __init__(
+        self, pipeline: CrabPipeline, max_duration_s: float = 60.0, class_names: list[str] | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.max_duration_s = max_duration_s
         # the library applies the same limit while decoding (a header that lies about the length)
@@ -162,39 +132,55 @@ class Engine:
         if spec.needs_question and not (req.question or "").strip():
             raise TaskError(f"the {req.task} task needs a question / expression")
         if len(req.question or "") > MAX_QUESTION_CHARS:
-            raise TaskError(f"the question is {len(req.question)} characters long; at most {MAX_QUESTION_CHARS}")
+            raise TaskError(
+                f"the question is {len(req.question)} characters long; at most {MAX_QUESTION_CHARS}"
+            )
         if req.max_new_tokens is not None and not 1 <= req.max_new_tokens <= MAX_NEW_TOKENS:
             raise TaskError(f"max answer tokens must be 1..{MAX_NEW_TOKENS} (got {req.max_new_tokens})")
         names = req.lease.names if req.lease is not None else {}
-        for kind, path in (("video", req.video), ("audio", req.audio), ("image", req.image), ("mask", req.gt_mask)):
+        for kind, path in (
+            ("video", req.video),
+            ("audio", req.audio),
+            ("image", req.image),
+            ("mask", req.gt_mask),
+        ):
             if path is not None:
                 check_file(path, kind)
         check_upload_durations(req.video, req.audio, names, self.max_duration_s)
         if spec.needs_mask and req.frame_index is not None and not 0 <= req.frame_index < spec.num_frames:
             raise TaskError(f"target second must be 0..{spec.num_frames - 1} for {req.task}")
 
+    def display_size(self, req: Request) -> tuple[int, int]:
+        """``(width, height)`` the run's frames are drawn at (the input's aspect ratio)."""
+        kind, path = ("image", req.image) if req.image is not None else ("video", req.video)
+        native = display.native_size(path, kind) if path is not None else None
+        return display.display_size(native, self.model.config.vision.image_size)
+
     def display_frames(self, req: Request) -> np.ndarray | None:
-        """``(T, S, S, 3)`` uint8 frames as the task samples them (cached per file)."""
+        """``(T, H, W, 3)`` uint8 frames as the task samples them, at the input's aspect ratio
+        (:mod:`app.display`; cached per file)."""
         from crab_core.media import read_video
 
         if req.video is None:
             return None
         spec = get_task(req.task)
-        s = self.model.config.vision.image_size
+        size = self.display_size(req)
         p = Path(req.video)
-        key = (str(p.resolve()), p.stat().st_mtime_ns, spec.num_frames, s)
+        key = (str(p.resolve()), p.stat().st_mtime_ns, spec.num_frames, size)
         if key not in self._display:
-            self._display[key] = read_video(p, spec.num_frames, s, max_duration_s=self.max_duration_s)[0]
+            square = read_video(p, spec.num_frames, max(size), max_duration_s=self.max_duration_s)[0]
+            self._display[key] = display.resize_frames(square, size)
             while len(self._display) > 8:
                 self._display.popitem(last=False)
         return self._display[key]
 
     def target_frame(self, req: Request, frames: np.ndarray | None) -> np.ndarray | None:
+        """The frame the answer is about (the image, or the task's target frame), for display."""
         from crab_core.media import load_image_uint8
 
-        s = self.model.config.vision.image_size
         if req.image is not None:
-            return load_image_uint8(req.image, s)
+            image = load_image_uint8(req.image, None)
+            return display.resize_frames(image[None], self.display_size(req))[0]
         if frames is None:
             return None
         return frames[min(req.frame_index or 0, len(frames) - 1)]
@@ -210,25 +196,13 @@ class Engine:
     # ------------------------------------------------------------------ runs
     @contextmanager
     def _controlled(self, control: HeadControl | None) -> Iterator[None]:
-        """Attach ``control`` to the I-LoRA layers it targets; restore afterwards."""
-        if control is None:
+        """The library's scoped routing control (:func:`crab_core.interpret.control.head_control`)."""
+        with head_control(self.model, control):
             yield
-            return
-        ctl = control.control(self.num_heads)
-        layers = [(int(_LAYER_RE.search(n).group(1)) if _LAYER_RE.search(n) else -1, m)
-                  for n, m in iter_ilora_layers(self.model.llm)]
-        chosen = [m for li, m in layers if control.layers is None or li in control.layers]
-        previous = [m.routing for m in chosen]
-        try:
-            for m in chosen:
-                m.routing = ctl
-            yield
-        finally:
-            for m, prev in zip(chosen, previous, strict=True):
-                m.routing = prev
 
-    def run(self, req: Request, control: HeadControl | None = None, capture: bool = True,
-            force_mask: bool = True) -> RunRecord:
+    def run(
+        self, req: Request, control: HeadControl | None = None, capture: bool = True, force_mask: bool = True
+    ) -> RunRecord:
         """Run ``req`` (optionally under a head intervention) and capture its routing trace.
 
         With ``force_mask``, a seg answer without its seg tokens still gets a mask: the span
@@ -240,8 +214,9 @@ class Engine:
         self.check(req)
         t0 = time.perf_counter()
         with self.lock:
-            prep = self.pipeline.prepare(req.task, req.video, req.audio, req.image, req.question,
-                                         req.frame_index)
+            prep = self.pipeline.prepare(
+                req.task, req.video, req.audio, req.image, req.question, req.frame_index
+            )
             t1 = time.perf_counter()
             budget = req.max_new_tokens or self.default_tokens(req.task)
             with ExitStack() as stack:
@@ -249,19 +224,27 @@ class Engine:
                 rec = stack.enter_context(capture_routing(self.model)) if capture else None
                 gen = self.model.generate([prep.sample], max_new_tokens=budget)
             t2 = time.perf_counter()
-            result = self.pipeline.result_from_generation(req.task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
-                                                                 "generate": t2 - t1, "total": t2 - t0})
+            result = self.pipeline.result_from_generation(
+                req.task,
+                prep,
+                gen,
+                {"load": prep.load_s, "encode": prep.encode_s, "generate": t2 - t1, "total": t2 - t0},
+            )
             trace = None
             if rec is not None:
                 n = int(gen.decode.lengths[0])
-                trace = rec.trace(gen.batch, gen.decode.sequences[0, :n].tolist(), tokenizer=self.pipeline.tokenizer,
-                                  seg_token_ids=seg_token_ids(self.model.config))
+                trace = rec.trace(
+                    gen.batch,
+                    gen.decode.sequences[0, :n].tolist(),
+                    tokenizer=self.pipeline.tokenizer,
+                    seg_token_ids=seg_token_ids(self.model.config),
+                )
         record = RunRecord(req, result, trace, control=control)
-        if req.task in SEG_TASKS or req.task == "arig":
+        if get_task(req.task).needs_mask or req.task == "arig":
             record.frames = self.display_frames(req)
             record.target = self.target_frame(req, record.frames)
         record.gt = self.load_gt(req)
-        if req.task in SEG_TASKS and record.result.mask is None and force_mask:
+        if get_task(req.task).needs_mask and record.result.mask is None and force_mask:
             self._append_mask(record, control)
         record.seconds = time.perf_counter() - t0
         return record
@@ -273,7 +256,9 @@ class Engine:
         ids = self.model.config.token_ids
         span = [ids["<mask_start>"], *self.model.config.mask_token_ids, ids["<mask_end>"]]
         with self.lock:
-            prep = self.pipeline.prepare(req.task, req.video, req.audio, req.image, req.question, req.frame_index)
+            prep = self.pipeline.prepare(
+                req.task, req.video, req.audio, req.image, req.question, req.frame_index
+            )
             if prep.media.seg_features is None:
                 return
             full = torch.cat([prep.sample.input_ids, torch.tensor(list(record.result.answer_ids) + span)])
@@ -292,44 +277,107 @@ class Engine:
 
         return load_input(self.pipeline, record.request)
 
-    def attention(self, record: RunRecord) -> dict:
-        """Attention read-outs of the run's answer (``crab_core.interpret.attention``).
+    def attention(self, record: RunRecord, control: HeadControl | None = None) -> dict:
+        """Attention read-outs of the run's answer (``crab_core.interpret.attention``), under the
+        normal routing or under ``control`` (e.g. only head h: how the answer attends through it).
 
         Returns:
             ``{"summary": AttentionSummary, "patch_maps": (T, g, g) or None, "time_maps":
-            (T_a, n_time, n_freq) or None, "fbank": (T_a, F, 128) or None, "frames": (T, S, S, 3)}``.
+            (T_a, n_time, n_freq) or None, "fbank": (T_a, F, 128) or None, "frames": (T, H, W, 3)}``.
+            ``summary.by_kind`` adds up to 1: the prompt's kinds plus ``answer`` (the answer's
+            attention to its own earlier tokens).
         """
         from crab_core.interpret.attention import attention_maps
 
         try:
-            with self.lock:
+            with self.lock, self._controlled(control):
                 raw = self._raw(record)
                 maps = attention_maps(self.pipeline, raw, list(record.result.answer_ids), qformer=True)
         finally:
             release_memory()
         kinds = np.array([KIND_NAMES[int(k)] for k in maps.kinds])
-        by_kind = {str(k): float(maps.answer_to_tokens.mean(0)[kinds == k].sum()) for k in dict.fromkeys(kinds)}
-        summary = AttentionSummary(maps.frame_scores.mean(0), maps.second_scores.mean(0),
-                                   float(maps.image_score.mean()), maps.audio_to_video, by_kind, "answer")
+        rows = maps.answer_to_tokens.mean(0)
+        by_kind = {str(k): float(rows[kinds == k].sum()) for k in dict.fromkeys(kinds)}
+        by_kind["answer"] = max(0.0, 1.0 - sum(by_kind.values()))
+        summary = AttentionSummary(
+            maps.frame_scores.mean(0),
+            maps.second_scores.mean(0),
+            float(maps.image_score.mean()),
+            maps.audio_to_video,
+            by_kind,
+            "answer",
+        )
         frames = self.display_frames(record.request) if raw.frames is not None else None
-        return {"summary": summary, "patch_maps": maps.frame_patch_maps, "time_maps": maps.audio_time_maps,
-                "fbank": None if raw.audio is None else raw.audio.numpy(), "frames": frames}
+        if frames is None and record.request.image is not None:
+            frames = self.target_frame(record.request, None)[None]
+        return {
+            "summary": summary,
+            "patch_maps": maps.frame_patch_maps,
+            "time_maps": maps.audio_time_maps,
+            "image_map": maps.image_patch_map,
+            "fbank": None if raw.audio is None else raw.audio.numpy(),
+            "frames": frames,
+        }
 
-    def attribution(self, record: RunRecord, n_steps: int = 8, max_answer: int = 16) -> tuple[list[str], list[float]]:
+    def attribution(
+        self, record: RunRecord, n_steps: int = 8, max_answer: int = 16, control: HeadControl | None = None
+    ) -> dict:
         """Integrated gradients (captum) of the answer's log-probability w.r.t. the input embeddings,
-        summed per frame / second / kind. ``n_steps`` in 2..64, evaluated ``IG_BATCH`` at a time so
-        the peak memory does not grow with the steps."""
+        under the normal routing or ``control`` (e.g. only head h: the answer attributed through
+        that head alone). ``n_steps`` in 2..64, evaluated ``IG_BATCH`` at a time so the peak memory
+        does not grow with the steps.
+
+        Returns:
+            ``{"frames": (T_v,), "seconds": (T_a,), "image": float | None, "delta": float,
+            "logprob": float}``: sums of |attribution| per frame / second / the image, IG's
+            convergence delta and the answer's log-probability.
+        """
         from crab_core.interpret.attribution import attribute
 
         if not 2 <= n_steps <= MAX_IG_STEPS:
             raise TaskError(f"integrated-gradient steps must be 2..{MAX_IG_STEPS} (got {n_steps})")
         try:
-            with self.lock:
-                att = attribute(self.pipeline, self._raw(record), list(record.result.answer_ids)[:max_answer],
-                                n_steps=n_steps, pixels=False, fbank=False, internal_batch_size=IG_BATCH)
+            with self.lock, self._controlled(control):
+                att = attribute(
+                    self.pipeline,
+                    self._raw(record),
+                    list(record.result.answer_ids)[:max_answer],
+                    n_steps=n_steps,
+                    pixels=False,
+                    fbank=False,
+                    internal_batch_size=IG_BATCH,
+                )
         finally:
             release_memory()
-        return group_scores(att.token_scores, [KIND_NAMES[int(k)] for k in att.kinds], att.units)
+        has_image = bool((np.asarray([KIND_NAMES[int(k)] for k in att.kinds]) == "image").any())
+        return {
+            "frames": np.asarray(att.frame_scores),
+            "seconds": np.asarray(att.second_scores),
+            "image": float(att.image_score) if has_image else None,
+            "delta": float(att.delta),
+            "logprob": float(att.logprob),
+        }
+
+    def answer_nlls(
+        self, record: RunRecord, reference: str | None, controls: list[HeadControl | None]
+    ) -> list[float]:
+        """Mean per-token NLL of ``reference`` (default: the run's own answer) + EOS after the run's
+        prompt, teacher-forced, under each routing in ``controls`` (media encoded once)."""
+        from crab_core.interpret.ablation import answer_nll
+        from crab_core.interpret.inputs import encode
+
+        ids = self.pipeline.tokenizer.encode(reference) if reference else list(record.result.answer_ids)
+        out = []
+        try:
+            with self.lock:
+                raw = self._raw(record)
+                media = encode(self.model, raw)
+                for ctl in controls:
+                    with self._controlled(ctl):
+                        out.append(answer_nll(self.model, raw, media, ids))
+        finally:
+            release_memory()
+        return out
 
     def spectrogram(self, record: RunRecord) -> tuple[np.ndarray, float]:
         """``(frames, 128)`` log-mel of the clip's audio (all seconds side by side) and its length in s."""

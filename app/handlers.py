@@ -1,13 +1,16 @@
 """Gradio event handlers: thin wrappers that call the engine and the pure render functions.
 
-Every handler turns a :class:`crab_core.errors.CrabError` into its message and any other
-exception into a short generic message (the traceback goes to the log only), raised as
-``gr.Error`` so the browser shows a toast and gradio_client an ``AppError``.
+Every handler turns a :class:`crab_core.errors.CrabError` (a problem with the user's input) into its
+message, and any other exception into a message that says it is an internal error, not the user's
+(the traceback goes to the log only), raised as ``gr.Error`` so the browser shows a toast and
+gradio_client an ``AppError``.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import html
 import json
 import logging
 from contextlib import contextmanager
@@ -17,11 +20,13 @@ import gradio as gr
 import numpy as np
 
 from crab_core.errors import CrabError
+from crab_core.interpret import figures
+from crab_core.interpret.control import HeadControl
 from crab_core.tasks import TASKS, get_task
 
-from . import present, render, views
-from .engine import Engine, HeadControl, Request
-from .messages import user_message
+from . import compare, grid, present, render, views
+from .engine import Engine, Request
+from .messages import internal_message, user_message
 from .tempdirs import private_dir
 from .uploads import UploadIndex
 
@@ -32,6 +37,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
 def guarded(fn):
     """Show user errors plainly (no server paths, no decoder internals: :func:`user_message`) and
     hide internal ones (logged with their traceback)."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -40,12 +46,15 @@ def guarded(fn):
             raise
         except CrabError as exc:
             log.info("user error in %s: %s", fn.__name__, exc)
-            raise gr.Error(user_message(str(exc)), print_exception=False) from None
+            raise gr.Error(
+                user_message(str(exc)), title="Problem with the input", print_exception=False
+            ) from None
         except Exception:  # noqa: BLE001 - never show a stack trace to the user
             log.exception("internal error in %s", fn.__name__)
-            raise gr.Error("Something went wrong while processing this request (details are in the server "
-                           "log). Check that the file is a valid video, audio or image.",
-                           print_exception=False) from None
+            raise gr.Error(
+                internal_message(fn.__name__), title="Internal error", print_exception=False
+            ) from None
+
     return wrapper
 
 
@@ -74,6 +83,24 @@ def load_examples(folder: Path = EXAMPLES_DIR) -> list[dict]:
     return rows
 
 
+@functools.lru_cache(maxsize=4)
+def _example_digests(folder: str) -> dict[tuple[str, str], dict]:
+    out = {}
+    for row in load_examples(Path(folder)):
+        if row.get("video") and Path(row["video"]).is_file():
+            digest = hashlib.sha1(Path(row["video"]).read_bytes()).hexdigest()[:20]
+            out[(digest, row["task"])] = row
+    return out
+
+
+def example_for(video: str | None, task: str, folder: Path = EXAMPLES_DIR) -> dict | None:
+    """The bundled example row whose clip is ``video`` (an upload copy named by its content's
+    sha1, :class:`app.uploads.UploadIndex`) for ``task``, or None."""
+    if video is None:
+        return None
+    return _example_digests(str(folder)).get((Path(video).stem, task))
+
+
 @contextmanager
 def _user_errors(request: Request | None):
     """Re-raise a :class:`CrabError` with the request's server paths replaced by the user's file names."""
@@ -97,13 +124,17 @@ class Handlers:
         self.uploads = uploads if uploads is not None else UploadIndex(private_dir("uploads"))
 
     def task_changed(self, task: str):
-        """Show the question box only for tasks that need one; set the target-second range."""
+        """Show the question box, the target second and the ground-truth upload only for tasks that
+        use them; set the answer budget and the task's description."""
         spec = get_task(task)
         label = "Referring expression" if task == "ref-avs" else "Question"
-        return (gr.update(visible=spec.needs_question, label=label),
-                gr.update(visible=spec.needs_mask, maximum=spec.num_frames - 1),
-                gr.update(value=self.engine.default_tokens(task)),
-                f"*{spec.description}*")
+        return (
+            gr.update(visible=spec.needs_question, label=label),
+            gr.update(visible=spec.needs_mask, maximum=spec.num_frames - 1),
+            gr.update(value=self.engine.default_tokens(task)),
+            f"*{spec.description}*",
+            gr.update(visible=spec.needs_mask),
+        )
 
     def _request(self, video, audio, image, task, question, frame_index, gt_mask, max_tokens) -> Request:
         spec = get_task(task)
@@ -112,35 +143,73 @@ class Handlers:
         def canon(value):
             return self.uploads.add(_path(value), lease)
 
-        return Request(task=spec.name, video=canon(video), audio=canon(audio), image=canon(image),
-                       question=(question or None) if spec.needs_question else None,
-                       frame_index=int(frame_index) if spec.needs_mask and frame_index is not None else None,
-                       gt_mask=canon(gt_mask) if spec.needs_mask else None,
-                       max_new_tokens=int(max_tokens) if max_tokens else None, lease=lease)
+        return Request(
+            task=spec.name,
+            video=canon(video),
+            audio=canon(audio),
+            image=canon(image),
+            question=(question or None) if spec.needs_question else None,
+            frame_index=int(frame_index) if spec.needs_mask and frame_index is not None else None,
+            gt_mask=canon(gt_mask) if spec.needs_mask else None,
+            max_new_tokens=int(max_tokens) if max_tokens else None,
+            lease=lease,
+        )
+
+    def _with_example(self, record) -> None:
+        """Attach the ground truth and expected answer of a bundled example the request uses."""
+        row = example_for(record.request.video, record.request.task)
+        if row is not None:
+            record.extras.update(
+                gt_json=row.get("gt"), expected=row.get("expected"), example=row.get("label")
+            )
 
     def _result_values(self, record):
         view = present.result_view(record, self.engine.class_names)
-        return (present.status_line(record, self.engine.pipeline.trained), view.answer, view.summary,
-                view.timeline, view.image, view.legend)
+        return (
+            present.status_line(record, self.engine.pipeline.trained),
+            view.answer,
+            view.summary,
+            gr.update(value=view.timeline, visible=view.show_timeline),
+            gr.update(value=view.image, visible=view.show_image),
+            gr.update(value=view.legend, visible=bool(view.legend)),
+        )
 
-    def run(self, video, audio, image, task, question, frame_index, gt_mask, max_tokens,
-            layer, projection, values, group, kind, progress=gr.Progress()):
+    def run(
+        self,
+        video,
+        audio,
+        image,
+        task,
+        question,
+        frame_index,
+        gt_mask,
+        max_tokens,
+        layer,
+        projection,
+        values,
+        group,
+        kind,
+        progress=gr.Progress(),
+    ):
         """Run the task; return the result panel, the three routing views and the new state."""
         progress(0.1, desc="Loading and encoding the clip")
         req = self._request(video, audio, image, task, question, frame_index, gt_mask, max_tokens)
         with _user_errors(req):
             record = self.engine.run(req)
+        self._with_example(record)
         progress(0.9, desc="Rendering")
         figs = present.inspection_figures(record.trace, _opt_layer(layer), projection, values, group, kind)
         return (*self._result_values(record), *figs, record)
 
     def update_views(self, record, layer, projection, values, group, kind):
         """Re-render the routing views from the stored capture (no model call)."""
-        return present.inspection_figures(getattr(record, "trace", None), _opt_layer(layer), projection,
-                                          values, group, kind)
+        return present.inspection_figures(
+            getattr(record, "trace", None), _opt_layer(layer), projection, values, group, kind
+        )
 
     def intervene(self, record, mode, heads, layers, renormalize, layer, projection, progress=gr.Progress()):
-        """Re-run the last request with heads ablated / forced; show it beside the normal run."""
+        """Re-run the last request with heads ablated / forced; show it beside the normal run, with
+        the words that changed highlighted."""
         if record is None:
             raise gr.Error("Run a task first, then ablate or force heads.", print_exception=False)
         progress(0.1, desc="Re-running with the routing change")
@@ -149,39 +218,80 @@ class Handlers:
         control = HeadControl(mode=mode, heads=chosen, layers=scope, renormalize=bool(renormalize))
         with _user_errors(record.request):
             variant = self.engine.run(record.request, control)
+        variant.extras.update({k: v for k, v in record.extras.items() if k in ("gt_json", "expected")})
         values = self._result_values(variant)
-        changed = "**The answer changed.**" if variant.result.text != record.result.text else \
-            "The answer is unchanged."
+        if variant.result.text != record.result.text:
+            changed = "**The answer changed:** " + grid.word_diff(record.result.text, variant.result.text)
+        else:
+            changed = "The answer is unchanged."
         shift = views.routing_shift(record.trace, variant.trace, _opt_layer(layer), projection)
-        return (values[0] + "  \n" + changed, *values[1:], shift)
+        normal = present.result_view(record, self.engine.class_names)
+        normal_md = "**Normal run:** " + html.escape(record.result.text) + "  \n" + normal.summary
+        return (values[0] + "  \n" + changed, *values[1:], shift, normal_md)
 
-    def attention(self, record, progress=gr.Progress()):
-        """Attention on the frames, over the audio spectrogram, and the audio-visual interaction map."""
+    def compare(self, record, progress=gr.Progress()):
+        """The normal answer and every single-head variant side by side (HTML grid)."""
+        if record is None:
+            raise gr.Error("Run a task first, then compare the heads.", print_exception=False)
+        progress(0.1, desc="Running every single-head variant")
+        gt = record.extras.get("gt_json")
+        reference = record.extras.get("expected")
+        with _user_errors(record.request):
+            rows = compare.compare_heads(self.engine, record, reference, gt)
+        for row in rows[1:]:
+            row.record.extras.update(gt_json=gt)
+        shown = [present.result_view(r.record, self.engine.class_names) for r in rows]
+        label = "the expected answer" if reference else "the normal answer"
+        return grid.head_grid(rows, shown, record.result.task, gt, label)
+
+    def _routing(self, choice) -> HeadControl | None:
+        if choice in (None, "", "normal"):
+            return None
+        kind, head = str(choice).split()
+        return HeadControl.only(int(head)) if kind == "only" else HeadControl.without(int(head))
+
+    def attention(self, record, routing="normal", progress=gr.Progress()):
+        """Attention on the frames, over the audio spectrogram, and the audio-visual interaction map
+        (under the normal routing or a single-head variant)."""
         if record is None:
             raise gr.Error("Run a task first.", print_exception=False)
         progress(0.2, desc="Computing attention")
+        control = self._routing(routing)
         with _user_errors(record.request):
-            data = self.engine.attention(record)
+            data = self.engine.attention(record, control)
         summary, frames = data["summary"], data["frames"]
+        maps = (
+            data["patch_maps"]
+            if data["patch_maps"] is not None
+            else (None if data["image_map"] is None else data["image_map"][None])
+        )
+        weights = summary.frames if len(summary.frames) else np.array([summary.image])
         strip = None
-        if frames is not None and data["patch_maps"] is not None and len(summary.frames):
-            tiles = [views.patch_attention_overlay(f, m) for f, m in zip(frames, data["patch_maps"])]
-            strip = views.frame_attention_strip(np.stack(tiles), summary.frames)
-        elif frames is not None and len(summary.frames):
-            strip = views.frame_attention_strip(frames[: len(summary.frames)], summary.frames)
+        if frames is not None and maps is not None and len(weights):
+            tiles = [views.patch_attention_overlay(f, m) for f, m in zip(frames, maps)]
+            strip = views.frame_attention_strip(np.stack(tiles), weights[: len(tiles)], height=120)
         spec = None if data["fbank"] is None else data["fbank"].reshape(-1, data["fbank"].shape[-1])
         _, audio, inter, note = present.attention_outputs(summary, None, spec, None)
-        return strip, audio, inter, note
+        where = "normal routing" if control is None else control.describe()
+        return strip, audio, inter, f"{note} ({where})"
 
-    def attribution(self, record, n_steps, progress=gr.Progress()):
-        """Integrated-gradients attribution (captum) of the answer to frames, seconds and text."""
+    def attribution(self, record, n_steps, routing="normal", progress=gr.Progress()):
+        """Integrated-gradients attribution (captum) of the answer to frames, seconds and the image
+        (under the normal routing or a single-head variant), with IG's convergence delta."""
         if record is None:
             raise gr.Error("Run a task first.", print_exception=False)
         progress(0.2, desc="Integrated gradients")
+        control = self._routing(routing)
         with _user_errors(record.request):
-            groups, scores = self.engine.attribution(record, n_steps=int(n_steps or 8))
-        return views.attribution_bars(groups, scores, "Integrated gradients: answer log-probability per input "
-                                                      "group (embedding level)")
+            att = self.engine.attribution(record, n_steps=int(n_steps or 8), control=control)
+        where = "normal routing" if control is None else control.describe()
+        return figures.attribution_bars(
+            att["frames"],
+            att["seconds"],
+            other={"image": att["image"]},
+            delta=att["delta"],
+            title=f"Integrated gradients of the answer's log-probability ({where})",
+        )
 
     def list_examples(self) -> list[dict]:
         """The shipped SynthAV examples (paths relative to the server)."""
@@ -189,19 +299,42 @@ class Handlers:
 
     def model_info(self) -> str:
         from .model_card import model_markdown
+
         return model_markdown(self.engine.pipeline)
 
 
+#: Dropdown labels: short enough to show whole (the task's full description is shown under it).
+TASK_LABELS = {
+    "ave": "AVE — event localisation",
+    "avvp": "AVVP — video parsing",
+    "avqa": "AVQA — question answering",
+    "arig": "ARIG — sounding-object box",
+    "s4": "S4 — single-source segmentation",
+    "ms3": "MS3 — multi-source segmentation",
+    "avss": "AVSS — semantic segmentation",
+    "ref-avs": "Ref-AVS — referring segmentation",
+    "caption": "Captioning",
+}
+
+
 def task_choices() -> list[tuple[str, str]]:
-    names = {"ave": "AVE", "avvp": "AVVP", "avqa": "AVQA", "arig": "ARIG", "s4": "S4", "ms3": "MS3",
-             "avss": "AVSS", "ref-avs": "Ref-AVS", "caption": "Captioning"}
-    return [(f"{names.get(t, t)} — {TASKS[t].description}", t) for t in TASKS]
+    """``(label, task)`` for every registered task."""
+    return [(TASK_LABELS.get(t, t), t) for t in TASKS]
 
 
 def guard_all(handlers: Handlers) -> dict:
     """The guarded bound handlers by name."""
-    names = ("task_changed", "run", "update_views", "intervene", "attention", "attribution", "list_examples",
-             "model_info")
+    names = (
+        "task_changed",
+        "run",
+        "update_views",
+        "intervene",
+        "compare",
+        "attention",
+        "attribution",
+        "list_examples",
+        "model_info",
+    )
     return {n: guarded(getattr(handlers, n)) for n in names}
 
 

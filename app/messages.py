@@ -55,3 +55,27 @@ def user_message(text: str, names: Mapping[str, str] | None = None) -> str:
     if len(text) > MAX_CHARS:
         text = text[: MAX_CHARS - 1].rstrip() + "…"
     return text or "the request could not be processed"
+
+
+#: What each handler was doing, for internal-error messages.
+ACTIONS = {
+    "run": "running the task",
+    "intervene": "re-running with the routing change",
+    "compare": "running the heads side by side",
+    "attention": "computing attention",
+    "attribution": "computing attributions",
+    "update_views": "drawing the router views",
+    "task_changed": "switching the task",
+    "model_info": "describing the model",
+    "list_examples": "listing the examples",
+}
+
+
+def internal_message(handler: str) -> str:
+    """The message for a failure that is the app's fault, not the input's (one line, no details:
+    those go to the server log)."""
+    action = ACTIONS.get(handler, "processing this request")
+    return (
+        f"Internal error in Crab Studio while {action}. This is not a problem with your file or "
+        "input; the details are in the server log."
+    )

@@ -19,13 +19,15 @@ SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
 
 @dataclass
 class ResultView:
-    """Values of the result panel."""
+    """Values of the result panel (``show_*``: whether that panel has anything to show)."""
 
     answer: list[tuple[str, str | None]]
     summary: str
     timeline: go.Figure
     image: np.ndarray | None
     legend: str
+    show_timeline: bool = False
+    show_image: bool = False
 
 
 def _gt_dict(record) -> dict | None:
@@ -33,12 +35,50 @@ def _gt_dict(record) -> dict | None:
     return extras.get("gt_json")
 
 
+def ood_notice(result) -> str:
+    """The library's out-of-domain flag / notes of a result as one warning line ("" when absent)."""
+    flag = getattr(result, "out_of_domain", None)
+    notes = getattr(result, "notes", None)
+    notes = [notes] if isinstance(notes, str) else [str(n) for n in (notes or [])]
+    if isinstance(flag, str) and flag.strip():
+        notes.insert(0, flag.strip())
+    elif flag and not notes:
+        notes.append(
+            "this input is not a SynthAV clip, the only kind of scene crab-tiny knows: the answer is "
+            "not meaningful"
+        )
+    if not notes:
+        return ""
+    return "⚠️ **Out of domain:** " + " ".join(dict.fromkeys(notes))
+
+
+def _truth_lines(record, gt: dict | None) -> list[str]:
+    """Metric against the ground truth and the expected answer, when known."""
+    from .compare import agreement
+
+    res = record.result
+    out = []
+    if res.task not in SEG_TASKS:
+        metric = agreement(res.task, res, None, gt, getattr(record, "gt", None))
+        if metric is not None:
+            extra = ""
+            if res.task == "ave" and gt is not None:
+                hit = str(res.parsed.event or "").strip().lower() == str(gt.get("event", "")).strip().lower()
+                extra = f", event {'correct' if hit else 'wrong'}"
+            out.append(f"Against the ground truth: **{metric[0]}** {metric[1]:.2f}{extra}")
+    expected = (getattr(record, "extras", {}) or {}).get("expected")
+    if expected:
+        out.append(f"_Expected answer (bundled example):_ {expected}")
+    return out
+
+
 def result_view(record, class_names: list[str] | None = None) -> ResultView:
-    """Render the answer text, the parsed summary, and the task's drawing."""
+    """Render the answer text, the parsed summary, the out-of-domain notice, the ground truth of a
+    bundled example, and the task's drawing."""
     res = record.result
     task = res.task
     summary = render.answer_summary(task, res.parsed)
-    timeline = render.empty_figure("No timeline for this task.")
+    timeline = render.empty_figure("")
     image, legend = None, ""
     gt = _gt_dict(record)
     if task == "ave":
@@ -48,13 +88,25 @@ def result_view(record, class_names: list[str] | None = None) -> ResultView:
     elif task == "arig" and record.target is not None:
         gt_box = gt.get("box") if gt else None
         image = render.draw_box(record.target, res.parsed.box, gt_box, res.parsed.object)
+        legend = render.overlay_legend("arig", gt_box is not None)
     elif task in SEG_TASKS and record.target is not None:
         image, legend, scores = _seg_image(task, res.mask, record.target, record.gt, class_names)
         summary = "  \n".join(x for x in (summary, render.scores_markdown(scores)) if x)
         if (getattr(record, "extras", {}) or {}).get("forced_mask"):
-            summary += ("  \n_The answer had no seg tokens: this mask was decoded from seg tokens appended "
-                        "to the answer._")
-    return ResultView(render.highlight_answer(res.text), summary, timeline, image, legend)
+            summary += (
+                "  \n_The answer had no seg tokens: this mask was decoded from seg tokens appended "
+                "to the answer._"
+            )
+    lines = [ood_notice(res), summary, *_truth_lines(record, gt)]
+    return ResultView(
+        render.highlight_answer(res.text),
+        "  \n".join(x for x in lines if x),
+        timeline,
+        image,
+        legend,
+        show_timeline=task in ("ave", "avvp"),
+        show_image=image is not None,
+    )
 
 
 def _seg_image(task, mask, target, gt, class_names):
@@ -63,15 +115,21 @@ def _seg_image(task, mask, target, gt, class_names):
     if task == "avss":
         image, legend = render.class_overlay(target, mask, class_names)
         return image, render.legend_markdown(legend), render.class_scores(mask, gt)
-    return render.mask_overlay(target, mask, gt), "", render.mask_scores(mask, gt)
+    return (
+        render.mask_overlay(target, mask, gt),
+        render.overlay_legend(task, gt is not None),
+        render.mask_scores(mask, gt),
+    )
 
 
 def status_line(record, trained: bool) -> str:
     """One line: timings, cache use, and the model caveat."""
     t = record.result.timings
-    parts = [f"answered in {record.seconds:.2f} s",
-             "clip features from cache" if record.result.cached else f"encode {t.get('encode', 0):.2f} s",
-             f"generate {t.get('generate', 0):.2f} s"]
+    parts = [
+        f"answered in {record.seconds:.2f} s",
+        "clip features from cache" if record.result.cached else f"encode {t.get('encode', 0):.2f} s",
+        f"generate {t.get('generate', 0):.2f} s",
+    ]
     if record.control is not None:
         parts.append(record.control.describe())
     line = " · ".join(parts)
@@ -80,19 +138,28 @@ def status_line(record, trained: bool) -> str:
     return line
 
 
-def inspection_figures(trace, layer=views.ALL, projection=views.ALL, values: str = "weights",
-                       group: str = "unit", kind: str = views.ALL) -> tuple[go.Figure, go.Figure, go.Figure]:
+def inspection_figures(
+    trace,
+    layer=views.ALL,
+    projection=views.ALL,
+    values: str = "weights",
+    group: str = "unit",
+    kind: str = views.ALL,
+) -> tuple[go.Figure, go.Figure, go.Figure]:
     """Router heatmap, layer x head summary and per-head contributions of one trace."""
     if trace is None:
         empty = render.empty_figure()
         return empty, empty, empty
-    return (views.router_heatmap(trace, layer, projection, values, group),
-            views.layer_head_summary(trace, kind, values),
-            views.head_contributions(trace, layer, projection))
+    return (
+        views.router_heatmap(trace, layer, projection, values, group),
+        views.layer_head_summary(trace, kind, values),
+        views.head_contributions(trace, layer, projection),
+    )
 
 
-def attention_outputs(summary, frames: np.ndarray | None, spectrogram: np.ndarray | None,
-                      seconds: float | None) -> tuple[np.ndarray | None, go.Figure, go.Figure, str]:
+def attention_outputs(
+    summary, frames: np.ndarray | None, spectrogram: np.ndarray | None, seconds: float | None
+) -> tuple[np.ndarray | None, go.Figure, go.Figure, str]:
     """Frame strip, audio figure, interaction map and a one-line note from an ``AttentionSummary``."""
     strip = None
     if frames is not None and len(summary.frames):
@@ -104,7 +171,17 @@ def attention_outputs(summary, frames: np.ndarray | None, spectrogram: np.ndarra
     if summary.interaction.size and summary.interaction.any():
         inter = views.interaction_map(summary.interaction)
     else:
-        inter = render.empty_figure("No audio → video attention (the prompt lacks one of them, or audio comes first).")
-    shares = ", ".join(f"{k} {v:.0%}" for k, v in summary.by_kind.items())
-    note = f"Attention from the {summary.query} (mean over layers and heads): {shares}."
+        inter = render.empty_figure(
+            "No audio → video attention (the prompt lacks one of them, or audio comes first)."
+        )
+    names = {"answer": "the answer's own earlier tokens", "text": "prompt text"}
+    shares = ", ".join(f"{names.get(k, k + ' tokens')} {v:.1%}" for k, v in summary.by_kind.items())
+    total = sum(summary.by_kind.values())
+    rest = (
+        "" if abs(total - 1.0) < 0.005 else f"; the other {1 - total:.1%} goes to tokens outside the prompt"
+    )
+    note = (
+        f"Attention from the {summary.query} tokens (mean over layers and heads), shares of where it goes: "
+        f"{shares} (total {total:.0%}{rest})."
+    )
     return strip, audio, inter, note

@@ -75,17 +75,32 @@ def answer_summary(task: str, parsed) -> str:
     return body
 
 
-def _timeline_figure(rows: list[tuple[str, str, Sequence[tuple[int, int]]]], num: int, title: str) -> go.Figure:
+def _timeline_figure(
+    rows: list[tuple[str, str, Sequence[tuple[int, int]]]], num: int, title: str
+) -> go.Figure:
     """Gantt-like figure: one row per ``(label, colour, ranges)``; seconds on x, end exclusive."""
     fig = go.Figure()
     for label, colour, ranges in rows:
         for start, end in ranges:
-            fig.add_trace(go.Bar(x=[max(end - start, 0)], base=[start], y=[label], orientation="h",
-                                 marker_color=colour, showlegend=False,
-                                 hovertemplate=f"{label}: {start}–{end} s<extra></extra>"))
-    fig.update_layout(title=title, barmode="overlay", height=140 + 28 * max(len(rows), 1),
-                      margin=dict(l=10, r=10, t=40, b=30), xaxis=dict(range=[0, num], dtick=1, title="second"),
-                      yaxis=dict(autorange="reversed"))
+            fig.add_trace(
+                go.Bar(
+                    x=[max(end - start, 0)],
+                    base=[start],
+                    y=[label],
+                    orientation="h",
+                    marker_color=colour,
+                    showlegend=False,
+                    hovertemplate=f"{label}: {start}–{end} s<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title=title,
+        barmode="overlay",
+        height=140 + 28 * max(len(rows), 1),
+        margin=dict(l=10, r=10, t=40, b=30),
+        xaxis=dict(range=[0, num], dtick=1, title="second"),
+        yaxis=dict(autorange="reversed"),
+    )
     return fig
 
 
@@ -111,21 +126,29 @@ def avvp_timeline(parsed, gt: dict | None = None, num: int = 10) -> go.Figure:
     return _timeline_figure(rows, num, "Audio and visual events")
 
 
-def draw_box(frame: np.ndarray, box: Sequence[float] | None, gt_box: Sequence[float] | None = None,
-             label: str | None = None, space: float = BOX_SPACE) -> np.ndarray:
+def draw_box(
+    frame: np.ndarray,
+    box: Sequence[float] | None,
+    gt_box: Sequence[float] | None = None,
+    label: str | None = None,
+    space: float = BOX_SPACE,
+) -> np.ndarray:
     """Draw the predicted box (yellow) and the ground-truth box (green) on an ``(H, W, 3)`` frame.
 
-    Boxes are ``(x1, y1, x2, y2)`` in ``space`` pixels (Crab's 224-pixel convention).
+    Boxes are ``(x1, y1, x2, y2)`` in ``space`` pixels (Crab's 224-pixel convention) of the square
+    model input; x and y are scaled separately, so a frame at its own aspect ratio gets them in place.
     """
     img = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).convert("RGB")
-    scale = img.width / space
+    sx, sy = img.width / space, img.height / space  # the model saw the whole frame squashed to a square
     draw = ImageDraw.Draw(img)
     for b, colour in ((gt_box, GT_RGB), (box, BOX_RGB)):
         if b is not None:
-            x1, y1, x2, y2 = (float(v) * scale for v in b)
-            draw.rectangle([x1, y1, x2, y2], outline=colour, width=max(1, img.width // 100))
+            x1, y1, x2, y2 = (float(v) for v in b)
+            draw.rectangle(
+                [x1 * sx, y1 * sy, x2 * sx, y2 * sy], outline=colour, width=max(1, max(img.size) // 120)
+            )
     if label and box is not None:
-        draw.text((float(box[0]) * scale + 2, float(box[1]) * scale + 1), label, fill=BOX_RGB)
+        draw.text((float(box[0]) * sx + 3, float(box[1]) * sy + 2), label, fill=BOX_RGB)
     return np.asarray(img)
 
 
@@ -142,8 +165,9 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return m[1:-1, 1:-1] & ~inner
 
 
-def mask_overlay(frame: np.ndarray, mask: np.ndarray | None, gt: np.ndarray | None = None,
-                 alpha: float = 0.5) -> np.ndarray:
+def mask_overlay(
+    frame: np.ndarray, mask: np.ndarray | None, gt: np.ndarray | None = None, alpha: float = 0.5
+) -> np.ndarray:
     """Blend a binary mask (red) on an ``(H, W, 3)`` frame; the ground truth is drawn as a green outline."""
     out = np.asarray(frame, dtype=np.float32).copy()
     hw = out.shape[:2]
@@ -151,12 +175,16 @@ def mask_overlay(frame: np.ndarray, mask: np.ndarray | None, gt: np.ndarray | No
         m = _fit(np.asarray(mask) > 0, hw).astype(bool)
         out[m] = (1 - alpha) * out[m] + alpha * np.array(MASK_RGB, np.float32)
     if gt is not None:
-        out[_outline(_fit(np.asarray(gt) > 0, hw).astype(bool))] = GT_RGB
+        edge = _outline(_fit(np.asarray(gt) > 0, hw).astype(bool))
+        if max(hw) >= 200:  # 2-pixel outline on display-size frames
+            edge = edge | np.roll(edge, 1, 0) | np.roll(edge, 1, 1)
+        out[edge] = GT_RGB
     return out.clip(0, 255).astype(np.uint8)
 
 
-def class_overlay(frame: np.ndarray, class_map: np.ndarray, class_names: Sequence[str] | None = None,
-                  alpha: float = 0.55) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def class_overlay(
+    frame: np.ndarray, class_map: np.ndarray, class_names: Sequence[str] | None = None, alpha: float = 0.55
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Colour an AVSS class map (0 = background) on a frame with the AVSBench palette.
 
     Returns:
@@ -179,9 +207,49 @@ def legend_markdown(legend: Sequence[tuple[str, str]]) -> str:
     """HTML legend (coloured squares) for :func:`class_overlay`."""
     if not legend:
         return "_No class other than background was predicted._"
-    items = [f'<span style="display:inline-block;width:12px;height:12px;background:{c};'
-             f'margin:0 4px 0 10px;border:1px solid #555"></span>{name}' for name, c in legend]
+    items = [
+        f'<span style="display:inline-block;width:12px;height:12px;background:{c};'
+        f'margin:0 4px 0 10px;border:1px solid #555"></span>{name}'
+        for name, c in legend
+    ]
     return "".join(items)
+
+
+def _swatch(colour: str, outline: bool = False) -> str:
+    style = (
+        f"border:2px solid {colour};background:transparent"
+        if outline
+        else f"background:{colour};border:1px solid #555"
+    )
+    return f'<span style="display:inline-block;width:12px;height:12px;{style};margin:0 4px 0 10px"></span>'
+
+
+def overlay_legend(task: str, has_gt: bool) -> str:
+    """HTML legend of a drawing: prediction vs ground truth colours (box for ARIG, mask otherwise)."""
+    hexed = "#{:02x}{:02x}{:02x}"
+    if task == "arig":
+        items = [(_swatch(hexed.format(*BOX_RGB), True), "predicted box")]
+    else:
+        items = [(_swatch(hexed.format(*MASK_RGB)), "predicted mask")]
+    if has_gt:
+        items.append(
+            (
+                _swatch(hexed.format(*GT_RGB), True),
+                "ground truth" + (" box" if task == "arig" else " outline"),
+            )
+        )
+    else:
+        items.append(("", "<i>(no ground truth given)</i>"))
+    return '<div class="crab-legend">' + "".join(f"{sw}{text}" for sw, text in items) + "</div>"
+
+
+def markdown_inline(text: str) -> str:
+    """``**bold**`` / ``_italic_`` markdown of one line as escaped HTML."""
+    import html
+
+    out = html.escape(text or "")
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"(?<![\w])_(.+?)_(?![\w])", r"<i>\1</i>", out)
 
 
 def mask_scores(pred: np.ndarray | None, gt: np.ndarray | None) -> dict[str, float] | None:
@@ -207,7 +275,9 @@ def class_scores(pred: np.ndarray | None, gt: np.ndarray | None) -> dict[str, fl
     classes = sorted((set(np.unique(g)) | set(np.unique(p))) - {0})
     if not classes:
         return {"miou": 1.0}
-    ious = [float(((p == c) & (g == c)).sum()) / max(float(((p == c) | (g == c)).sum()), 1.0) for c in classes]
+    ious = [
+        float(((p == c) & (g == c)).sum()) / max(float(((p == c) | (g == c)).sum()), 1.0) for c in classes
+    ]
     return {"miou": round(float(np.mean(ious)), 4)}
 
 
@@ -222,6 +292,7 @@ def empty_figure(message: str = "Run a task to see this view.") -> go.Figure:
     """A blank figure carrying a short message (used before the first run and for N/A views)."""
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(height=200, xaxis=dict(visible=False), yaxis=dict(visible=False),
-                      margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_layout(
+        height=200, xaxis=dict(visible=False), yaxis=dict(visible=False), margin=dict(l=10, r=10, t=10, b=10)
+    )
     return fig

@@ -7,8 +7,6 @@ import plotly.graph_objects as go
 import pytest
 
 from app import analysis, present, render, views
-from app.engine import HeadControl
-from crab_core.errors import TaskError
 from tests.app._fakes import FakeRecord, FakeResult, fake_trace
 
 AVE = "So the event is <event> guitar </event>, and the time range is <range> 5,7 </range>."
@@ -72,8 +70,11 @@ def test_mask_overlay_and_scores():
 
 
 def test_forced_mask_is_said():
-    rec = FakeRecord(FakeResult("s4", "nothing", mask=np.ones((4, 4), bool)), target=np.zeros((4, 4, 3), np.uint8),
-                     extras={"forced_mask": True})
+    rec = FakeRecord(
+        FakeResult("s4", "nothing", mask=np.ones((4, 4), bool)),
+        target=np.zeros((4, 4, 3), np.uint8),
+        extras={"forced_mask": True},
+    )
     assert "appended" in present.result_view(rec).summary
 
 
@@ -93,16 +94,32 @@ def test_class_overlay_legend_and_miou():
 
 def test_router_views_shapes_and_grouping():
     tr = fake_trace()
-    order = views.token_order(tr)
-    assert [tr.kinds[i] for i in order][:6] == ["video"] * 6
     fig = views.router_heatmap(tr, group="unit")
     z = np.asarray(fig.data[0].z)
-    assert z.shape == (3, 3 + 3 + 2)  # heads x (3 frames, 3 seconds, text, answer)
+    # sequence order: text, f0..f2, s0..s2, text, answer
+    assert list(fig.layout.xaxis.ticktext) == ["text", "f0", "f1", "f2", "s0", "s1", "s2", "text", "answer"]
+    assert z.shape == (3, 9)
     np.testing.assert_allclose(z.sum(0), 1.0, atol=1e-5)  # router weights are a softmax
+    heat = fig.data[0]
+    assert heat.zmid == pytest.approx(1 / 3) and heat.colorscale[0][1] != heat.colorscale[-1][1]
+    assert heat.zmax - 1 / 3 == pytest.approx(1 / 3 - heat.zmin)  # diverging, centred on uniform
+    assert heat.zmax == pytest.approx(1 / 3 + np.abs(z - 1 / 3).max(), abs=1e-6)  # range from the data
+    assert "uniform" in fig.layout.title.text and fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
     fig = views.router_heatmap(tr, layer=1, projection="v_proj", values="norms", group="token")
     assert np.asarray(fig.data[0].z).shape == (3, tr.num_tokens)
-    assert np.asarray(views.layer_head_summary(tr, "audio").data[0].z).shape == (2, 6)
-    assert len(views.head_contributions(tr).data) == 4  # video, audio, text, answer
+    np.testing.assert_allclose(np.asarray(fig.data[0].z)[:, 5], tr.norms[5, 1, 1])
+    assert fig.layout.xaxis.showticklabels is False  # no rotated token labels: modality bands instead
+    band_text = [a.text for a in fig.layout.annotations]
+    assert band_text == ["text", "video", "audio", "text", "answer"]
+    assert "||w_h (alpha/r) B_h A x||" in fig.layout.title.text
+    assert np.asarray(views.layer_head_summary(tr, "audio").data[0].z).shape == (2 * 2, 3)
+    contrib = views.head_contributions(tr)
+    assert [b.name for b in contrib.data] == ["text", "video", "audio", "answer"]
+    np.testing.assert_allclose(
+        contrib.data[1].y,
+        np.nanmean(tr.norms[tr.kinds == "video"].reshape(-1, 2 * 2, 3).mean(1), axis=0),
+        rtol=1e-5,
+    )
     assert len(views.routing_shift(tr, fake_trace(seed=1)).data) == 2
     with pytest.raises(ValueError):
         views.router_heatmap(tr, layer=7)
@@ -120,25 +137,29 @@ def test_attention_summary_and_views():
     np.testing.assert_allclose(s.frames, [1 / 7, 1 / 7])
     assert s.interaction.shape == (2, 2) and s.interaction[0, 0] == pytest.approx(1 / 4)
     assert sum(s.by_kind.values()) == pytest.approx(1.0)
-    strip, audio, inter, note = present.attention_outputs(s, np.zeros((2, 8, 8, 3), np.uint8), np.zeros((20, 16)), 2.0)
-    assert strip.shape[0] == 96 + 6 and isinstance(audio, go.Figure) and "answer" in note
+    strip, audio, inter, note = present.attention_outputs(
+        s, np.zeros((2, 8, 8, 3), np.uint8), np.zeros((20, 16)), 2.0
+    )
+    assert (
+        strip.shape[0] == 96 + 6
+        and isinstance(audio, go.Figure)
+        and "answer" in note
+        and "total 100%" in note
+    )
+    wide = views.frame_attention_strip(np.zeros((2, 90, 160, 3), np.uint8), [1.0, 0.5], height=90)
+    assert wide.shape == (96, 160 * 2 + 2, 3)  # tiles keep the 16:9 aspect ratio
     over = views.patch_attention_overlay(np.zeros((16, 16, 3), np.uint8), np.eye(4))
     assert over.shape == (16, 16, 3)
-    names, vals = analysis.group_scores([1, 2, 3, 4, 5], ["text", "video", "video", "audio", "image"], [-1, 0, 1, 0, -1])
+    names, vals = analysis.group_scores(
+        [1, 2, 3, 4, 5], ["text", "video", "video", "audio", "image"], [-1, 0, 1, 0, -1]
+    )
     assert names == ["video f0", "video f1", "audio s0", "image", "text"] and vals == [2, 3, 4, 5, 1]
-    assert len(views.attribution_bars(names, vals, "t").data) == 1
-
-
-def test_head_control():
-    ctl = HeadControl("ablate", (1,)).control(3)
-    assert ctl.head_mask.tolist() == [1, 0, 1]
-    forced = HeadControl("force", (0, 2)).control(3)
-    assert forced.forced_weights.tolist() == [0.5, 0, 0.5]
-    assert "layers 1" in HeadControl("ablate", (0,), (1,)).describe()
-    with pytest.raises(TaskError):
-        HeadControl("ablate", (5,)).control(3)
-    with pytest.raises(TaskError):
-        HeadControl("blend", (0,)).control(3)
+    bars = views.attribution_bars(np.array([1.0, 2.0]), np.array([3.0]), other={"image": 0.5}, delta=0.01)
+    assert [list(b.y) for b in bars.data] == [
+        [1.0, 2.0],
+        [3.0],
+        [0.5],
+    ] and "delta 0.01" in bars.layout.title.text
 
 
 def test_status_and_model_card_text():
