@@ -33,3 +33,23 @@ class SynthError(ConfigError):
 
 class ReportError(CrabError):
     """A results file cannot be read or is not a results file, or a generated docs region is malformed."""
+
+
+class InternalError(CrabError, RuntimeError):
+    """A bug in Crab Studio itself, not a problem with the user's input.
+
+    It is a :class:`CrabError` so every front end still reports it in one line, but its message always
+    starts with ``internal error`` and says the input is not to blame (the app shows it as such).
+    """
+
+    PREFIX = "internal error (a bug in Crab Studio, not a problem with your input)"
+
+    def __init__(self, message: str = "") -> None:
+        text = str(message)
+        if not text.startswith("internal error"):
+            text = f"{self.PREFIX}: {text}" if text else self.PREFIX
+        super().__init__(text)
+
+
+class InterpretError(InternalError):
+    """An interpretability read-out (attention maps, attribution) failed on an input the model ran on."""

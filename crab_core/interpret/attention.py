@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import CrabError, InterpretError
 from ..model.splice import KIND_AUDIO, KIND_IMAGE, KIND_TEXT, KIND_VIDEO
 from .inputs import RawInput, encode, make_sample
 
@@ -51,7 +52,8 @@ class AttentionMaps:
             attended block comes later in the prompt: causal attention).
         frame_patch_maps: ``(T_v, g, g)`` Q-Former cross-attention mapped to patches, each query
             weighted by the answer rows' LLM attention to its token (a frame's map sums to its mass).
-        image_patch_map: ``(g, g)`` the same for the image, or None.
+        image_patch_map: ``(g, g)`` the same for the image, or None (also when the image only feeds the
+            mask decoder and is not in the prompt, as in the S4 / MS3 video prompts).
         audio_time_maps: ``(T_a, n_time, n_freq)`` the same for BEATs tokens (time-major,
             token = t * 8 + f; one time step = 16 fbank frames = 160 ms).
     """
@@ -107,7 +109,22 @@ def llm_attention(model, raw: RawInput, answer_ids: Sequence[int], media=None):
 
 def attention_maps(pipeline, raw: RawInput, answer_ids: Sequence[int] | None = None,
                    qformer: bool = True) -> AttentionMaps:
-    """All attention read-outs for the answer ``answer_ids`` (generated first when None)."""
+    """All attention read-outs for the answer ``answer_ids`` (generated first when None).
+
+    Raises:
+        InterpretError: the read-out itself failed (a bug, not the input's fault: the message says so).
+        CrabError: other user-facing errors pass through unchanged.
+    """
+    try:
+        return _attention_maps(pipeline, raw, answer_ids, qformer)
+    except CrabError:
+        raise
+    except (RuntimeError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise InterpretError(f"attention maps for {raw.task} failed ({detail})") from exc
+
+
+def _attention_maps(pipeline, raw: RawInput, answer_ids: Sequence[int] | None, qformer: bool) -> AttentionMaps:
     model = pipeline.model
     media = encode(model, raw)
     if answer_ids is None:
@@ -134,9 +151,14 @@ def attention_maps(pipeline, raw: RawInput, answer_ids: Sequence[int] | None = N
     return maps
 
 
-def _query_weights(weights: np.ndarray, kinds: np.ndarray, kind: int, n_units: int) -> Tensor:
-    """LLM attention to each (unit, query) token of ``kind`` as a ``(n_units, Q)`` tensor."""
+def _query_weights(weights: np.ndarray, kinds: np.ndarray, kind: int, n_units: int) -> Tensor | None:
+    """LLM attention to each (unit, query) token of ``kind`` as a ``(n_units, Q)`` tensor, or None when the
+    prompt has no token of that kind (a seg task's target image feeds only the mask decoder)."""
     w = weights[kinds == kind]
+    if w.size == 0:
+        return None
+    if w.size % n_units:
+        raise InterpretError(f"{w.size} prompt tokens of kind {kind} do not split into {n_units} units")
     return torch.from_numpy(w.reshape(n_units, -1).astype(np.float32))
 
 
@@ -160,15 +182,16 @@ def audio_cross_attention(model, fbank: Tensor) -> Tensor:
 def _add_qformer_maps(model, raw: RawInput, maps: AttentionMaps, weights: np.ndarray) -> None:
     """Fill the patch / audio-time maps: sum_q w[t, q] * cross[t, q, :]."""
     grid = model.config.vision.image_size // model.config.vision.patch_size
-    if raw.frames is not None:
+    kinds = set(np.unique(maps.kinds).tolist())
+    if raw.frames is not None and KIND_VIDEO in kinds:
         ca = visual_cross_attention(model, raw.frames)
         w = _query_weights(weights, maps.kinds, KIND_VIDEO, ca.shape[0])
         maps.frame_patch_maps = torch.einsum("tq,tqp->tp", w, ca).reshape(-1, grid, grid).numpy()
-    if raw.image is not None:
+    if raw.image is not None and KIND_IMAGE in kinds:  # not when the image only feeds the mask decoder
         ca = visual_cross_attention(model, raw.image)
         w = _query_weights(weights, maps.kinds, KIND_IMAGE, ca.shape[0])
         maps.image_patch_map = torch.einsum("tq,tqp->tp", w, ca).reshape(grid, grid).numpy()
-    if raw.audio is not None:
+    if raw.audio is not None and KIND_AUDIO in kinds:
         ca = audio_cross_attention(model, raw.audio)
         w = _query_weights(weights, maps.kinds, KIND_AUDIO, ca.shape[0])
         n_freq = raw.audio.shape[-1] // getattr(model.audio_encoder, "patch", 16)  # 128 mel bins / 16

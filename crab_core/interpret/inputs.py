@@ -73,11 +73,16 @@ class RawInput:
     meta: dict = field(default_factory=dict)
 
 
-def _prompt(pipeline, task: str, question: str | None, frame_index: int | None, variant: str | None):
+def _prompt(pipeline, task: str, question: str | None, frame_index: int | None, variant: str | None,
+            video=None, image=None):
+    """Prompt of a request, with the variant and target second the pipeline would choose
+    (:func:`crab_core.pipeline.resolve_inputs`: an image + audio S4 / MS3 / Ref-AVS request runs the
+    image prompt)."""
+    from ..pipeline import resolve_inputs
+
     spec = get_task(task)
+    variant, frame_index, _ = resolve_inputs(task, video, image, frame_index, variant)
     pv = spec.variant(variant)
-    if spec.needs_mask and frame_index is None and "{nth}" in pv.template:
-        frame_index = 0
     prompt = build_prompt(spec, question=question, variant=variant, frame_index=frame_index)
     ids = torch.tensor(pipeline.tokenizer.encode(prompt), dtype=torch.long)
     return spec, pv, frame_index, prompt, ids
@@ -109,7 +114,8 @@ def load_input(pipeline, request: Request) -> RawInput:
     from ..media import DEFAULT_MAX_DURATION_S, load_clip
 
     r = request
-    spec, pv, frame_index, prompt, ids = _prompt(pipeline, r.task, r.question, r.frame_index, r.prompt_variant)
+    spec, pv, frame_index, prompt, ids = _prompt(pipeline, r.task, r.question, r.frame_index, r.prompt_variant,
+                                                 r.video, r.image)
     size = pipeline.model.config.vision.image_size
     clip = load_clip(video=r.video, audio=r.audio, image=r.image, task_frames=spec.num_frames,
                      audio_mode=pv.audio_mode if (r.audio or r.video) else None, image_size=size,

@@ -3,6 +3,9 @@
 Everything except the mp4 is byte-deterministic for a given array; the mp4 is encoded by an
 ``ffmpeg`` subprocess (raw RGB frames through a stdin pipe, audio from the wav file) with
 ``-threads 1`` and bitexact flags, so its bytes depend only on the installed ffmpeg/x264 version.
+
+Every file carries :data:`MARKER` (mp4 ``comment`` tag, PNG ``Software`` text chunk, wav ``LIST/INFO``
+``ISFT`` chunk after the samples) so :mod:`crab_core.domain` can tell SynthAV inputs from real ones.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from crab_core.errors import MediaError
 from .render_audio import to_int16
 from .world import FPS, SAMPLE_RATE
 
+#: Written into every SynthAV file; :func:`crab_core.domain.is_synthav_file` looks for it.
+MARKER = "crab-synthav: SynthAV procedural scene (python -m crab_core synth)"
+
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write mono float audio ``(N,)`` in [-1, 1] as 16-bit PCM wav."""
@@ -31,13 +37,29 @@ def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RAT
         f.setsampwidth(2)
         f.setframerate(sample_rate)
         f.writeframes(to_int16(audio).astype("<i2").tobytes())
+    _append_wav_marker(path)
     return path
+
+
+def _append_wav_marker(path: Path) -> None:
+    """Append a ``LIST/INFO/ISFT`` chunk holding :data:`MARKER` and fix the RIFF size."""
+    text = MARKER.encode("ascii") + b"\0"
+    text += b"\0" * (len(text) % 2)
+    info = b"INFO" + b"ISFT" + len(text).to_bytes(4, "little") + text
+    data = bytearray(path.read_bytes())
+    data += b"LIST" + len(info).to_bytes(4, "little") + info
+    data[4:8] = (len(data) - 8).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
 
 
 def write_png(path: str | Path, array: np.ndarray) -> Path:
     """Write ``(H, W, 3)`` RGB or ``(H, W)`` 8-bit gray uint8 as PNG."""
+    from PIL.PngImagePlugin import PngInfo
+
     path = Path(path)
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(path, format="PNG")
+    info = PngInfo()
+    info.add_text("Software", MARKER)
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(path, format="PNG", pnginfo=info)
     return path
 
 
@@ -77,7 +99,8 @@ def write_mp4(path: str | Path, frames: np.ndarray, wav_path: str | Path, fps: i
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(fps), "-i", "pipe:0",
         "-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0",
         "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", "-threads", "1",
-        "-c:a", "aac", "-aac_coder", "fast", "-b:a", "48k", "-map_metadata", "-1", "-fflags", "+bitexact",
+        "-c:a", "aac", "-aac_coder", "fast", "-b:a", "48k", "-map_metadata", "-1", "-metadata", f"comment={MARKER}",
+        "-fflags", "+bitexact",
         "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-movflags", "+faststart", str(path),
     ]
     proc = subprocess.run(cmd, input=raw, capture_output=True, check=False)
