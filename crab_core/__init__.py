@@ -1,1 +1,3 @@
 """Crab Studio core library."""
+
+__version__ = "0.1.0"

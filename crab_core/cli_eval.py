@@ -1,4 +1,4 @@
-"""``python -m crab_core eval``: per-task metrics on a manifest, next to the majority baseline.
+"""Per-task metrics on a manifest, next to the majority baseline.
 
 Rows that cannot be scored (malformed JSON or ``gt``, unreadable media, paths outside the
 manifest's folder) are listed with their line number and reason; the others are still scored.
@@ -11,10 +11,14 @@ import argparse
 import json
 import sys
 
-from .cli_common import add_model_args, load_pipeline
+from .cli_common import PROG, add_model_args, load_pipeline
 from .errors import EvaluationError
-from .evaluation import describe_error, evaluate, read_manifest
 from .tasks import TASKS
+
+EXAMPLES = f"""examples:
+  {PROG} eval --data data/test/manifest.jsonl
+  {PROG} eval --data manifest.jsonl --tasks ave,avqa --limit 100 --json
+"""
 
 
 def _positive(text: str) -> int:
@@ -27,20 +31,29 @@ def _positive(text: str) -> int:
     return value
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crab_core eval", description=__doc__,
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"{PROG} eval", description=__doc__, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser)
-    parser.add_argument("--data", required=True, help="AV-UIE-style JSONL manifest (docs/manifest.md)")
-    parser.add_argument("--tasks", help="comma-separated subset of tasks")
-    parser.add_argument("--limit", type=_positive, help="evaluate at most N rows")
-    parser.add_argument("--max-new-tokens", type=_positive, help="cap on generated tokens (default: per task)")
+    parser.add_argument("--data", required=True, metavar="MANIFEST",
+                        help="AV-UIE-style JSONL manifest (docs/manifest.md)")
+    parser.add_argument("--tasks", metavar="T1,T2", help=f"comma-separated subset of tasks ({', '.join(TASKS)})")
+    parser.add_argument("--limit", type=_positive, metavar="N", help="evaluate at most N rows")
+    parser.add_argument("--max-new-tokens", type=_positive, metavar="N",
+                        help="cap on generated tokens (default: per task)")
     parser.add_argument("--allow-outside", action="store_true",
                         help="accept media / mask paths that resolve outside the manifest's folder "
                              "(refused per row by default)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    from .evaluation import describe_error, evaluate, read_manifest
+
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     unknown = sorted(set(tasks or ()) - set(TASKS))
     if unknown:

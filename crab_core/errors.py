@@ -53,3 +53,7 @@ class InternalError(CrabError, RuntimeError):
 
 class InterpretError(InternalError):
     """An interpretability read-out (attention maps, attribution) failed on an input the model ran on."""
+
+
+class OutputError(CrabError):
+    """An output file cannot be written (missing or read-only folder, wrong extension, a folder in its place)."""

@@ -16,6 +16,8 @@ import numbers
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CrabError, TaskError
+from .errors import CrabError, InternalError, TaskError
 from .media.limits import DEFAULT_MAX_DURATION_S, validate_limit
 from .model.crab import CrabModel, CrabSample, EncodedMedia
 from .tasks import get_task
@@ -51,6 +53,11 @@ class TaskResult:
         token_ids: ``(L,)`` prompt + answer token ids (placeholders unexpanded).
         timings: seconds per stage (``load``, ``encode``, ``generate``, ``total``).
         cached: whether the clip features came from the cache.
+        variant: the prompt variant used (e.g. ``quick_start`` for S4 on an image + audio).
+        notes: plain-language remarks on how the input was read (separate audio of another length, an
+            image + audio prompt used for want of a video, the target second assumed, a forced mask).
+        out_of_domain: the notice that a SynthAV-only model (crab-tiny) ran on an input that is not a
+            SynthAV clip (:mod:`crab_core.domain`), or None.
     """
 
     task: str
@@ -63,11 +70,15 @@ class TaskResult:
     answer_ids: list[int] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     cached: bool = False
+    variant: str | None = None
+    notes: list[str] = field(default_factory=list)
+    out_of_domain: str | None = None
 
     def to_json(self) -> dict:
         parsed = self.parsed.__dict__ if hasattr(self.parsed, "__dict__") else self.parsed
         out = {"task": self.task, "text": self.text, "parsed": _jsonable(parsed), "timings": self.timings,
-               "cached": self.cached}
+               "cached": self.cached, "prompt_variant": self.variant, "notes": list(self.notes),
+               "out_of_domain": self.out_of_domain}
         if self.mask is not None:
             out["mask_shape"] = list(self.mask.shape)
             out["mask_area"] = float((self.mask > 0).mean())
@@ -84,9 +95,56 @@ def _jsonable(x):
     return str(x)
 
 
+@contextmanager
+def internal_errors(what: str) -> Iterator[None]:
+    """Re-raise a non-:class:`CrabError` failure inside the block as :class:`InternalError` (one line,
+    says it is a bug, not the user's input; the original stays chained as ``__cause__``)."""
+    try:
+        yield
+    except CrabError:
+        raise
+    except (RuntimeError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise InternalError(f"{what} failed ({detail[:300]})") from exc
+
+
+def resolve_inputs(task: str, video=None, image=None, frame_index: int | None = None,
+                   variant: str | None = None) -> tuple[str, int | None, list[str]]:
+    """The prompt variant and target second a request runs with, and notes on what was assumed.
+
+    Without a video but with an image, a task whose default prompt needs a video (S4, MS3, Ref-AVS)
+    runs its image + audio prompt (the reference's quick-start form), as AVSBench ships frame + wav.
+    A missing target second of a task that needs one (1-s audio window or a prompt naming the second)
+    is 0. An explicit ``variant`` is used as given.
+
+    Returns:
+        ``(variant name, frame_index, notes)``.
+    """
+    spec = get_task(task)
+    name = variant or spec.default_variant
+    pv = spec.variant(name)
+    notes: list[str] = []
+    if variant is None and video is None and image is not None and "video" in pv.blocks:
+        alt = next((v for v, p in spec.variants.items() if "video" not in p.blocks and "image" in p.blocks), None)
+        if alt is not None:
+            name, pv = alt, spec.variant(alt)
+            notes.append(f"no video given: {spec.name} ran its image + audio prompt (the reference's "
+                         f"'{alt}' form) instead of its video prompt")
+    needs_second = pv.audio_mode == "single" or (spec.needs_mask and pv.needs_ordinal)
+    if frame_index is None and needs_second:
+        frame_index = 0
+        what = "the image is paired with the audio's first second" if pv.audio_mode == "single" and image \
+            else "the first second is segmented"
+        notes.append(f"no target second given: {what} (--frame-index / the target second picks another)")
+    return name, frame_index, notes
+
+
 @dataclass
 class PreparedInput:
-    """A task request turned into model input (reused by interpretability)."""
+    """A task request turned into model input (reused by interpretability).
+
+    ``variant`` and ``notes`` as :class:`TaskResult`; ``out_of_domain`` likewise.
+    """
 
     sample: CrabSample
     prompt: str
@@ -94,6 +152,9 @@ class PreparedInput:
     cached: bool
     load_s: float
     encode_s: float
+    variant: str | None = None
+    notes: list[str] = field(default_factory=list)
+    out_of_domain: str | None = None
 
 
 class CrabPipeline:
@@ -115,7 +176,7 @@ class CrabPipeline:
         self.name = name
         self.trained = trained
         self.card = card or {}
-        self._cache: OrderedDict[tuple, EncodedMedia] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[EncodedMedia, list[str]]] = OrderedDict()
         self._cache_size = cache_size
 
     # ------------------------------------------------------------------ loading
@@ -172,8 +233,16 @@ class CrabPipeline:
                ) -> tuple[EncodedMedia, bool, float, float]:
         """Load and encode a clip for ``task``; returns ``(media, cached, load_s, encode_s)``.
 
-        ``max_duration_s`` overrides :attr:`max_duration_s` for this call.
+        ``max_duration_s`` overrides :attr:`max_duration_s` for this call; ``variant=None`` picks one as
+        :func:`resolve_inputs` does.
         """
+        variant, frame_index, _ = resolve_inputs(task, video, image, frame_index, variant)
+        media, _, cached, load_s, enc_s = self._encode(task, video, audio, image, frame_index, variant,
+                                                       max_duration_s)
+        return media, cached, load_s, enc_s
+
+    def _encode(self, task: str, video, audio, image, frame_index: int | None, variant: str,
+                max_duration_s: float | None) -> tuple[EncodedMedia, list[str], bool, float, float]:
         from .media import load_clip
 
         limit = self.max_duration_s if max_duration_s is None else validate_limit(max_duration_s)
@@ -186,7 +255,8 @@ class CrabPipeline:
                         limit)
         if key in self._cache:
             self._cache.move_to_end(key)
-            return self._cache[key], True, 0.0, 0.0
+            media, notes = self._cache[key]
+            return media, list(notes), True, 0.0, 0.0
         t0 = time.perf_counter()
         clip = load_clip(video=video, audio=audio, image=image, task_frames=spec.num_frames,
                          audio_mode=pv.audio_mode if (audio or video) else None, image_size=s,
@@ -203,36 +273,42 @@ class CrabPipeline:
             raise TaskError(f"task {task!r} needs an image")
         if "video" in pv.blocks and frames is None:
             raise TaskError(f"task {task!r} needs a video")
-        with torch.no_grad():
+        with torch.no_grad(), internal_errors("encoding the media"):
             media = self.model.encode_media(video=frames, audio=clip.audio, image=img, need_seg=spec.needs_mask)
         t2 = time.perf_counter()
-        self._cache[key] = media
+        self._cache[key] = (media, list(clip.notes))
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-        return media, False, t1 - t0, t2 - t1
+        return media, list(clip.notes), False, t1 - t0, t2 - t1
 
     # ------------------------------------------------------------------ run
     def prepare(self, task: str, video=None, audio=None, image=None, question: str | None = None,
                 frame_index: int | None = None, variant: str | None = None, *,
                 max_duration_s: float | None = None) -> PreparedInput:
-        """Prompt and encoded media of one request (``max_duration_s``: as :meth:`encode`)."""
+        """Prompt and encoded media of one request (``max_duration_s``, ``variant``: as :meth:`encode`)."""
+        from .domain import out_of_domain_notice
+
         spec = get_task(task)
-        if spec.needs_mask and frame_index is None and "{nth}" in spec.variant(variant).template:
-            frame_index = 0
+        variant, frame_index, notes = resolve_inputs(task, video, image, frame_index, variant)
         prompt = build_prompt(spec, question=question, variant=variant, frame_index=frame_index)
-        media, cached, load_s, enc_s = self.encode(task, video, audio, image, frame_index, variant,
-                                                   max_duration_s=max_duration_s)
+        media, media_notes, cached, load_s, enc_s = self._encode(task, video, audio, image, frame_index, variant,
+                                                                 max_duration_s)
         ids = torch.tensor(self.tokenizer.encode(prompt), dtype=torch.long)
-        return PreparedInput(CrabSample(input_ids=ids, media=media, task=task), prompt, media, cached, load_s, enc_s)
+        ood = out_of_domain_notice(self.model.config.name, self.card,
+                                   {"video": video, "audio": audio, "image": image})
+        return PreparedInput(CrabSample(input_ids=ids, media=media, task=task), prompt, media, cached, load_s, enc_s,
+                             variant=variant, notes=notes + media_notes, out_of_domain=ood)
 
     def run(self, task: str, video=None, audio=None, image=None, question: str | None = None,
             frame_index: int | None = None, variant: str | None = None,
-            max_new_tokens: int | None = None, *, max_duration_s: float | None = None) -> TaskResult:
+            max_new_tokens: int | None = None, *, max_duration_s: float | None = None,
+            force_mask: bool = False) -> TaskResult:
         """Run ``task`` on the given media files (paths).
 
         Args:
             max_new_tokens: generation budget (default: the task's); a positive integer.
             max_duration_s: longest accepted stream for this call (default: :attr:`max_duration_s`).
+            force_mask: a seg answer without mask tokens still gets a mask (:meth:`force_mask`).
 
         Raises:
             MediaError: unreadable / unsuitable / too long media. TaskError: inputs that do not fit the
@@ -246,10 +322,12 @@ class CrabPipeline:
         prep = self.prepare(task, video, audio, image, question, frame_index, variant,
                             max_duration_s=max_duration_s)
         t1 = time.perf_counter()
-        gen = self.model.generate([prep.sample], max_new_tokens=max_new_tokens or spec.max_new_tokens)
+        with internal_errors("generating the answer"):
+            gen = self.model.generate([prep.sample], max_new_tokens=max_new_tokens or spec.max_new_tokens)
         t2 = time.perf_counter()
-        return self.result_from_generation(task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
-                                              "generate": t2 - t1, "total": t2 - t0})
+        result = self.result_from_generation(task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
+                                                "generate": t2 - t1, "total": t2 - t0})
+        return self.force_mask(prep, result) if force_mask else result
 
     def result_from_generation(self, task: str, prep: PreparedInput, gen, timings: dict[str, float],
                                index: int = 0) -> TaskResult:
@@ -266,4 +344,29 @@ class CrabPipeline:
             mask = (lg.argmax(0).numpy() if lg.shape[0] > 1 else (lg[0].sigmoid() > 0.5).numpy())
         return TaskResult(task=task, text=text, parsed=parse(task, text), mask=mask, mask_logits=logits,
                           prompt=prep.prompt, token_ids=prep.sample.input_ids.tolist() + ids, answer_ids=ids,
-                          timings=timings, cached=prep.cached)
+                          timings=timings, cached=prep.cached, variant=prep.variant, notes=list(prep.notes),
+                          out_of_domain=prep.out_of_domain)
+
+    def force_mask(self, prep: PreparedInput, result: TaskResult) -> TaskResult:
+        """Decode a mask for a seg answer that has none: append ``<mask_start><mask_0..N><mask_end>`` to the
+        answer and run it teacher-forced (``result`` is updated in place, with a note, and returned).
+
+        A result that already has a mask, or a task / model without a mask decoder, is returned unchanged.
+        """
+        if result.mask is not None or not get_task(task := result.task).needs_mask or self.model.seg_module is None:
+            return result
+        if prep.media.seg_features is None:
+            return result
+        ids = self.model.config.token_ids
+        span = [ids["<mask_start>"], *self.model.config.mask_token_ids, ids["<mask_end>"]]
+        full = torch.cat([prep.sample.input_ids, torch.tensor(list(result.answer_ids) + span, dtype=torch.long)])
+        with torch.no_grad(), internal_errors("decoding the mask"):
+            out = self.model([CrabSample(input_ids=full, media=prep.media, task=task)])
+        if not out.pred_masks:
+            return result
+        lg = out.pred_masks[0].float().cpu()
+        result.mask_logits = lg.numpy()
+        result.mask = lg.argmax(0).numpy() if lg.shape[0] > 1 else (lg[0].sigmoid() > 0.5).numpy()
+        result.notes.append("the answer had no mask tokens: the mask was decoded by appending them to the answer "
+                            "(forced)")
+        return result

@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ class MediaClip:
         duration_s: Duration of the video (or of the audio when there is no video), or ``None``.
         sources: The file each tensor came from (keys ``video``, ``audio``, ``image``, ``mask``).
         num_frames: ``T`` of ``frames`` (0 without video).
+        notes: Plain-language remarks about how the input was read (e.g. a separate audio file whose
+            length differs from the video's), for the result's ``notes``.
     """
 
     frames: Tensor | None = None
@@ -50,6 +53,33 @@ class MediaClip:
     duration_s: float | None = None
     sources: dict[str, str] = field(default_factory=dict)
     num_frames: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+#: A separate audio file may differ from the video's length by this much before the result says so.
+LENGTH_MISMATCH_S = 0.5
+
+
+@lru_cache(maxsize=32)
+def _probe_cached(path: str, mtime_ns: int, size: int) -> Durations:
+    return probe_durations(path)
+
+
+def probe(path: Path) -> Durations:
+    """:func:`probe_durations`, cached per path, modification time and size (``check_media`` then
+    :func:`load_clip` probe each file once, not twice)."""
+    st = path.stat()
+    return _probe_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def length_mismatch_note(video: PathLike, video_s: float | None, audio: PathLike, audio_s: float | None) -> str | None:
+    """The note for a separate audio file whose length differs from the video's, or None."""
+    if video_s is None or audio_s is None or abs(video_s - audio_s) <= LENGTH_MISMATCH_S:
+        return None
+    longer = "longer" if audio_s > video_s else "shorter"
+    return (f"the audio file {Path(audio).name} ({audio_s:.1f} s) is {longer} than the video {Path(video).name} "
+            f"({video_s:.1f} s): the task's audio windows are spread over the audio file's own length, so they "
+            "do not line up with the video's seconds")
 
 
 def _frames_from_images(paths: Sequence[PathLike], task_frames: int, size: int, max_bytes: int) -> Tensor:
@@ -87,6 +117,45 @@ def _audio(
     return crab_fbank(segments), seconds
 
 
+def load_target_frame(
+    video: PathLike | None = None,
+    image: PathLike | None = None,
+    *,
+    task_frames: int,
+    frame_index: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_duration_s: float = DEFAULT_MAX_DURATION_S,
+) -> np.ndarray:
+    """The target frame of a seg task at its original resolution, as ``(H, W, 3)`` uint8 RGB.
+
+    The image when one is given, else frame ``frame_index`` (default 0) of the task's ``task_frames``
+    uniformly sampled video frames (the frame :func:`load_clip`'s caller segments). Only that one frame is
+    decoded. Masks predicted at ``S x S`` map back onto it with a plain resize (frames are squashed, not
+    cropped, to ``S x S``).
+
+    Raises:
+        MediaError: No image or video, or a file that cannot be read.
+    """
+    if image is not None:
+        return load_image_uint8(image, None, max_bytes=max_bytes)
+    if video is None or not isinstance(video, (str, os.PathLike)):
+        raise MediaError("no image or video file to take the target frame from")
+    p = check_file(video, "video", max_bytes=max_bytes)
+    check_limit(f"the video {p.name}", probe(p).video, validate_limit(max_duration_s))
+    try:
+        import decord  # heavy native library: imported on use
+
+        reader = decord.VideoReader(str(p), ctx=decord.cpu(0))
+        indices = sample_frame_indices(len(reader), task_frames)
+        frame = reader[indices[min(frame_index or 0, len(indices) - 1)]].asnumpy()
+        del reader
+    except Exception as exc:  # noqa: BLE001 - decoder errors become one plain message
+        raise MediaError(f"could not decode the target frame of {p.name} (corrupt or unsupported video?)") from exc
+    if frame.ndim != 3 or frame.shape[-1] != 3:
+        raise MediaError(f"{p.name}: the decoded frame has shape {frame.shape}, not (H, W, 3)")
+    return np.ascontiguousarray(frame, dtype=np.uint8)
+
+
 def check_media(
     video: PathLike | None = None,
     audio: PathLike | None = None,
@@ -106,7 +175,7 @@ def check_media(
     limit = validate_limit(max_duration_s)
     if video is not None and isinstance(video, (str, os.PathLike)):
         p = check_file(video, "video", max_bytes=max_bytes)
-        info = probe_durations(p)
+        info = probe(p)
         if info.has_video is False:
             raise MediaError(f"{p.name} has no video stream; give it as the audio, with an image or a video")
         check_limit(f"the video {p.name}", info.video, limit)
@@ -114,7 +183,7 @@ def check_media(
             check_limit(audio_label(p, separate=False), info.audio, limit)
     if audio is not None:
         p = check_file(audio, "audio", max_bytes=max_bytes)
-        check_limit(audio_label(p, separate=True), probe_durations(p).audio, limit)
+        check_limit(audio_label(p, separate=True), probe(p).audio, limit)
     if image is not None:
         check_file(image, "image", max_bytes=max_bytes)
 
@@ -172,7 +241,7 @@ def load_clip(
     clip = MediaClip()
     video_info = None
     if isinstance(video, (str, os.PathLike)):
-        video_info = probe_durations(check_file(video, "video", max_bytes=max_bytes))
+        video_info = probe(check_file(video, "video", max_bytes=max_bytes))
     if video is not None:
         if isinstance(video, (str, os.PathLike)):
             frames, clip.duration_s = read_video(
@@ -192,11 +261,16 @@ def load_clip(
         if source is None:
             raise TaskError("this task needs audio: give an audio file or a video with an audio track")
         separate = audio is not None
+        info = probe(check_file(audio, "audio", max_bytes=max_bytes)) if separate else video_info
         clip.audio, audio_s = _audio(
             source, audio_mode, audio_segments or task_frames, frame_index, max_bytes, max_duration_s,
-            separate, None if separate else video_info,
+            separate, info,
         )
         clip.sources["audio"] = str(source)
+        if separate and video_info is not None:
+            note = length_mismatch_note(video, clip.duration_s, audio, audio_s)
+            if note:
+                clip.notes.append(note)
         if clip.duration_s is None:
             clip.duration_s = audio_s
     if image is not None:

@@ -248,3 +248,57 @@ def mask_from_any(path: str | os.PathLike, size: int, kind: str = "auto", **kwar
         kind = guess_mask_kind(path, max_bytes=kwargs.get("max_bytes", DEFAULT_MAX_BYTES))
     loader = {"binary": load_binary_mask, "palette": load_palette_mask, "index": load_index_mask}[kind]
     return loader(path, size, **kwargs)
+
+
+# ----------------------------------------------------------------------------- writing predicted masks
+def mask_to_image(mask: np.ndarray, size: tuple[int, int], logits: np.ndarray | None = None) -> Image.Image:
+    """A predicted mask at an output resolution, as a PIL image ready to save as PNG.
+
+    Args:
+        mask: ``(S, S)`` bool (binary tasks) or integer class map (AVSS).
+        size: Output ``(width, height)``: the input frame's resolution (frames are squashed to ``S x S``,
+            so this is a plain resize).
+        logits: ``(1, S, S)`` binary-mask logits; when given, they are resized bilinearly and thresholded
+            at 0 (smoother edges than resizing the ``S x S`` mask). Ignored for class maps.
+
+    Returns:
+        Binary: mode ``"L"`` with 0 / 255. Class map: mode ``"P"`` with the AVSBench palette (index =
+        class id, so :func:`load_index_mask` and :func:`load_palette_mask` both read it back).
+    """
+    w, h = int(size[0]), int(size[1])
+    if w < 1 or h < 1:
+        raise ValueError(f"output size must be positive, got {size}")
+    mask = np.asarray(mask)
+    if mask.dtype == bool or mask.dtype == np.bool_:
+        if logits is not None:
+            lg = torch.as_tensor(np.asarray(logits, dtype=np.float32)).reshape(1, 1, *mask.shape)
+            up = torch.nn.functional.interpolate(lg, size=(h, w), mode="bilinear", align_corners=False)
+            return Image.fromarray(((up[0, 0] > 0).numpy().astype(np.uint8) * 255), mode="L")
+        small = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+        return small.resize((w, h), Image.Resampling.NEAREST)
+    if mask.min() < 0 or mask.max() >= 256:
+        raise ValueError(f"class ids must be in 0..255 for a palette PNG, got {mask.min()}..{mask.max()}")
+    img = Image.fromarray(mask.astype(np.uint8), mode="P")
+    palette = np.zeros((256, 3), np.uint8)
+    colours = avsbench_palette(AVSS_NUM_CLASSES)
+    palette[: len(colours)] = colours
+    img.putpalette(palette.reshape(-1).tolist())
+    return img.resize((w, h), Image.Resampling.NEAREST)
+
+
+def overlay_mask(frame: np.ndarray, mask_image: Image.Image, alpha: float = 0.5) -> np.ndarray:
+    """Blend a full-resolution mask onto its ``(H, W, 3)`` uint8 frame (red for binary, palette colours
+    for classes; background pixels unchanged). Returns ``(H, W, 3)`` uint8."""
+    frame = np.asarray(frame, dtype=np.uint8)
+    if mask_image.size != (frame.shape[1], frame.shape[0]):
+        raise ValueError(f"mask size {mask_image.size} differs from the frame's {frame.shape[1::-1]}")
+    if mask_image.mode == "P":
+        ids = np.asarray(mask_image)
+        colour = np.asarray(mask_image.convert("RGB"), dtype=np.float32)
+        on = ids > 0
+    else:
+        on = np.asarray(mask_image) > 0
+        colour = np.broadcast_to(np.array([255.0, 0.0, 0.0], np.float32), frame.shape)
+    out = frame.astype(np.float32)
+    out[on] = (1 - alpha) * out[on] + alpha * colour[on]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
