@@ -49,7 +49,9 @@ def test_real_palette_mask(real_media_dir):
     assert labels.shape == (1, 224, 224) and labels.dtype == torch.int64
     assert set(labels.unique().tolist()) == {0, 14}
     rgb = np.asarray(Image.open(path).convert("RGB"))
-    codes = np.unique((rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2])
+    codes = np.unique(
+        (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    )
     colours = np.stack([codes >> 16, (codes >> 8) & 255, codes & 255], axis=-1).astype(np.uint8)
     classes, unknown = colours_to_classes(colours[None])
     assert unknown == 0 and all(0 <= c < 71 for c in classes.ravel())
@@ -106,3 +108,50 @@ def test_index_masks(tmp_path):
         load_index_mask(rgb_path, 4)
     with pytest.raises(ValueError):
         mask_from_any(p_path, 4, "weird")
+
+
+# ----------------------------------------------------------------------------- writing predicted masks
+def test_binary_mask_to_image_nearest_and_logits(tmp_path):
+    from crab_core.media.mask import mask_to_image
+
+    mask = np.zeros((4, 4), bool)
+    mask[:2, 2:] = True  # top-right quarter
+    img = mask_to_image(mask, (40, 30))
+    assert img.mode == "L" and img.size == (40, 30)
+    arr = np.asarray(img)
+    assert set(np.unique(arr)) == {0, 255} and arr[:15, 20:].min() == 255 and arr[15:].max() == 0
+    logits = np.where(mask, 4.0, -4.0)[None].astype(np.float32)
+    smooth = np.asarray(mask_to_image(mask, (40, 30), logits))
+    assert smooth.shape == (30, 40) and abs((smooth > 0).mean() - 0.25) < 0.03
+    path = tmp_path / "m.png"
+    img.save(path)
+    back = load_binary_mask(path, 4)[0].numpy().astype(bool)
+    np.testing.assert_array_equal(back, mask)  # round trip through the GT loader
+
+
+def test_class_map_to_palette_png(tmp_path):
+    from crab_core.media.mask import mask_to_image
+
+    classes = np.array([[0, 1], [8, 70]], np.int64)
+    img = mask_to_image(classes, (6, 4))
+    assert img.mode == "P" and img.size == (6, 4)
+    path = tmp_path / "classes.png"
+    img.save(path)
+    assert guess_mask_kind(path) == "index"
+    np.testing.assert_array_equal(load_index_mask(path, 2, num_classes=71)[0].numpy(), classes)
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    assert rgb[0, 5].tolist() == [128, 0, 0] and rgb[3, 0].tolist() == [64, 0, 0]  # AVSBench colours
+    with pytest.raises(ValueError):
+        mask_to_image(np.array([[300]]), (2, 2))
+
+
+def test_overlay_colours_only_the_mask():
+    from crab_core.media.mask import mask_to_image, overlay_mask
+
+    frame = np.full((4, 6, 3), 100, np.uint8)
+    mask = np.zeros((2, 2), bool)
+    mask[0, 0] = True
+    out = overlay_mask(frame, mask_to_image(mask, (6, 4)), alpha=0.5)
+    assert out[0, 0].tolist() == [178, 50, 50] and out[3, 5].tolist() == [100, 100, 100]
+    with pytest.raises(ValueError):
+        overlay_mask(frame, mask_to_image(mask, (5, 4)))
