@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from crab_core.errors import CrabError, InternalError
-from crab_core.pipeline import CrabPipeline, TINY_DIR, resolve_inputs
+from crab_core.pipeline import TINY_DIR, CrabPipeline, resolve_inputs
 from crab_core.synthav.writer import write_wav
 
 
