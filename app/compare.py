@@ -110,7 +110,8 @@ def agreement(task: str, result, other=None, gt: dict | None = None, gt_mask: np
         if other is None and gt is None:
             return None
         theirs = _events(task, other.parsed) if other is not None else _events(task, gt=gt)
-        return "IoU", _iou(_events(task, parsed), theirs)
+        ours = _events(task, parsed)
+        return None if not ours and not theirs else ("IoU", _iou(ours, theirs))
     if task == "arig":
         ref = other.parsed.box if other is not None else (gt or {}).get("box")
         return None if ref is None else ("box IoU", box_iou(parsed.box, ref))

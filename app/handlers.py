@@ -19,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from crab_core.errors import CrabError
+from crab_core.errors import CrabError, InternalError
 from crab_core.interpret import figures
 from crab_core.interpret.control import HeadControl
 from crab_core.tasks import TASKS, get_task
@@ -44,6 +44,12 @@ def guarded(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except InternalError as exc:  # the library's own failure (e.g. an attention read-out)
+            log.exception("internal error in %s", fn.__name__)
+            text = user_message(str(exc))
+            if "internal" not in text.lower():
+                text = internal_message(fn.__name__)
+            raise gr.Error(text, title="Internal error", print_exception=False) from None
         except CrabError as exc:
             log.info("user error in %s: %s", fn.__name__, exc)
             raise gr.Error(
@@ -169,9 +175,23 @@ class Handlers:
             present.status_line(record, self.engine.pipeline.trained),
             view.answer,
             view.summary,
-            gr.update(value=view.timeline, visible=view.show_timeline),
-            gr.update(value=view.image, visible=view.show_image),
-            gr.update(value=view.legend, visible=bool(view.legend)),
+            view.timeline,
+            view.image,
+            view.legend,
+        )
+
+    def panels(self, record):
+        """Show only the result panels the run's task draws in (timeline; image and its legend)."""
+        task = getattr(getattr(record, "result", None), "task", None)
+        timeline = task in ("ave", "avvp")
+        image = task is not None and (get_task(task).needs_mask or task == "arig")
+        return (
+            gr.update(visible=timeline),
+            gr.update(visible=image),
+            gr.update(visible=image),
+            gr.update(visible=timeline),
+            gr.update(visible=image),
+            gr.update(visible=image),
         )
 
     def run(
@@ -325,6 +345,7 @@ def task_choices() -> list[tuple[str, str]]:
 def guard_all(handlers: Handlers) -> dict:
     """The guarded bound handlers by name."""
     names = (
+        "panels",
         "task_changed",
         "run",
         "update_views",

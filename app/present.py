@@ -35,21 +35,27 @@ def _gt_dict(record) -> dict | None:
     return extras.get("gt_json")
 
 
+def _escape(text: str) -> str:
+    """Keep ``<event>``-style tags visible in markdown (they would be dropped as HTML)."""
+    return str(text).replace("<", "&lt;").replace(">", "&gt;")
+
+
 def ood_notice(result) -> str:
-    """The library's out-of-domain flag / notes of a result as one warning line ("" when absent)."""
+    """The library's out-of-domain notice of a result (``TaskResult.out_of_domain``) as one warning
+    line, then its notes on how the input was read (``TaskResult.notes``); "" when it has neither."""
     flag = getattr(result, "out_of_domain", None)
-    notes = getattr(result, "notes", None)
-    notes = [notes] if isinstance(notes, str) else [str(n) for n in (notes or [])]
+    lines = []
     if isinstance(flag, str) and flag.strip():
-        notes.insert(0, flag.strip())
-    elif flag and not notes:
-        notes.append(
-            "this input is not a SynthAV clip, the only kind of scene crab-tiny knows: the answer is "
-            "not meaningful"
+        lines.append("⚠️ **Out of domain:** " + _escape(flag.strip()))
+    elif flag:
+        lines.append(
+            "⚠️ **Out of domain:** this input is not a SynthAV clip, the only kind of scene this model "
+            "knows: the answer is not meaningful."
         )
-    if not notes:
-        return ""
-    return "⚠️ **Out of domain:** " + " ".join(dict.fromkeys(notes))
+    notes = getattr(result, "notes", None)
+    notes = [notes] if isinstance(notes, str) else list(notes or [])
+    lines += [f"_Note: {_escape(n)}_" for n in dict.fromkeys(str(n) for n in notes)]
+    return "  \n".join(lines)
 
 
 def _truth_lines(record, gt: dict | None) -> list[str]:
@@ -68,7 +74,7 @@ def _truth_lines(record, gt: dict | None) -> list[str]:
             out.append(f"Against the ground truth: **{metric[0]}** {metric[1]:.2f}{extra}")
     expected = (getattr(record, "extras", {}) or {}).get("expected")
     if expected:
-        out.append(f"_Expected answer (bundled example):_ {expected}")
+        out.append(f"_Expected answer (bundled example):_ {_escape(expected)}")
     return out
 
 
@@ -77,7 +83,7 @@ def result_view(record, class_names: list[str] | None = None) -> ResultView:
     bundled example, and the task's drawing."""
     res = record.result
     task = res.task
-    summary = render.answer_summary(task, res.parsed)
+    summary = _escape(render.answer_summary(task, res.parsed))
     timeline = render.empty_figure("")
     image, legend = None, ""
     gt = _gt_dict(record)

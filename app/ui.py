@@ -38,12 +38,15 @@ def _inputs(engine: Engine) -> dict:
     with gr.Column(scale=1, min_width=320):
         c = {
             "video": gr.Video(label="Video (with its audio)", sources=["upload"], elem_id="in-video"),
-            "audio": gr.Audio(label="Separate audio (optional)", type="filepath", sources=["upload"]),
+            "audio": gr.Audio(
+                label="Separate audio (optional)", type="filepath", sources=["upload"], elem_id="in-audio"
+            ),
             "image": gr.Image(
                 label="Image (use with audio instead of a video)",
                 type="filepath",
                 sources=["upload"],
                 height=160,
+                elem_id="in-image",
             ),
         }
         c["task"] = gr.Dropdown(task_choices(), value="ave", label="Task", elem_id="task")
@@ -278,7 +281,10 @@ def _wire(demo, h, state, c, r, v, i, figs, att, attr, info, cmp) -> None:
         *view_in,
     ]
     run_out = [r["status"], r["answer"], r["summary"], r["timeline"], r["image"], r["legend"], *figs, state]
-    c["run"].click(h["run"], run_in, run_out, api_name="run", concurrency_id="model")
+    panels = [r["timeline"], r["image"], r["legend"], i["timeline"], i["image"], i["legend"]]
+    c["run"].click(h["run"], run_in, run_out, api_name="run", concurrency_id="model").then(
+        h["panels"], state, panels, api_name=False, queue=False
+    )
     for ctl in view_in:
         ctl.change(h["update_views"], [state, *view_in], list(figs), api_name=False, queue=False)
     gr.Button("refresh views", visible=False).click(

@@ -40,8 +40,12 @@ def _heads(h: int) -> list[str]:
     return [f"head {i}" for i in range(h)]
 
 
-def _explained(title: str, line: str) -> dict:
-    return {"text": f"{title}<br><sup>{line}</sup>", "x": 0.0, "xanchor": "left"}
+def _explained(title: str, line: str, width: int = 80) -> dict:
+    """A title with a small explanation under it (wrapped at ``width`` characters)."""
+    import textwrap
+
+    lines = "<br>".join(textwrap.wrap(line, width))
+    return {"text": f"{title}<br><sup>{lines}</sup>", "x": 0.0, "xanchor": "left"}
 
 
 def _pick(items: list, value, what: str) -> int:
@@ -111,19 +115,20 @@ def _bands(fig: go.Figure, runs, x_of) -> None:
             yref="paper",
             x0=x0,
             x1=x1,
-            y0=1.01,
-            y1=1.07,
+            y0=1.02,
+            y1=1.12,
             line_width=0,
             fillcolor=KIND_COLORS.get(kind, "#cccccc"),
         )
         if (end - start) / total > 0.04:
             fig.add_annotation(
                 x=(x0 + x1) / 2,
-                y=1.04,
+                y=1.07,
                 xref="x",
                 yref="paper",
                 text=kind,
                 showarrow=False,
+                yanchor="middle",
                 font={"color": "white", "size": 11},
             )
 
@@ -182,8 +187,8 @@ def router_heatmap(
             f"{name} per {'token' if not by_unit else 'frame / second'} — {where}, {proj}",
             ROUTER_WEIGHT if values == "weights" else HEAD_NORM,
         ),
-        height=300,
-        margin={"l": 10, "r": 10, "t": 90, "b": 50},
+        height=340,
+        margin={"l": 10, "r": 10, "t": 105, "b": 50},
         xaxis={"title": {"text": "prompt and answer tokens in sequence order"}, **ticks},
         yaxis={"title": {"text": "I-LoRA head"}, "autorange": "reversed"},
     )
@@ -215,7 +220,7 @@ def layer_head_summary(
         yaxis={"autorange": "reversed", "title": {"text": "layer and projection"}},
         xaxis={"title": {"text": "I-LoRA head"}},
         height=max(300, 16 * len(y) + 120),
-        margin={"l": 10, "r": 10, "t": 80, "b": 40},
+        margin={"l": 10, "r": 10, "t": 105, "b": 40},
     )
     return fig
 
@@ -238,7 +243,7 @@ def head_contributions(trace: RoutingTrace, layer=None, projection=None) -> go.F
         xaxis={"title": {"text": "I-LoRA head"}},
         yaxis={"title": {"text": "mean norm"}},
         height=320,
-        margin={"l": 10, "r": 10, "t": 80, "b": 40},
+        margin={"l": 10, "r": 10, "t": 105, "b": 40},
         legend={"title": {"text": "tokens"}},
     )
     return fig
@@ -317,7 +322,7 @@ def interaction_map(
         yaxis={"autorange": "reversed", "title": {"text": "audio second"}},
         xaxis={"title": {"text": "video frame"}},
         height=340,
-        margin={"l": 10, "r": 10, "t": 80, "b": 40},
+        margin={"l": 10, "r": 10, "t": 105, "b": 40},
     )
     return fig
 
@@ -372,7 +377,7 @@ def attribution_bars(
     line = "sum of |integrated gradients| over each group's input embeddings"
     if delta is not None:
         line += f"; convergence delta {delta:.3g} (IG's completeness gap: small means the steps suffice)"
-    fig.update_layout(title=_explained(title, line), height=330, margin={"l": 10, "r": 10, "t": 90, "b": 40})
+    fig.update_layout(title=_explained(title, line), height=330, margin={"l": 10, "r": 10, "t": 105, "b": 40})
     return fig
 
 

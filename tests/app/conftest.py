@@ -34,7 +34,8 @@ def examples_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
-    """Launch the app in this process on a free loopback port; yields its URL."""
+    """Launch the app in this process on a free loopback port; yields its URL (random-weight
+    crab-tiny, or the model folder in ``$CRAB_STUDIO_TEST_MODEL``)."""
     import os
 
     os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
@@ -42,7 +43,8 @@ def app_url(tmp_path_factory):
     from app.cli import launch, make_demo
     from crab_core.pipeline import CrabPipeline
 
-    demo = make_demo(CrabPipeline.random_tiny())
+    folder = os.environ.get("CRAB_STUDIO_TEST_MODEL")  # e.g. assets/crab-tiny for the docs' screenshots
+    demo = make_demo(CrabPipeline.load(folder) if folder else CrabPipeline.random_tiny())
     _, url, _ = launch(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
     yield url.rstrip("/")
     demo.close()

@@ -14,28 +14,52 @@ def client(app_url):
 
 
 def _run(client, video, task, question="", frame=0, gt=None, tokens=TOKENS):
-    return client.predict(handle_file(str(video)), None, None, task, question, frame,
-                          handle_file(str(gt)) if gt else None, tokens, "all", "all", "weights", "unit", "all",
-                          api_name="/run")
+    return client.predict(
+        handle_file(str(video)),
+        None,
+        None,
+        task,
+        question,
+        frame,
+        handle_file(str(gt)) if gt else None,
+        tokens,
+        "all",
+        "all",
+        "weights",
+        "unit",
+        "all",
+        api_name="/run",
+    )
 
 
 def test_all_endpoints(client, examples_dir):
-    q, frame, tokens, help_text = client.predict("ref-avs", api_name="/task_changed")
-    assert frame["visible"] is True and q["visible"] is True and "Referring" in help_text
+    q, frame, tokens, help_text, gt = client.predict("ref-avs", api_name="/task_changed")
+    assert (
+        frame["visible"] is True
+        and q["visible"] is True
+        and "Referring" in help_text
+        and gt["visible"] is True
+    )
+    assert client.predict("ave", api_name="/task_changed")[4]["visible"] is False  # no GT mask upload for AVE
     out = _run(client, examples_dir / "ave.mp4", "ave")
     status, answer, summary, timeline, image, legend, heat, summ, contrib = out
     assert "Random weights" in status and isinstance(answer, list) and timeline["type"] == "plotly"
+    assert "Expected answer" in summary and "Against the ground truth" in summary  # bundled example's GT
     assert heat["type"] == "plotly" and "Router weight" in heat["plot"]
     again = _run(client, examples_dir / "ave.mp4", "ave")  # re-uploaded: same content -> cached features
     assert "from cache" in again[0]
     views = client.predict("1", "q_proj", "norms", "token", "audio", api_name="/update_views")
     assert len(views) == 3 and "layer 1" in views[0]["plot"]
     variant = client.predict("ablate", ["head 0"], ["all"], False, "all", "all", api_name="/intervene")
-    assert "without head(s) 0" in variant[0] and variant[6]["type"] == "plotly"
-    strip, audio, inter, note = client.predict(api_name="/attention")
-    assert strip and audio["type"] == "plotly" and "Attention from the" in note
-    bars = client.predict(2, api_name="/attribution")
-    assert "video f0" in bars["plot"]
+    assert "without head(s) 0" in variant[0] and variant[6]["type"] == "plotly" and "Normal run" in variant[7]
+    grid = client.predict(api_name="/compare")
+    assert grid.count('class="crab-card"') == 1 + 2 * 3 and 'data-variant="only h2"' in grid and "NLL" in grid
+    strip, audio, inter, note = client.predict("only 1", api_name="/attention")
+    assert strip and audio["type"] == "plotly" and "total 100%" in note and "forced to head(s) 1" in note
+    bars = client.predict(2, "without 0", api_name="/attribution")
+    assert (
+        '"f0"' in bars["plot"] and "convergence delta" in bars["plot"] and "without head(s) 0" in bars["plot"]
+    )
     assert "I-LoRA" in client.predict(api_name="/model_info")
     rows = client.predict(api_name="/list_examples")
     assert isinstance(rows, list)
