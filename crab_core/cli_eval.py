@@ -32,21 +32,47 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} eval", description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} eval",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_model_args(parser)
-    parser.add_argument("--data", required=True, metavar="MANIFEST",
-                        help="AV-UIE-style JSONL manifest (docs/manifest.md)")
-    parser.add_argument("--tasks", metavar="T1,T2", help=f"comma-separated subset of tasks ({', '.join(TASKS)})")
+    parser.add_argument(
+        "--data", required=True, metavar="MANIFEST", help="AV-UIE-style JSONL manifest (docs/manifest.md)"
+    )
+    parser.add_argument(
+        "--tasks", metavar="T1,T2", help=f"comma-separated subset of tasks ({', '.join(TASKS)})"
+    )
     parser.add_argument("--limit", type=_positive, metavar="N", help="evaluate at most N rows")
-    parser.add_argument("--max-new-tokens", type=_positive, metavar="N",
-                        help="cap on generated tokens (default: per task)")
-    parser.add_argument("--allow-outside", action="store_true",
-                        help="accept media / mask paths that resolve outside the manifest's folder "
-                             "(refused per row by default)")
+    parser.add_argument(
+        "--max-new-tokens", type=_positive, metavar="N", help="cap on generated tokens (default: per task)"
+    )
+    parser.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="accept media / mask paths that resolve outside the manifest's folder "
+        "(refused per row by default)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
+
+
+def _out_of_domain_rows(pipe, rows: list[dict], tasks: list[str] | None) -> int:
+    """How many rows (of the chosen tasks) use a file that is not SynthAV, for a SynthAV-only model."""
+    from .domain import out_of_domain_notice
+
+    if pipe is None:
+        return 0
+    files = ("video", "audio", "image")
+    return sum(
+        1
+        for r in rows
+        if (tasks is None or r.get("task") in tasks)
+        and out_of_domain_notice(pipe.model.config.name, pipe.card, {k: r.get(k) for k in files})
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -63,11 +89,26 @@ def main(argv: list[str]) -> int:
     if not rows and not read_errors:
         raise EvaluationError(f"{args.data}: the manifest has no rows")
     pipe = load_pipeline(args) if rows else None
-    report = evaluate(pipe, rows, tasks, progress=not args.no_progress, max_new_tokens=args.max_new_tokens,
-                      errors=read_errors)
+    foreign = _out_of_domain_rows(pipe, rows, tasks)
+    if foreign:
+        sys.stderr.write(
+            f"warning: {foreign} of {len(rows)} rows are not SynthAV clips, and {pipe.name} is trained "
+            "only on SynthAV scenes: their metrics say little (docs/domain.md)\n"
+        )
+    report = evaluate(
+        pipe,
+        rows,
+        tasks,
+        progress=not args.no_progress,
+        max_new_tokens=args.max_new_tokens,
+        errors=read_errors,
+    )
     if args.json:
         name, trained = (pipe.name, pipe.trained) if pipe is not None else (args.model, None)
-        sys.stdout.write(json.dumps({"model": name, "trained": trained, **report.to_json()}) + "\n")
+        sys.stdout.write(
+            json.dumps({"model": name, "trained": trained, "out_of_domain_rows": foreign, **report.to_json()})
+            + "\n"
+        )
     else:
         if pipe is not None and not pipe.trained:
             sys.stdout.write("note: randomly initialised model, the metrics are chance level\n")
@@ -76,6 +117,8 @@ def main(argv: list[str]) -> int:
         which = f" of task(s) {','.join(tasks)}" if tasks else ""
         if not report.errors:
             raise EvaluationError(f"{args.data}: no row{which} to evaluate")
-        raise EvaluationError(f"{args.data}: no row{which} could be scored ({len(report.errors)} failed; first: "
-                              f"{describe_error(report.errors[0])})")
+        raise EvaluationError(
+            f"{args.data}: no row{which} could be scored ({len(report.errors)} failed; first: "
+            f"{describe_error(report.errors[0])})"
+        )
     return 0

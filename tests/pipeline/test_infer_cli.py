@@ -215,3 +215,27 @@ def test_threads_default_to_one_for_small_models():
     torch.set_num_threads(2)
     assert cli_common.apply_threads(big, None) == 2  # left alone
     assert cli_common.apply_threads(tiny, 2) == 2  # --threads wins
+
+
+@needs_tiny
+def test_eval_warns_about_rows_that_are_not_synthav(capsys, real_media_dir, tmp_path):
+    import shutil
+
+    from crab_core.synthav import generate_split
+
+    manifest, _ = generate_split(tmp_path, "test", 2, seed=5, tasks=["s4"], image_size=64, progress=False)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rc, out, err = _run(
+        capsys, "eval", "--data", manifest, "--json", "--no-progress", "--max-new-tokens", "2"
+    )
+    assert rc == 0, err[-2000:]
+    assert json.loads(out.strip().splitlines()[-1])["out_of_domain_rows"] == 0 and "warning:" not in err
+    shutil.copyfile(real_media_dir / "s4" / "0.jpg", manifest.parent / "real.jpg")
+    rows[0]["image"] = "real.jpg"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc, out, err = _run(
+        capsys, "eval", "--data", manifest, "--json", "--no-progress", "--max-new-tokens", "2"
+    )
+    assert rc == 0, err[-2000:]
+    assert json.loads(out.strip().splitlines()[-1])["out_of_domain_rows"] == 1
+    assert "warning: 1 of 2 rows are not SynthAV clips" in err
