@@ -7,6 +7,7 @@ A "record" is anything with the fields of :class:`app.engine.RunRecord` (``reque
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,8 @@ def ood_notice(result) -> str:
     flag = getattr(result, "out_of_domain", None)
     lines = []
     if isinstance(flag, str) and flag.strip():
-        lines.append("⚠️ **Out of domain:** " + _escape(flag.strip()))
+        text = re.sub(r"^\s*out[ -]of[ -]domain\s*[:.-]\s*", "", flag.strip(), flags=re.IGNORECASE)
+        lines.append("⚠️ **Out of domain:** " + _escape(text))
     elif flag:
         lines.append(
             "⚠️ **Out of domain:** this input is not a SynthAV clip, the only kind of scene this model "

@@ -239,7 +239,7 @@ def overlay_legend(task: str, has_gt: bool) -> str:
             )
         )
     else:
-        items.append(("", "<i>(no ground truth given)</i>"))
+        items.append(("", '<i style="margin-left:10px">(no ground truth given)</i>'))
     return '<div class="crab-legend">' + "".join(f"{sw}{text}" for sw, text in items) + "</div>"
 
 

@@ -35,7 +35,7 @@ def css() -> str:
 
 
 def _inputs(engine: Engine) -> dict:
-    with gr.Column(scale=1, min_width=320):
+    with gr.Column(scale=1, min_width=320, elem_id="inputs"):
         c = {
             "video": gr.Video(label="Video (with its audio)", sources=["upload"], elem_id="in-video"),
             "audio": gr.Audio(
@@ -68,7 +68,7 @@ def _inputs(engine: Engine) -> dict:
 
 
 def _results() -> dict:
-    with gr.Column(scale=2, min_width=420):
+    with gr.Column(scale=2, min_width=420, elem_id="results"):
         r = {
             "status": gr.Markdown(elem_id="status"),
             "answer": gr.HighlightedText(
@@ -124,7 +124,7 @@ def _intervention(engine: Engine) -> dict:
     with gr.Row():
         with gr.Column():
             i["normal"] = gr.Markdown("**Normal run:** run a task first.", elem_id="normal-run")
-            i["shift"] = gr.Plot(label="Head contributions: normal vs. variant")
+            i["shift"] = gr.Plot(label="Head contributions: normal vs. variant", show_label=False)
         with gr.Column(elem_id="variant"):
             i["status"] = gr.Markdown(elem_id="variant-status")
             i["answer"] = gr.HighlightedText(
@@ -199,10 +199,12 @@ def build_demo(engine: Engine, uploads: UploadIndex | None = None) -> gr.Blocks:
                 )
             with gr.Tab("Router"):
                 v = _view_controls(engine)
-                heat = gr.Plot(label="Router heatmap", elem_id="router-heatmap")
+                heat = gr.Plot(label="Router heatmap", elem_id="router-heatmap", show_label=False)
                 with gr.Row():
-                    summ = gr.Plot(label="Layer × head summary", elem_id="layer-head")
-                    contrib = gr.Plot(label="Per-head contributions", elem_id="head-contrib")
+                    summ = gr.Plot(label="Layer × head summary", elem_id="layer-head", show_label=False)
+                    contrib = gr.Plot(
+                        label="Per-head contributions", elem_id="head-contrib", show_label=False
+                    )
             with gr.Tab("Heads side by side"):
                 gr.Markdown(
                     "Re-runs the clip (its encoding is cached) with **only head h** and **without head h** "
@@ -225,14 +227,18 @@ def build_demo(engine: Engine, uploads: UploadIndex | None = None) -> gr.Blocks:
                     height=160,
                 )
                 with gr.Row():
-                    att_audio = gr.Plot(label="Attention over the audio", elem_id="att-audio")
-                    att_inter = gr.Plot(label="Audio-visual interaction", elem_id="att-inter")
+                    att_audio = gr.Plot(
+                        label="Attention over the audio", elem_id="att-audio", show_label=False
+                    )
+                    att_inter = gr.Plot(
+                        label="Audio-visual interaction", elem_id="att-inter", show_label=False
+                    )
             with gr.Tab("Attribution"):
                 with gr.Row():
                     steps = gr.Slider(2, 64, value=8, step=1, label="Integrated-gradient steps")
                     attr_route = gr.Dropdown(routes, value="normal", label="Routing", elem_id="attr-routing")
                 attr_go = gr.Button("Compute attributions (captum)", elem_id="attribution")
-                attr_plot = gr.Plot(label="Attribution", elem_id="attr-plot")
+                attr_plot = gr.Plot(label="Attribution", elem_id="attr-plot", show_label=False)
         with gr.Tab("Model"):
             info = gr.Markdown(elem_id="model-info")
         _wire(

@@ -74,12 +74,8 @@ def routing_shift(normal, variant, layer=ALL, projection=ALL) -> go.Figure:
     fig.update_layout(
         barmode="group",
         height=320,
-        margin=dict(l=10, r=10, t=80, b=60),
-        title=dict(
-            text="Head contributions: normal vs. variant<br><sup>" + figures.HEAD_NORM + "</sup>",
-            x=0.0,
-            xanchor="left",
-        ),
+        margin=dict(l=10, r=10, t=105, b=60),
+        title=figures.explained_title("Head contributions: normal vs. variant", figures.HEAD_NORM),
         xaxis=dict(title=dict(text="token kind and head")),
         yaxis=dict(title=dict(text="mean norm")),
     )

@@ -40,12 +40,20 @@ def _heads(h: int) -> list[str]:
     return [f"head {i}" for i in range(h)]
 
 
-def _explained(title: str, line: str, width: int = 80) -> dict:
+def explained_title(title: str, line: str, width: int = 80) -> dict:
     """A title with a small explanation under it (wrapped at ``width`` characters)."""
     import textwrap
 
     lines = "<br>".join(textwrap.wrap(line, width))
-    return {"text": f"{title}<br><sup>{lines}</sup>", "x": 0.0, "xanchor": "left"}
+    return {
+        "text": f"{title}<br><sup>{lines}</sup>",
+        "x": 0.0,
+        "xanchor": "left",
+        "yref": "container",
+        "y": 1.0,
+        "yanchor": "top",
+        "pad": {"t": 8},
+    }
 
 
 def _pick(items: list, value, what: str) -> int:
@@ -183,12 +191,13 @@ def router_heatmap(
     proj = projection if projection not in (None, "all") else "mean over projections"
     name = "Router weight" if values == "weights" else "Head contribution norm"
     fig.update_layout(
-        title=_explained(
+        title=explained_title(
             f"{name} per {'token' if not by_unit else 'frame / second'} — {where}, {proj}",
             ROUTER_WEIGHT if values == "weights" else HEAD_NORM,
+            width=150,
         ),
-        height=340,
-        margin={"l": 10, "r": 10, "t": 105, "b": 50},
+        height=350,
+        margin={"l": 10, "r": 10, "t": 115, "b": 50},
         xaxis={"title": {"text": "prompt and answer tokens in sequence order"}, **ticks},
         yaxis={"title": {"text": "I-LoRA head"}, "autorange": "reversed"},
     )
@@ -216,7 +225,7 @@ def layer_head_summary(
         )
     )
     fig.update_layout(
-        title=_explained(title, ROUTER_WEIGHT if values == "weights" else HEAD_NORM),
+        title=explained_title(title, ROUTER_WEIGHT if values == "weights" else HEAD_NORM),
         yaxis={"autorange": "reversed", "title": {"text": "layer and projection"}},
         xaxis={"title": {"text": "I-LoRA head"}},
         height=max(300, 16 * len(y) + 120),
@@ -239,7 +248,7 @@ def head_contributions(trace: RoutingTrace, layer=None, projection=None) -> go.F
     where = f"layer {layer}" if layer not in (None, "all") else "mean over layers"
     fig.update_layout(
         barmode="group",
-        title=_explained(f"Mean head contribution by token kind — {where}", HEAD_NORM),
+        title=explained_title(f"Mean head contribution by token kind — {where}", HEAD_NORM),
         xaxis={"title": {"text": "I-LoRA head"}},
         yaxis={"title": {"text": "mean norm"}},
         height=320,
@@ -318,7 +327,7 @@ def interaction_map(
         )
     )
     fig.update_layout(
-        title=_explained(title, "attention mass from each audio second's tokens to each frame's tokens"),
+        title=explained_title(title, "attention mass from each audio second's tokens to each frame's tokens"),
         yaxis={"autorange": "reversed", "title": {"text": "audio second"}},
         xaxis={"title": {"text": "video frame"}},
         height=340,
@@ -377,7 +386,9 @@ def attribution_bars(
     line = "sum of |integrated gradients| over each group's input embeddings"
     if delta is not None:
         line += f"; convergence delta {delta:.3g} (IG's completeness gap: small means the steps suffice)"
-    fig.update_layout(title=_explained(title, line), height=330, margin={"l": 10, "r": 10, "t": 105, "b": 40})
+    fig.update_layout(
+        title=explained_title(title, line), height=350, margin={"l": 10, "r": 10, "t": 125, "b": 40}
+    )
     return fig
 
 

@@ -9,6 +9,7 @@ S4 from a frame + a wav (mask at the frame's aspect ratio), attention on S4 and 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -65,6 +66,10 @@ def _shot(locator, name: str) -> Path:
 
 
 def _set_tokens(page, n: int) -> None:
+    """A short answer budget for the random-weight model (it rarely stops); a trained model
+    (``$CRAB_STUDIO_TEST_MODEL``) keeps the task's own budget so its answers are whole."""
+    if os.environ.get("CRAB_STUDIO_TEST_MODEL"):
+        return
     box = page.get_by_label("Max answer tokens", exact=False).locator("visible=true").first
     box.fill(str(n))
     box.press("Enter")
@@ -133,7 +138,7 @@ def test_ave_result_router_views_and_heads_grid(page, examples_dir):
     summary = page.locator("#summary").inner_text()
     assert "Expected answer" in summary and "Against the ground truth" in summary  # the example's GT
     assert page.locator("#timeline .js-plotly-plot").inner_text().count("truth") >= 1
-    _shot(page.locator("#status").locator("xpath=../..").first, "result-ave")
+    _shot(page.locator("#results"), "result-ave")
     _tab(page, "Router")
     for elem in ("#router-heatmap", "#layer-head", "#head-contrib"):
         _plot(page, elem)
@@ -152,14 +157,14 @@ def test_s4_clip_mask_grid_and_ablation(page, examples_dir):
     _upload_video(page, examples_dir / "s4.mp4")
     _choose_task(page, "S4")
     page.locator("#frame").wait_for()
-    assert page.locator("#gt-mask").is_visible()
+    page.locator("#gt-mask").wait_for()  # the ground-truth mask upload appears for S4
     page.locator("#gt-mask input[type=file]").set_input_files(str(examples_dir / "s4_mask.png"))
     _set_tokens(page, 12)
     _run(page)
     page.locator("#result-image img").wait_for()
     assert not page.locator("#timeline").is_visible()  # no empty timeline panel
     assert "ground truth" in page.locator("#legend").inner_text()
-    _shot(page.locator("#result-image").locator("xpath=..").first, "result-s4")
+    _shot(page.locator("#results"), "result-s4")
     _grid(page, "heads-s4")
     assert page.locator("#head-grid .crab-drawing img").count() == 7
     _tab(page, "Ablate / force heads")
@@ -197,7 +202,7 @@ def test_s4_from_frame_and_wav_then_attention(page, examples_dir, tmp_path):
 
     with Image.open(frame) as f:
         assert abs(w / h - f.width / f.height) < 0.02  # drawn at the frame's aspect ratio
-    _shot(page.locator("#result-image").locator("xpath=..").first, "result-s4-frame-wav")
+    _shot(page.locator("#results"), "result-s4-frame-wav")
     _attention(page, "attention-s4-frame")
 
 
@@ -232,5 +237,6 @@ def test_attention_on_s4_and_ms3_and_attribution(page, examples_dir):
     _tab(page, "Attribution")
     page.locator("#attribution").click()
     _plot(page, "#attr-plot")
-    assert "convergence delta" in page.locator("#attr-plot").inner_text().replace("\u200b", "")
+    title = page.locator("#attr-plot .gtitle").text_content()
+    assert "convergence" in title and "delta" in title  # IG's completeness gap is shown
     _shot(page.locator("#attr-plot"), "attribution")

@@ -82,6 +82,8 @@ def test_out_of_domain_notice_at_the_answer():
     assert noted == "_Note: separate audio is 5 s, the video 10 s_" and "Out of domain" not in noted
     view = present.result_view(FakeRecord(_Ood("ave", AVE, out_of_domain="crab-tiny knows only <SynthAV>")))
     assert view.summary.startswith("⚠️ **Out of domain:** crab-tiny knows only &lt;SynthAV&gt;")
+    again = present.ood_notice(_Ood("ave", AVE, out_of_domain="out of domain: crab-tiny knows only SynthAV"))
+    assert again == "⚠️ **Out of domain:** crab-tiny knows only SynthAV"  # the library's prefix not repeated
 
 
 def test_example_ground_truth_and_expected_answer_in_summary():
@@ -140,6 +142,8 @@ def test_handlers_tell_internal_failures_from_input_problems():
     user = failing(MediaError("could not read clip.mp4: the file is damaged"))
     assert user.title == "Problem with the input" and "clip.mp4" in user.message
     bug = failing(RuntimeError("einsum(): subscript q has size 4"))
-    assert bug.title == "Internal error" and "computing attention" in bug.message and "einsum" not in bug.message
+    assert (
+        bug.title == "Internal error" and "computing attention" in bug.message and "einsum" not in bug.message
+    )
     lib = failing(InterpretError("internal error: attention maps failed (not a problem with the input)"))
     assert lib.title == "Internal error" and "attention maps failed" in lib.message
