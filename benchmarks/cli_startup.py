@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     infer = [py, "-m", "crab_core", "infer", "--task", "ave", "--video", str(EXAMPLE)]
     commands = {
-        "bare import: python -c 'import torch, transformers, peft'": [py, "-c", "import torch, transformers, peft"],
+        "bare import: python -c 'import torch, transformers, peft'": [
+            py,
+            "-c",
+            "import torch, transformers, peft",
+        ],
         "infer (crab-tiny, ave example, full answer)": infer,
         "infer --threads 2": [*infer, "--threads", "2"],
         "infer --help": [py, "-m", "crab_core", "infer", "--help"],
@@ -75,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         runs = ", ".join(f"{t:.2f}" for t in times[name])
         lines.append(f"| {name} | {med[name]:.2f} | {runs} | {med[name] / bare:.2f}x |")
     ratio = med["infer (crab-tiny, ave example, full answer)"] / bare
-    lines += ["", f"infer / bare import: **{ratio:.2f}x** ({'meets' if ratio <= TARGET else 'misses'} the "
-              f"{TARGET}x target).", ""]
+    lines += [
+        "",
+        f"infer / bare import: **{ratio:.2f}x** ({'meets' if ratio <= TARGET else 'misses'} the "
+        f"{TARGET}x target).",
+        "",
+    ]
     md = "\n".join(lines)
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)

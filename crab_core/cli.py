@@ -34,12 +34,25 @@ EXAMPLES = f"""examples:
 
 
 def _usage() -> str:
-    lines = [f"usage: {PROG} COMMAND [options]", f"       {PROG} --version", "",
-             "Run, train and inspect Crab audio-visual models.", "", "commands:"]
+    lines = [
+        f"usage: {PROG} COMMAND [options]",
+        f"       {PROG} --version",
+        "",
+        "Run, train and inspect Crab audio-visual models.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<18} {desc}" for name, (_, desc) in COMMANDS.items()]
-    lines += ["", "options:", "  -h, --help         show this help and exit",
-              "  -V, --version      print the version and exit", "",
-              f"Run '{PROG} COMMAND --help' for the options of a command.", "", EXAMPLES]
+    lines += [
+        "",
+        "options:",
+        "  -h, --help         show this help and exit",
+        "  -V, --version      print the version and exit",
+        "",
+        f"Run '{PROG} COMMAND --help' for the options of a command.",
+        "",
+        EXAMPLES,
+    ]
     return "\n".join(lines)
 
 
@@ -53,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        sys.stderr.write(f"error: unknown command {name!r} (commands: {', '.join(COMMANDS)}; "
-                         f"see '{PROG} --help')\n")
+        sys.stderr.write(
+            f"error: unknown command {name!r} (commands: {', '.join(COMMANDS)}; see '{PROG} --help')\n"
+        )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(COMMANDS[name][0])

@@ -53,21 +53,44 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     ``--llm``, ``--clip``, ``--beats`` and ``--crab`` are given as in ``app.py`` (``--crab`` once per file).
     """
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default="crab-tiny", metavar="NAME_OR_DIR",
-                   help="crab-tiny (shipped, default), crab-7b (official weights: see --llm/--clip/--beats/--crab) "
-                   "or a model folder in our format")
-    g.add_argument("--device", default="auto",
-                   help="torch device: cpu, cuda, cuda:1, ... (default: auto = cuda when available, else cpu)")
-    g.add_argument("--threads", type=positive_int, metavar="N",
-                   help="torch CPU threads (default: 1 for small models such as crab-tiny, else torch's default)")
-    g.add_argument("--llm", metavar="DIR_OR_ID", help="crab-7b: LLaMA-2-7B-chat folder or Hub id (also the tokenizer)")
+    g.add_argument(
+        "--model",
+        default="crab-tiny",
+        metavar="NAME_OR_DIR",
+        help="crab-tiny (shipped, default), crab-7b (official weights: see --llm/--clip/--beats/--crab) "
+        "or a model folder in our format",
+    )
+    g.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: cpu, cuda, cuda:1, ... (default: auto = cuda when available, else cpu)",
+    )
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="torch CPU threads (default: 1 for small models such as crab-tiny, else torch's default)",
+    )
+    g.add_argument(
+        "--llm", metavar="DIR_OR_ID", help="crab-7b: LLaMA-2-7B-chat folder or Hub id (also the tokenizer)"
+    )
     g.add_argument("--clip", metavar="DIR_OR_ID", help="crab-7b: CLIP ViT-L/14 folder or Hub id")
     g.add_argument("--beats", metavar="FILE", help="crab-7b: BEATs iter3+ .pt file")
-    g.add_argument("--crab", action="append", default=[], metavar="FILE",
-                   help="crab-7b: released Crab weight file, loaded in order (repeat: --crab A.bin --crab B.bin)")
-    g.add_argument("--max-duration", type=positive_seconds, default=DEFAULT_MAX_DURATION_S, metavar="S",
-                   help="longest accepted video stream, audio track or audio file in seconds "
-                   f"(default {DEFAULT_MAX_DURATION_S:.0f}); longer inputs are rejected")
+    g.add_argument(
+        "--crab",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="crab-7b: released Crab weight file, loaded in order (repeat: --crab A.bin --crab B.bin)",
+    )
+    g.add_argument(
+        "--max-duration",
+        type=positive_seconds,
+        default=DEFAULT_MAX_DURATION_S,
+        metavar="S",
+        help="longest accepted video stream, audio track or audio file in seconds "
+        f"(default {DEFAULT_MAX_DURATION_S:.0f}); longer inputs are rejected",
+    )
 
 
 def resolve_device(name: str) -> str:
@@ -106,7 +129,10 @@ def load_pipeline(args: argparse.Namespace):
         from .tokenizer import CrabTokenizer
 
         src = OfficialSources(
-            llm=args.llm or DEFAULT_LLM, clip=args.clip or DEFAULT_CLIP, beats=args.beats, crab=tuple(args.crab)
+            llm=args.llm or DEFAULT_LLM,
+            clip=args.clip or DEFAULT_CLIP,
+            beats=args.beats,
+            crab=tuple(args.crab),
         )
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
         model, _ = load_crab_7b(src, device=device, dtype=dtype)

@@ -27,30 +27,60 @@ EXAMPLES = f"""examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"{PROG} infer", description=__doc__, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} infer",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_model_args(parser)
     g = parser.add_argument_group("task and inputs")
-    g.add_argument("--task", required=True, choices=sorted(TASKS), metavar="TASK",
-                   help=f"one of: {', '.join(sorted(TASKS))}")
-    g.add_argument("--video", metavar="FILE", help="video file (its own audio track is used unless --audio is given)")
+    g.add_argument(
+        "--task",
+        required=True,
+        choices=sorted(TASKS),
+        metavar="TASK",
+        help=f"one of: {', '.join(sorted(TASKS))}",
+    )
+    g.add_argument(
+        "--video", metavar="FILE", help="video file (its own audio track is used unless --audio is given)"
+    )
     g.add_argument("--audio", metavar="FILE", help="separate audio file (with --video or --image)")
-    g.add_argument("--image", metavar="FILE",
-                   help="image: the ARIG input, the target frame of seg tasks, or with --audio alone the "
-                   "whole input (AVSBench frame + wav)")
+    g.add_argument(
+        "--image",
+        metavar="FILE",
+        help="image: the ARIG input, the target frame of seg tasks, or with --audio alone the "
+        "whole input (AVSBench frame + wav)",
+    )
     g.add_argument("--question", metavar="TEXT", help="AVQA question or Ref-AVS expression")
-    g.add_argument("--frame-index", type=int, metavar="I",
-                   help="target second of seg tasks, 0-based (default 0; with an image + audio: the audio "
-                   "second the image belongs to)")
-    g.add_argument("--max-new-tokens", type=positive_int, metavar="N",
-                   help="cap on generated tokens (default: the task's budget)")
+    g.add_argument(
+        "--frame-index",
+        type=int,
+        metavar="I",
+        help="target second of seg tasks, 0-based (default 0; with an image + audio: the audio "
+        "second the image belongs to)",
+    )
+    g.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        metavar="N",
+        help="cap on generated tokens (default: the task's budget)",
+    )
     o = parser.add_argument_group("output")
-    o.add_argument("--json", action="store_true", help="print one JSON object (answer, notes, out_of_domain, ...)")
-    o.add_argument("--save-mask", metavar="PATH.png",
-                   help=f"seg tasks ({', '.join(SEG_TASKS)}): write the mask as a PNG at the input frame's "
-                   "resolution (binary: 0/255 gray; AVSS: palette PNG whose pixel values are class ids)")
-    o.add_argument("--save-overlay", metavar="PATH",
-                   help="seg tasks: write the input frame with the mask drawn over it (.png, .jpg, .webp)")
+    o.add_argument(
+        "--json", action="store_true", help="print one JSON object (answer, notes, out_of_domain, ...)"
+    )
+    o.add_argument(
+        "--save-mask",
+        metavar="PATH.png",
+        help=f"seg tasks ({', '.join(SEG_TASKS)}): write the mask as a PNG at the input frame's "
+        "resolution (binary: 0/255 gray; AVSS: palette PNG whose pixel values are class ids)",
+    )
+    o.add_argument(
+        "--save-overlay",
+        metavar="PATH",
+        help="seg tasks: write the input frame with the mask drawn over it (.png, .jpg, .webp)",
+    )
     return parser
 
 
@@ -75,15 +105,22 @@ def _save_outputs(args: argparse.Namespace, pipe, res) -> dict[str, str]:
         raise InternalError(f"the {args.task} answer produced no mask to save")
     spec = TASKS[args.task]
     _, frame_index, _ = resolve_inputs(args.task, args.video, args.image, args.frame_index, res.variant)
-    frame = load_target_frame(args.video, args.image, task_frames=spec.num_frames, frame_index=frame_index,
-                              max_duration_s=pipe.max_duration_s)
+    frame = load_target_frame(
+        args.video,
+        args.image,
+        task_frames=spec.num_frames,
+        frame_index=frame_index,
+        max_duration_s=pipe.max_duration_s,
+    )
     h, w = frame.shape[:2]
     logits = res.mask_logits if res.mask_logits is not None and res.mask_logits.shape[0] == 1 else None
     mask_img = mask_to_image(res.mask, (w, h), logits)
     saved = {}
     if args.save_mask:
-        save_atomically(check_output(args.save_mask, "--save-mask", MASK_SUFFIXES),
-                        lambda p: mask_img.save(p, format="PNG"))
+        save_atomically(
+            check_output(args.save_mask, "--save-mask", MASK_SUFFIXES),
+            lambda p: mask_img.save(p, format="PNG"),
+        )
         saved["mask"] = args.save_mask
     if args.save_overlay:
         blended = Image.fromarray(overlay_mask(frame, mask_img))
@@ -98,11 +135,21 @@ def main(argv: list[str]) -> int:
     _check_outputs(parser, args)  # before anything is decoded or loaded
     from .media import check_media
 
-    check_media(args.video, args.audio, args.image, max_duration_s=args.max_duration)  # before loading a model
+    check_media(
+        args.video, args.audio, args.image, max_duration_s=args.max_duration
+    )  # before loading a model
     pipe = load_pipeline(args)
     want_mask = bool(args.save_mask or args.save_overlay)
-    res = pipe.run(args.task, video=args.video, audio=args.audio, image=args.image, question=args.question,
-                   frame_index=args.frame_index, max_new_tokens=args.max_new_tokens, force_mask=want_mask)
+    res = pipe.run(
+        args.task,
+        video=args.video,
+        audio=args.audio,
+        image=args.image,
+        question=args.question,
+        frame_index=args.frame_index,
+        max_new_tokens=args.max_new_tokens,
+        force_mask=want_mask,
+    )
     saved = _save_outputs(args, pipe, res) if want_mask else {}
     for note in res.notes:
         sys.stderr.write(f"note: {note}\n")

@@ -16,18 +16,14 @@ import numbers
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
-from .errors import CrabError, InternalError, TaskError
+from .errors import CrabError, TaskError
 from .media.limits import DEFAULT_MAX_DURATION_S, validate_limit
 from .model.crab import CrabModel, CrabSample, EncodedMedia
+from .pipeline_types import PreparedInput, TaskResult, internal_errors, resolve_inputs
 from .tasks import get_task
 from .tasks.parsers import parse
 from .tasks.prompts import build_prompt
@@ -37,124 +33,7 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TINY_DIR = ASSETS / "crab-tiny"
-
-
-@dataclass
-class TaskResult:
-    """What one run produced.
-
-    Attributes:
-        task: task name.
-        text: generated answer (special tokens kept, EOS removed).
-        parsed: the task parser's dataclass (``parse_error`` set when malformed).
-        mask: ``(S, S)`` bool mask (binary seg tasks) or int64 class map (AVSS), or None.
-        mask_logits: ``(C, S, S)`` float logits, or None.
-        prompt: the full prompt text.
-        token_ids: ``(L,)`` prompt + answer token ids (placeholders unexpanded).
-        timings: seconds per stage (``load``, ``encode``, ``generate``, ``total``).
-        cached: whether the clip features came from the cache.
-        variant: the prompt variant used (e.g. ``quick_start`` for S4 on an image + audio).
-        notes: plain-language remarks on how the input was read (separate audio of another length, an
-            image + audio prompt used for want of a video, the target second assumed, a forced mask).
-        out_of_domain: the notice that a SynthAV-only model (crab-tiny) ran on an input that is not a
-            SynthAV clip (:mod:`crab_core.domain`), or None.
-    """
-
-    task: str
-    text: str
-    parsed: Any
-    mask: np.ndarray | None = None
-    mask_logits: np.ndarray | None = None
-    prompt: str = ""
-    token_ids: list[int] = field(default_factory=list)
-    answer_ids: list[int] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    cached: bool = False
-    variant: str | None = None
-    notes: list[str] = field(default_factory=list)
-    out_of_domain: str | None = None
-
-    def to_json(self) -> dict:
-        parsed = self.parsed.__dict__ if hasattr(self.parsed, "__dict__") else self.parsed
-        out = {"task": self.task, "text": self.text, "parsed": _jsonable(parsed), "timings": self.timings,
-               "cached": self.cached, "prompt_variant": self.variant, "notes": list(self.notes),
-               "out_of_domain": self.out_of_domain}
-        if self.mask is not None:
-            out["mask_shape"] = list(self.mask.shape)
-            out["mask_area"] = float((self.mask > 0).mean())
-        return out
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    return str(x)
-
-
-@contextmanager
-def internal_errors(what: str) -> Iterator[None]:
-    """Re-raise a non-:class:`CrabError` failure inside the block as :class:`InternalError` (one line,
-    says it is a bug, not the user's input; the original stays chained as ``__cause__``)."""
-    try:
-        yield
-    except CrabError:
-        raise
-    except (RuntimeError, ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise InternalError(f"{what} failed ({detail[:300]})") from exc
-
-
-def resolve_inputs(task: str, video=None, image=None, frame_index: int | None = None,
-                   variant: str | None = None) -> tuple[str, int | None, list[str]]:
-    """The prompt variant and target second a request runs with, and notes on what was assumed.
-
-    Without a video but with an image, a task whose default prompt needs a video (S4, MS3, Ref-AVS)
-    runs its image + audio prompt (the reference's quick-start form), as AVSBench ships frame + wav.
-    A missing target second of a task that needs one (1-s audio window or a prompt naming the second)
-    is 0. An explicit ``variant`` is used as given.
-
-    Returns:
-        ``(variant name, frame_index, notes)``.
-    """
-    spec = get_task(task)
-    name = variant or spec.default_variant
-    pv = spec.variant(name)
-    notes: list[str] = []
-    if variant is None and video is None and image is not None and "video" in pv.blocks:
-        alt = next((v for v, p in spec.variants.items() if "video" not in p.blocks and "image" in p.blocks), None)
-        if alt is not None:
-            name, pv = alt, spec.variant(alt)
-            notes.append(f"no video given: {spec.name} ran its image + audio prompt (the reference's "
-                         f"'{alt}' form) instead of its video prompt")
-    needs_second = pv.audio_mode == "single" or (spec.needs_mask and pv.needs_ordinal)
-    if frame_index is None and needs_second:
-        frame_index = 0
-        what = "the image is paired with the audio's first second" if pv.audio_mode == "single" and image \
-            else "the first second is segmented"
-        notes.append(f"no target second given: {what} (--frame-index / the target second picks another)")
-    return name, frame_index, notes
-
-
-@dataclass
-class PreparedInput:
-    """A task request turned into model input (reused by interpretability).
-
-    ``variant`` and ``notes`` as :class:`TaskResult`; ``out_of_domain`` likewise.
-    """
-
-    sample: CrabSample
-    prompt: str
-    media: EncodedMedia
-    cached: bool
-    load_s: float
-    encode_s: float
-    variant: str | None = None
-    notes: list[str] = field(default_factory=list)
-    out_of_domain: str | None = None
+__all__ = ["CrabPipeline", "PreparedInput", "TaskResult", "internal_errors", "resolve_inputs", "TINY_DIR"]
 
 
 class CrabPipeline:
@@ -166,9 +45,16 @@ class CrabPipeline:
         >>> res.parsed.event, res.parsed.range  # doctest: +SKIP
     """
 
-    def __init__(self, model: CrabModel, tokenizer: CrabTokenizer, name: str = "crab", trained: bool = True,
-                 card: dict | None = None, cache_size: int = 8,
-                 max_duration_s: float = DEFAULT_MAX_DURATION_S) -> None:
+    def __init__(
+        self,
+        model: CrabModel,
+        tokenizer: CrabTokenizer,
+        name: str = "crab",
+        trained: bool = True,
+        card: dict | None = None,
+        cache_size: int = 8,
+        max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    ) -> None:
         self.model = model.eval()
         #: longest accepted stream in seconds (video, audio track, separate audio); per call: ``max_duration_s=``
         self.max_duration_s = validate_limit(max_duration_s)
@@ -181,8 +67,14 @@ class CrabPipeline:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, model: str = "crab-tiny", device: str | torch.device = "cpu",
-             dtype: torch.dtype | None = None, *, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> CrabPipeline:
+    def load(
+        cls,
+        model: str = "crab-tiny",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        *,
+        max_duration_s: float = DEFAULT_MAX_DURATION_S,
+    ) -> CrabPipeline:
         """Load ``crab-tiny`` (the shipped folder), or any folder in our format."""
         pipe = cls._load(model, device, dtype)
         pipe.max_duration_s = validate_limit(max_duration_s)
@@ -194,8 +86,11 @@ class CrabPipeline:
 
         folder = TINY_DIR if model == "crab-tiny" else Path(model)
         if model == "crab-tiny" and not (folder / "model.safetensors").is_file():
-            log.warning("crab-tiny weights not found in %s: using a RANDOMLY INITIALISED crab-tiny "
-                        "(answers are noise)", folder)
+            log.warning(
+                "crab-tiny weights not found in %s: using a RANDOMLY INITIALISED crab-tiny "
+                "(answers are noise)",
+                folder,
+            )
             return cls.random_tiny(device)
         if not folder.exists():
             raise CrabError(f"{model}: unknown model (use crab-tiny or a model folder)")
@@ -226,23 +121,51 @@ class CrabPipeline:
                 return (str(Path(p).resolve()), st.st_mtime_ns, st.st_size)
             except OSError:
                 return (str(p), None, None)
-        return (stamp(video), stamp(audio), stamp(image), frames, audio_mode, segs, frame_index, need_seg, limit)
 
-    def encode(self, task: str, video=None, audio=None, image=None, frame_index: int | None = None,
-               variant: str | None = None, *, max_duration_s: float | None = None,
-               ) -> tuple[EncodedMedia, bool, float, float]:
+        return (
+            stamp(video),
+            stamp(audio),
+            stamp(image),
+            frames,
+            audio_mode,
+            segs,
+            frame_index,
+            need_seg,
+            limit,
+        )
+
+    def encode(
+        self,
+        task: str,
+        video=None,
+        audio=None,
+        image=None,
+        frame_index: int | None = None,
+        variant: str | None = None,
+        *,
+        max_duration_s: float | None = None,
+    ) -> tuple[EncodedMedia, bool, float, float]:
         """Load and encode a clip for ``task``; returns ``(media, cached, load_s, encode_s)``.
 
         ``max_duration_s`` overrides :attr:`max_duration_s` for this call; ``variant=None`` picks one as
         :func:`resolve_inputs` does.
         """
         variant, frame_index, _ = resolve_inputs(task, video, image, frame_index, variant)
-        media, _, cached, load_s, enc_s = self._encode(task, video, audio, image, frame_index, variant,
-                                                       max_duration_s)
+        media, _, cached, load_s, enc_s = self._encode(
+            task, video, audio, image, frame_index, variant, max_duration_s
+        )
         return media, cached, load_s, enc_s
 
-    def _encode(self, task: str, video, audio, image, frame_index: int | None, variant: str,
-                max_duration_s: float | None) -> tuple[EncodedMedia, list[str], bool, float, float]:
+    def _encode(
+        self,
+        task: str,
+        video,
+        audio,
+        image,
+        frame_index: int | None,
+        variant: str,
+        max_duration_s: float | None,
+    ) -> tuple[EncodedMedia, list[str], bool, float, float]:
         from .media import load_clip
 
         limit = self.max_duration_s if max_duration_s is None else validate_limit(max_duration_s)
@@ -251,16 +174,25 @@ class CrabPipeline:
         s = self.model.config.vision.image_size
         # 'single' picks one second of a clip whose nominal length is the task's frame count
         segs = spec.num_frames if pv.audio_mode == "single" else pv.num_seconds
-        key = self._key(video, audio, image, spec.num_frames, pv.audio_mode, segs, frame_index, spec.needs_mask,
-                        limit)
+        key = self._key(
+            video, audio, image, spec.num_frames, pv.audio_mode, segs, frame_index, spec.needs_mask, limit
+        )
         if key in self._cache:
             self._cache.move_to_end(key)
             media, notes = self._cache[key]
             return media, list(notes), True, 0.0, 0.0
         t0 = time.perf_counter()
-        clip = load_clip(video=video, audio=audio, image=image, task_frames=spec.num_frames,
-                         audio_mode=pv.audio_mode if (audio or video) else None, image_size=s,
-                         frame_index=frame_index, audio_segments=segs, max_duration_s=limit)
+        clip = load_clip(
+            video=video,
+            audio=audio,
+            image=image,
+            task_frames=spec.num_frames,
+            audio_mode=pv.audio_mode if (audio or video) else None,
+            image_size=s,
+            frame_index=frame_index,
+            audio_segments=segs,
+            max_duration_s=limit,
+        )
         t1 = time.perf_counter()
         frames = clip.frames if "video" in pv.blocks else None
         img = clip.image
@@ -268,13 +200,15 @@ class CrabPipeline:
             if clip.frames is None:
                 raise TaskError(f"task {task!r} needs an image or a video")
             idx = min(frame_index or 0, clip.frames.shape[0] - 1)
-            img = clip.frames[idx:idx + 1]
+            img = clip.frames[idx : idx + 1]
         if "image" in pv.blocks and img is None:
             raise TaskError(f"task {task!r} needs an image")
         if "video" in pv.blocks and frames is None:
             raise TaskError(f"task {task!r} needs a video")
         with torch.no_grad(), internal_errors("encoding the media"):
-            media = self.model.encode_media(video=frames, audio=clip.audio, image=img, need_seg=spec.needs_mask)
+            media = self.model.encode_media(
+                video=frames, audio=clip.audio, image=img, need_seg=spec.needs_mask
+            )
         t2 = time.perf_counter()
         self._cache[key] = (media, list(clip.notes))
         while len(self._cache) > self._cache_size:
@@ -282,27 +216,57 @@ class CrabPipeline:
         return media, list(clip.notes), False, t1 - t0, t2 - t1
 
     # ------------------------------------------------------------------ run
-    def prepare(self, task: str, video=None, audio=None, image=None, question: str | None = None,
-                frame_index: int | None = None, variant: str | None = None, *,
-                max_duration_s: float | None = None) -> PreparedInput:
+    def prepare(
+        self,
+        task: str,
+        video=None,
+        audio=None,
+        image=None,
+        question: str | None = None,
+        frame_index: int | None = None,
+        variant: str | None = None,
+        *,
+        max_duration_s: float | None = None,
+    ) -> PreparedInput:
         """Prompt and encoded media of one request (``max_duration_s``, ``variant``: as :meth:`encode`)."""
         from .domain import out_of_domain_notice
 
         spec = get_task(task)
         variant, frame_index, notes = resolve_inputs(task, video, image, frame_index, variant)
         prompt = build_prompt(spec, question=question, variant=variant, frame_index=frame_index)
-        media, media_notes, cached, load_s, enc_s = self._encode(task, video, audio, image, frame_index, variant,
-                                                                 max_duration_s)
+        media, media_notes, cached, load_s, enc_s = self._encode(
+            task, video, audio, image, frame_index, variant, max_duration_s
+        )
         ids = torch.tensor(self.tokenizer.encode(prompt), dtype=torch.long)
-        ood = out_of_domain_notice(self.model.config.name, self.card,
-                                   {"video": video, "audio": audio, "image": image})
-        return PreparedInput(CrabSample(input_ids=ids, media=media, task=task), prompt, media, cached, load_s, enc_s,
-                             variant=variant, notes=notes + media_notes, out_of_domain=ood)
+        ood = out_of_domain_notice(
+            self.model.config.name, self.card, {"video": video, "audio": audio, "image": image}
+        )
+        return PreparedInput(
+            CrabSample(input_ids=ids, media=media, task=task),
+            prompt,
+            media,
+            cached,
+            load_s,
+            enc_s,
+            variant=variant,
+            notes=notes + media_notes,
+            out_of_domain=ood,
+        )
 
-    def run(self, task: str, video=None, audio=None, image=None, question: str | None = None,
-            frame_index: int | None = None, variant: str | None = None,
-            max_new_tokens: int | None = None, *, max_duration_s: float | None = None,
-            force_mask: bool = False) -> TaskResult:
+    def run(
+        self,
+        task: str,
+        video=None,
+        audio=None,
+        image=None,
+        question: str | None = None,
+        frame_index: int | None = None,
+        variant: str | None = None,
+        max_new_tokens: int | None = None,
+        *,
+        max_duration_s: float | None = None,
+        force_mask: bool = False,
+    ) -> TaskResult:
         """Run ``task`` on the given media files (paths).
 
         Args:
@@ -316,21 +280,30 @@ class CrabPipeline:
         """
         t0 = time.perf_counter()
         spec = get_task(task)
-        if max_new_tokens is not None and (isinstance(max_new_tokens, bool)
-                                           or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1):
+        if max_new_tokens is not None and (
+            isinstance(max_new_tokens, bool)
+            or not isinstance(max_new_tokens, numbers.Integral)
+            or max_new_tokens < 1
+        ):
             raise TaskError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        prep = self.prepare(task, video, audio, image, question, frame_index, variant,
-                            max_duration_s=max_duration_s)
+        prep = self.prepare(
+            task, video, audio, image, question, frame_index, variant, max_duration_s=max_duration_s
+        )
         t1 = time.perf_counter()
         with internal_errors("generating the answer"):
             gen = self.model.generate([prep.sample], max_new_tokens=max_new_tokens or spec.max_new_tokens)
         t2 = time.perf_counter()
-        result = self.result_from_generation(task, prep, gen, {"load": prep.load_s, "encode": prep.encode_s,
-                                                "generate": t2 - t1, "total": t2 - t0})
+        result = self.result_from_generation(
+            task,
+            prep,
+            gen,
+            {"load": prep.load_s, "encode": prep.encode_s, "generate": t2 - t1, "total": t2 - t0},
+        )
         return self.force_mask(prep, result) if force_mask else result
 
-    def result_from_generation(self, task: str, prep: PreparedInput, gen, timings: dict[str, float],
-                               index: int = 0) -> TaskResult:
+    def result_from_generation(
+        self, task: str, prep: PreparedInput, gen, timings: dict[str, float], index: int = 0
+    ) -> TaskResult:
         """Turn sample ``index`` of a :class:`CrabGeneration` into a :class:`TaskResult`."""
         n = int(gen.decode.lengths[index])
         ids = gen.decode.sequences[index, :n].tolist()
@@ -341,11 +314,22 @@ class CrabPipeline:
         if gen.masks[index] is not None:
             lg = gen.masks[index].float().cpu()
             logits = lg.numpy()
-            mask = (lg.argmax(0).numpy() if lg.shape[0] > 1 else (lg[0].sigmoid() > 0.5).numpy())
-        return TaskResult(task=task, text=text, parsed=parse(task, text), mask=mask, mask_logits=logits,
-                          prompt=prep.prompt, token_ids=prep.sample.input_ids.tolist() + ids, answer_ids=ids,
-                          timings=timings, cached=prep.cached, variant=prep.variant, notes=list(prep.notes),
-                          out_of_domain=prep.out_of_domain)
+            mask = lg.argmax(0).numpy() if lg.shape[0] > 1 else (lg[0].sigmoid() > 0.5).numpy()
+        return TaskResult(
+            task=task,
+            text=text,
+            parsed=parse(task, text),
+            mask=mask,
+            mask_logits=logits,
+            prompt=prep.prompt,
+            token_ids=prep.sample.input_ids.tolist() + ids,
+            answer_ids=ids,
+            timings=timings,
+            cached=prep.cached,
+            variant=prep.variant,
+            notes=list(prep.notes),
+            out_of_domain=prep.out_of_domain,
+        )
 
     def force_mask(self, prep: PreparedInput, result: TaskResult) -> TaskResult:
         """Decode a mask for a seg answer that has none: append ``<mask_start><mask_0..N><mask_end>`` to the
@@ -353,13 +337,19 @@ class CrabPipeline:
 
         A result that already has a mask, or a task / model without a mask decoder, is returned unchanged.
         """
-        if result.mask is not None or not get_task(task := result.task).needs_mask or self.model.seg_module is None:
+        if (
+            result.mask is not None
+            or not get_task(task := result.task).needs_mask
+            or self.model.seg_module is None
+        ):
             return result
         if prep.media.seg_features is None:
             return result
         ids = self.model.config.token_ids
         span = [ids["<mask_start>"], *self.model.config.mask_token_ids, ids["<mask_end>"]]
-        full = torch.cat([prep.sample.input_ids, torch.tensor(list(result.answer_ids) + span, dtype=torch.long)])
+        full = torch.cat(
+            [prep.sample.input_ids, torch.tensor(list(result.answer_ids) + span, dtype=torch.long)]
+        )
         with torch.no_grad(), internal_errors("decoding the mask"):
             out = self.model([CrabSample(input_ids=full, media=prep.media, task=task)])
         if not out.pred_masks:
@@ -367,6 +357,7 @@ class CrabPipeline:
         lg = out.pred_masks[0].float().cpu()
         result.mask_logits = lg.numpy()
         result.mask = lg.argmax(0).numpy() if lg.shape[0] > 1 else (lg[0].sigmoid() > 0.5).numpy()
-        result.notes.append("the answer had no mask tokens: the mask was decoded by appending them to the answer "
-                            "(forced)")
+        result.notes.append(
+            "the answer had no mask tokens: the mask was decoded by appending them to the answer (forced)"
+        )
         return result

@@ -76,8 +76,11 @@ def _unit_sum(values: np.ndarray, kinds: np.ndarray, units: np.ndarray, kind: in
     """Sum ``values`` (..., L) over each unit of ``kind`` -> (..., n_units)."""
     sel = kinds == kind
     n = int(units[sel].max()) + 1 if sel.any() else 0
-    return np.stack([values[..., sel & (units == u)].sum(-1) for u in range(n)], -1) if n else \
-        np.zeros((*values.shape[:-1], 0), np.float32)
+    return (
+        np.stack([values[..., sel & (units == u)].sum(-1) for u in range(n)], -1)
+        if n
+        else np.zeros((*values.shape[:-1], 0), np.float32)
+    )
 
 
 def _interaction(att: np.ndarray, kinds: np.ndarray, units: np.ndarray, src: int, dst: int) -> np.ndarray:
@@ -101,14 +104,20 @@ def llm_attention(model, raw: RawInput, answer_ids: Sequence[int], media=None):
     media = media if media is not None else encode(model, raw)
     batch = model.prepare([make_sample(raw, media, list(answer_ids))])
     with eager_attention(model.llm):
-        out = model.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                        position_ids=batch.position_ids, output_attentions=True, use_cache=False)
+        out = model.llm(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            output_attentions=True,
+            use_cache=False,
+        )
     att = torch.stack([a[0].float().mean(0) for a in out.attentions]).cpu().numpy()
     return batch, att
 
 
-def attention_maps(pipeline, raw: RawInput, answer_ids: Sequence[int] | None = None,
-                   qformer: bool = True) -> AttentionMaps:
+def attention_maps(
+    pipeline, raw: RawInput, answer_ids: Sequence[int] | None = None, qformer: bool = True
+) -> AttentionMaps:
     """All attention read-outs for the answer ``answer_ids`` (generated first when None).
 
     Raises:
@@ -124,7 +133,9 @@ def attention_maps(pipeline, raw: RawInput, answer_ids: Sequence[int] | None = N
         raise InterpretError(f"attention maps for {raw.task} failed ({detail})") from exc
 
 
-def _attention_maps(pipeline, raw: RawInput, answer_ids: Sequence[int] | None, qformer: bool) -> AttentionMaps:
+def _attention_maps(
+    pipeline, raw: RawInput, answer_ids: Sequence[int] | None, qformer: bool
+) -> AttentionMaps:
     model = pipeline.model
     media = encode(model, raw)
     if answer_ids is None:
@@ -136,13 +147,16 @@ def _attention_maps(pipeline, raw: RawInput, answer_ids: Sequence[int] | None, q
     n_prompt = batch.inputs_embeds.shape[1] - len(ids)
     kinds = batch.kinds[0, :n_prompt].cpu().numpy()
     units = batch.unit_index[0, :n_prompt].cpu().numpy()
-    rows = att[:, n_prompt - 1: n_prompt - 1 + len(ids), :n_prompt].mean(1)  # (n_layers, L)
+    rows = att[:, n_prompt - 1 : n_prompt - 1 + len(ids), :n_prompt].mean(1)  # (n_layers, L)
     mean_att = att[:, :n_prompt, :n_prompt].mean(0)
     maps = AttentionMaps(
-        kinds=kinds, units=units, answer_to_tokens=rows,
+        kinds=kinds,
+        units=units,
+        answer_to_tokens=rows,
         frame_scores=_unit_sum(rows, kinds, units, KIND_VIDEO),
         second_scores=_unit_sum(rows, kinds, units, KIND_AUDIO),
-        image_score=rows[:, kinds == KIND_IMAGE].sum(-1), text_score=rows[:, kinds == KIND_TEXT].sum(-1),
+        image_score=rows[:, kinds == KIND_IMAGE].sum(-1),
+        text_score=rows[:, kinds == KIND_TEXT].sum(-1),
         audio_to_video=_interaction(mean_att, kinds, units, KIND_AUDIO, KIND_VIDEO),
         video_to_audio=_interaction(mean_att, kinds, units, KIND_VIDEO, KIND_AUDIO),
     )

@@ -42,12 +42,19 @@ class Request:
     @classmethod
     def from_row(cls, row: Mapping[str, Any], root: str | Path) -> Request:
         """Build from a manifest row (docs/manifest.md); relative paths are resolved under ``root``."""
+
         def path(key):
             value = row.get(key)
             return None if value is None else str(Path(root) / value)
 
-        return cls(task=row["task"], video=path("video"), audio=path("audio"), image=path("image"),
-                   question=row.get("question"), frame_index=row.get("frame_index"))
+        return cls(
+            task=row["task"],
+            video=path("video"),
+            audio=path("audio"),
+            image=path("image"),
+            question=row.get("question"),
+            frame_index=row.get("frame_index"),
+        )
 
 
 @dataclass
@@ -73,8 +80,15 @@ class RawInput:
     meta: dict = field(default_factory=dict)
 
 
-def _prompt(pipeline, task: str, question: str | None, frame_index: int | None, variant: str | None,
-            video=None, image=None):
+def _prompt(
+    pipeline,
+    task: str,
+    question: str | None,
+    frame_index: int | None,
+    variant: str | None,
+    video=None,
+    image=None,
+):
     """Prompt of a request, with the variant and target second the pipeline would choose
     (:func:`crab_core.pipeline.resolve_inputs`: an image + audio S4 / MS3 / Ref-AVS request runs the
     image prompt)."""
@@ -101,7 +115,7 @@ def _pick(spec, pv, frames: Tensor | None, image: Tensor | None, frame_index: in
         if frames is None:
             raise TaskError(f"task {spec.name!r} needs an image or a video")
         idx = min(frame_index or 0, frames.shape[0] - 1)
-        image = frames[idx:idx + 1]
+        image = frames[idx : idx + 1]
     if "image" in pv.blocks and image is None:
         raise TaskError(f"task {spec.name!r} needs an image")
     if "video" in pv.blocks and video is None:
@@ -114,13 +128,21 @@ def load_input(pipeline, request: Request) -> RawInput:
     from ..media import DEFAULT_MAX_DURATION_S, load_clip
 
     r = request
-    spec, pv, frame_index, prompt, ids = _prompt(pipeline, r.task, r.question, r.frame_index, r.prompt_variant,
-                                                 r.video, r.image)
+    spec, pv, frame_index, prompt, ids = _prompt(
+        pipeline, r.task, r.question, r.frame_index, r.prompt_variant, r.video, r.image
+    )
     size = pipeline.model.config.vision.image_size
-    clip = load_clip(video=r.video, audio=r.audio, image=r.image, task_frames=spec.num_frames,
-                     audio_mode=pv.audio_mode if (r.audio or r.video) else None, image_size=size,
-                     frame_index=frame_index, audio_segments=_segments(spec, pv),
-                     max_duration_s=getattr(pipeline, "max_duration_s", DEFAULT_MAX_DURATION_S))
+    clip = load_clip(
+        video=r.video,
+        audio=r.audio,
+        image=r.image,
+        task_frames=spec.num_frames,
+        audio_mode=pv.audio_mode if (r.audio or r.video) else None,
+        image_size=size,
+        frame_index=frame_index,
+        audio_segments=_segments(spec, pv),
+        max_duration_s=getattr(pipeline, "max_duration_s", DEFAULT_MAX_DURATION_S),
+    )
     video, image = _pick(spec, pv, clip.frames, clip.image, frame_index)
     return RawInput(spec.name, prompt, ids, video, clip.audio, image, spec.needs_mask)
 
@@ -133,8 +155,9 @@ def from_synth(pipeline, sample, prompt_variant: str | None = None) -> RawInput:
     """
     from ..media import audio_features, clip_preprocess, sample_frame_indices
 
-    spec, pv, frame_index, prompt, ids = _prompt(pipeline, sample.task, sample.question, sample.frame_index,
-                                                 prompt_variant)
+    spec, pv, frame_index, prompt, ids = _prompt(
+        pipeline, sample.task, sample.question, sample.frame_index, prompt_variant
+    )
     size = pipeline.model.config.vision.image_size
     idx = sample_frame_indices(len(sample.frames), spec.num_frames)
     frames = clip_preprocess(np.ascontiguousarray(sample.frames[idx]), size)
@@ -144,12 +167,21 @@ def from_synth(pipeline, sample, prompt_variant: str | None = None) -> RawInput:
     wave = torch.from_numpy(np.asarray(sample.audio, dtype=np.float32))
     audio = audio_features(wave, 16000, _segments(spec, pv), mode=pv.audio_mode, index=frame_index)
     video, image = _pick(spec, pv, frames, image, frame_index)
-    return RawInput(spec.name, prompt, ids, video, audio, image, spec.needs_mask,
-                    meta={"gt": sample.gt, "scene": sample.meta, "frame_seconds": idx})
+    return RawInput(
+        spec.name,
+        prompt,
+        ids,
+        video,
+        audio,
+        image,
+        spec.needs_mask,
+        meta={"gt": sample.gt, "scene": sample.meta, "frame_seconds": idx},
+    )
 
 
-def synthetic_input(pipeline, task: str, question: str | None = None, frame_index: int | None = None,
-                    seed: int = 0) -> RawInput:
+def synthetic_input(
+    pipeline, task: str, question: str | None = None, frame_index: int | None = None, seed: int = 0
+) -> RawInput:
     """Random-tensor input of the right shapes for ``task`` (tests and benchmarks)."""
     spec, pv, frame_index, prompt, ids = _prompt(pipeline, task, question, frame_index, None)
     g = torch.Generator().manual_seed(seed)
@@ -182,7 +214,9 @@ def encode(model: CrabModel, raw: RawInput, grad: bool = False) -> EncodedMedia:
     """Encode ``raw`` like :meth:`CrabModel.encode_media`; with ``grad=True`` autograd flows to the inputs."""
     if not grad:
         with torch.no_grad():
-            return model.encode_media(video=raw.frames, audio=raw.audio, image=raw.image, need_seg=raw.need_seg)
+            return model.encode_media(
+                video=raw.frames, audio=raw.audio, image=raw.image, need_seg=raw.need_seg
+            )
     out = EncodedMedia()
     q_v, q_a = model.config.vl_qformer.num_query_tokens, model.config.al_qformer.num_query_tokens
     for name, px in (("video", raw.frames), ("image", raw.image)):

@@ -72,14 +72,18 @@ def probe(path: Path) -> Durations:
     return _probe_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
-def length_mismatch_note(video: PathLike, video_s: float | None, audio: PathLike, audio_s: float | None) -> str | None:
+def length_mismatch_note(
+    video: PathLike, video_s: float | None, audio: PathLike, audio_s: float | None
+) -> str | None:
     """The note for a separate audio file whose length differs from the video's, or None."""
     if video_s is None or audio_s is None or abs(video_s - audio_s) <= LENGTH_MISMATCH_S:
         return None
     longer = "longer" if audio_s > video_s else "shorter"
-    return (f"the audio file {Path(audio).name} ({audio_s:.1f} s) is {longer} than the video {Path(video).name} "
-            f"({video_s:.1f} s): the task's audio windows are spread over the audio file's own length, so they "
-            "do not line up with the video's seconds")
+    return (
+        f"the audio file {Path(audio).name} ({audio_s:.1f} s) is {longer} than the video {Path(video).name} "
+        f"({video_s:.1f} s): the task's audio windows are spread over the audio file's own length, so they "
+        "do not line up with the video's seconds"
+    )
 
 
 def _frames_from_images(paths: Sequence[PathLike], task_frames: int, size: int, max_bytes: int) -> Tensor:
@@ -108,8 +112,14 @@ def _audio(
         raise TaskError("audio_mode 'single' needs frame_index (the second the image belongs to)")
     try:
         segments, seconds = load_audio_segments(
-            source, num_segments, mode=mode, index=frame_index, max_bytes=max_bytes,
-            max_duration_s=max_duration_s, label=audio_label(source, separate), durations=durations,
+            source,
+            num_segments,
+            mode=mode,
+            index=frame_index,
+            max_bytes=max_bytes,
+            max_duration_s=max_duration_s,
+            label=audio_label(source, separate),
+            durations=durations,
         )
     except MediaError as exc:
         name = Path(source).name
@@ -150,7 +160,9 @@ def load_target_frame(
         frame = reader[indices[min(frame_index or 0, len(indices) - 1)]].asnumpy()
         del reader
     except Exception as exc:  # noqa: BLE001 - decoder errors become one plain message
-        raise MediaError(f"could not decode the target frame of {p.name} (corrupt or unsupported video?)") from exc
+        raise MediaError(
+            f"could not decode the target frame of {p.name} (corrupt or unsupported video?)"
+        ) from exc
     if frame.ndim != 3 or frame.shape[-1] != 3:
         raise MediaError(f"{p.name}: the decoded frame has shape {frame.shape}, not (H, W, 3)")
     return np.ascontiguousarray(frame, dtype=np.uint8)
@@ -245,7 +257,11 @@ def load_clip(
     if video is not None:
         if isinstance(video, (str, os.PathLike)):
             frames, clip.duration_s = read_video(
-                video, task_frames, image_size, max_bytes=max_bytes, max_duration_s=max_duration_s,
+                video,
+                task_frames,
+                image_size,
+                max_bytes=max_bytes,
+                max_duration_s=max_duration_s,
                 durations=video_info,
             )
             clip.frames = clip_preprocess(frames, image_size)
@@ -263,8 +279,14 @@ def load_clip(
         separate = audio is not None
         info = probe(check_file(audio, "audio", max_bytes=max_bytes)) if separate else video_info
         clip.audio, audio_s = _audio(
-            source, audio_mode, audio_segments or task_frames, frame_index, max_bytes, max_duration_s,
-            separate, info,
+            source,
+            audio_mode,
+            audio_segments or task_frames,
+            frame_index,
+            max_bytes,
+            max_duration_s,
+            separate,
+            info,
         )
         clip.sources["audio"] = str(source)
         if separate and video_info is not None:
