@@ -46,7 +46,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m crab_core convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", type=Path, help="input checkpoint file(s), loaded in order")
-    parser.add_argument("--to", choices=("ours", "reference"), required=True)
+    parser.add_argument("--to", choices=("ours", "reference"), required=True, help="target key layout")
     parser.add_argument("--out", type=Path, required=True, help="output file (.safetensors or .bin)")
     args = parser.parse_args(argv)
     tensors, report = convert_files(args.inputs, args.to)

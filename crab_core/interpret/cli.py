@@ -32,7 +32,7 @@ def _pipeline(model: str, random_heads: bool):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crab_core inspect", description="Interpretability reports.")
+    parser = argparse.ArgumentParser(prog="python -m crab_core inspect", description="Interpretability reports.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("profile", help="head profile over a manifest")
     p.add_argument("--model", default="crab-tiny", help="crab-tiny or a model folder")
@@ -40,18 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="at most N samples per task")
     p.add_argument("--tasks", default=None, help="comma-separated tasks (default: all in the manifest)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="cap on generated tokens (default: per task)")
     p.add_argument("--no-png", action="store_true", help="skip the matplotlib PNGs")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--random-heads", action="store_true", help="randomise LoRA B heads (untrained demo)")
     s = sub.add_parser("attribution-sanity", help="IG localisation check on SynthAV AVE samples")
-    s.add_argument("--model", default="crab-tiny")
-    s.add_argument("--num", type=int, default=10)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--n-steps", type=int, default=16)
+    s.add_argument("--model", default="crab-tiny", help="crab-tiny or a model folder")
+    s.add_argument("--num", type=int, default=10, help="SynthAV AVE samples to check")
+    s.add_argument("--seed", type=int, default=0, help="SynthAV seed")
+    s.add_argument("--n-steps", type=int, default=16, help="integrated-gradient steps")
     s.add_argument("--out", required=True, help="output JSON file")
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--random-heads", action="store_true")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    s.add_argument("--random-heads", action="store_true", help="randomise LoRA B heads (untrained demo)")
     return parser
 
 

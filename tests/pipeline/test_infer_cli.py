@@ -239,3 +239,9 @@ def test_eval_warns_about_rows_that_are_not_synthav(capsys, real_media_dir, tmp_
     assert rc == 0, err[-2000:]
     assert json.loads(out.strip().splitlines()[-1])["out_of_domain_rows"] == 1
     assert "warning: 1 of 2 rows are not SynthAV clips" in err
+
+
+@pytest.mark.parametrize("name", ["infer", "eval", "inspect", "convert", "verify-reference"])
+def test_command_help_uses_one_program_name(capsys, name):
+    rc, out, err = _run(capsys, name, "--help")
+    assert rc == 0 and out.startswith(f"usage: python -m crab_core {name} "), out[:200]
