@@ -245,3 +245,16 @@ def test_eval_warns_about_rows_that_are_not_synthav(capsys, real_media_dir, tmp_
 def test_command_help_uses_one_program_name(capsys, name):
     rc, out, err = _run(capsys, name, "--help")
     assert rc == 0 and out.startswith(f"usage: python -m crab_core {name} "), out[:200]
+
+
+@needs_tiny
+def test_save_mask_from_a_video_frame(capsys, tmp_path):
+    video = REPO / "assets" / "examples" / "s4.mp4"  # 112 x 112 SynthAV example
+    mask = tmp_path / "m.png"
+    rc, out, err = _run(
+        capsys, "infer", "--task", "s4", "--video", video, "--frame-index", "2", "--save-mask", mask
+    )
+    assert rc == 0, err[-2000:]
+    with Image.open(mask) as m:
+        assert m.size == (112, 112) and m.mode == "L"
+    assert "warning:" not in err and "note: no target second" not in err  # in domain, second given
