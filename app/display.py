@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-MAX_SIDE = 480
+MAX_SIDE = 640
 MIN_SIDE = 320
 
 

@@ -293,7 +293,7 @@ class Handlers:
         spec = None if data["fbank"] is None else data["fbank"].reshape(-1, data["fbank"].shape[-1])
         _, audio, inter, note = present.attention_outputs(summary, None, spec, None)
         where = "normal routing" if control is None else control.describe()
-        return strip, audio, inter, f"{note} ({where})"
+        return strip, audio, inter, f"{note} ({where}; {record.result.task} answer)"
 
     def attribution(self, record, n_steps, routing="normal", progress=gr.Progress()):
         """Integrated-gradients attribution (captum) of the answer to frames, seconds and the image

@@ -52,7 +52,7 @@ def explained_title(title: str, line: str, width: int = 80) -> dict:
         "yref": "container",
         "y": 1.0,
         "yanchor": "top",
-        "pad": {"t": 8},
+        "pad": {"t": 22},
     }
 
 

@@ -55,7 +55,13 @@ def test_all_endpoints(client, examples_dir):
     grid = client.predict(api_name="/compare")
     assert grid.count('class="crab-card"') == 1 + 2 * 3 and 'data-variant="only h2"' in grid and "NLL" in grid
     strip, audio, inter, note = client.predict("only 1", api_name="/attention")
-    assert strip and audio["type"] == "plotly" and "total 100%" in note and "forced to head(s) 1" in note
+    assert (
+        strip
+        and audio["type"] == "plotly"
+        and "total 100%" in note
+        and "forced to head(s) 1" in note
+        and "ave answer" in note
+    )
     bars = client.predict(2, "without 0", api_name="/attribution")
     assert (
         '"f0"' in bars["plot"] and "convergence delta" in bars["plot"] and "without head(s) 0" in bars["plot"]

@@ -98,7 +98,8 @@ def test_example_ground_truth_and_expected_answer_in_summary():
 
 
 def test_drawings_at_the_input_aspect_ratio_with_legend():
-    assert display.display_size((1280, 720), 112) == (480, 270)
+    assert display.display_size((1280, 720), 112) == (640, 360)
+    assert display.display_size((480, 640), 112) == (480, 640)  # portrait kept
     assert display.display_size((112, 112), 112) == (320, 320)  # small clips enlarged
     assert display.display_size(None, 112) == (320, 320)
     frame = np.zeros((90, 160, 3), np.uint8)
