@@ -64,7 +64,9 @@ def test_all_endpoints(client, examples_dir):
     )
     bars = client.predict(2, "without 0", api_name="/attribution")
     assert (
-        '"f0"' in bars["plot"] and "convergence delta" in bars["plot"] and "without head(s) 0" in bars["plot"]
+        "audio seconds" in bars["plot"]
+        and "convergence delta" in bars["plot"]
+        and "without head(s) 0" in bars["plot"]
     )
     assert "I-LoRA" in client.predict(api_name="/model_info")
     rows = client.predict(api_name="/list_examples")
