@@ -70,7 +70,9 @@ def test_seg_mask_from_generated_tokens(model):
     hidden = torch.randn(1, seq.shape[1], model.config.llm.hidden_size)
     dec = DecodeOutput(sequences=seq, lengths=torch.tensor([seq.shape[1]]), step_hidden=hidden)
     masks = model._masks_from_generation([s], dec)
-    expect = model.seg_module(hidden[:, 2:8], [f.unsqueeze(0) for f in s.media.seg_features], ["s4"], None)
+    frame = None if s.media.seg_frame is None else s.media.seg_frame.unsqueeze(0)
+    expect = model.seg_module(hidden[:, 2:8], [f.unsqueeze(0) for f in s.media.seg_features], ["s4"], None,
+                              frames=frame)
     torch.testing.assert_close(masks[0], expect.pred_masks[0])
     assert masks[0].shape == (1, 112, 112)
     few = DecodeOutput(sequences=seq[:, :4], lengths=torch.tensor([4]), step_hidden=hidden[:, :4])
