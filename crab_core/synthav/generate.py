@@ -308,16 +308,16 @@ def _int_in(lo: int, hi: int, even: bool = False):
 
 def main_synth(argv: list[str]) -> int:
     """CLI: ``--out DIR --split S --num N --seed S [--tasks a,b] [--image-size 224] [--workers W]``."""
-    parser = argparse.ArgumentParser(prog="crab_core synth", description="Generate a SynthAV split.")
+    parser = argparse.ArgumentParser(prog="python -m crab_core synth", description="Generate a SynthAV split.")
     parser.add_argument("--out", required=True, help="output root (the split gets a sub-folder)")
-    parser.add_argument("--split", required=True, choices=SPLITS)
+    parser.add_argument("--split", required=True, choices=SPLITS, help="which SynthAV split to write")
     parser.add_argument("--num", type=_int_in(1, MAX_SAMPLES), required=True,
                         help=f"samples to write, 1..{MAX_SAMPLES} per call")
     parser.add_argument("--seed", type=_int_in(0, 2**24 - 1), default=0, help="user seed in [0, 2**24)")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
     parser.add_argument("--image-size", type=_int_in(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, even=True), default=224,
                         help=f"frame side in pixels, even, {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}")
-    parser.add_argument("--workers", type=_int_in(1, MAX_WORKERS), default=1)
+    parser.add_argument("--workers", type=_int_in(1, MAX_WORKERS), default=1, help="rendering processes")
     parser.add_argument("--no-wav", action="store_true", help="do not keep the separate wav files")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crab_core train", description="Train Crab models (recipes) or score them.")
+    p = argparse.ArgumentParser(prog="python -m crab_core train", description="Train Crab models (recipes) or score them.")
     p.add_argument("--recipe", default="crab-tiny", help="recipe name (crab-tiny, smoke)")
     p.add_argument("--out", help="output folder (logs, checkpoint, model/)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
