@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .cli_common import PROG, add_model_args, load_pipeline
+from .cli_common import PROG, add_model_args, load_pipeline, positive_int
 from .errors import EvaluationError
 from .tasks import TASKS
 
@@ -19,16 +19,6 @@ EXAMPLES = f"""examples:
   {PROG} eval --data data/test/manifest.jsonl
   {PROG} eval --data manifest.jsonl --tasks ave,avqa --limit 100 --json
 """
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tasks", metavar="T1,T2", help=f"comma-separated subset of tasks ({', '.join(TASKS)})"
     )
-    parser.add_argument("--limit", type=_positive, metavar="N", help="evaluate at most N rows")
+    parser.add_argument("--limit", type=positive_int, metavar="N", help="evaluate at most N rows")
     parser.add_argument(
-        "--max-new-tokens", type=_positive, metavar="N", help="cap on generated tokens (default: per task)"
+        "--max-new-tokens", type=positive_int, metavar="N", help="cap on generated tokens (default: per task)"
     )
     parser.add_argument(
         "--allow-outside",
