@@ -72,7 +72,7 @@ def test_read_only_out_folder(tmp_path, capsys, monkeypatch):
         rc, err = _synth(capsys, "--out", str(ro), "--split", "train", "--num", "1")
     finally:
         ro.chmod(0o755)
-    assert rc == 2 and err[-1].startswith("crab_core synth: error: argument --out: output folder")
+    assert rc == 2 and err[-1].startswith("python -m crab_core synth: error: argument --out: output folder")
     assert "cannot be created or written (" in err[-1]
     assert list(ro.iterdir()) == []
 
