@@ -7,11 +7,7 @@ read at all is refused here with a plain message, since no decoder would read it
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import shutil
-import subprocess
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -23,22 +19,6 @@ PROBE_TIMEOUT_S = 30
 CACHE_SIZE = 128
 _cache: OrderedDict[tuple, dict[str, float]] = OrderedDict()
 _cache_lock = threading.Lock()
-
-
-def _seconds(value) -> float | None:
-    """A duration from ffprobe: ``"12.5"`` or a Matroska tag ``"00:30:00.000000000"``."""
-    if value in (None, "", "N/A"):
-        return None
-    text = str(value)
-    try:
-        if ":" in text:
-            h, m, s = text.split(":")
-            out = int(h) * 3600 + int(m) * 60 + float(s)
-        else:
-            out = float(text)
-    except ValueError:
-        return None
-    return out if math.isfinite(out) and out >= 0 else None
 
 
 def stream_durations(path: str | Path, label: str) -> dict[str, float]:
@@ -69,38 +49,15 @@ def stream_durations(path: str | Path, label: str) -> dict[str, float]:
 
 
 def _probe(path: str | Path, label: str) -> dict[str, float]:
-    ffprobe = shutil.which("ffprobe")
-    if ffprobe is None:
-        raise MediaError("checking upload durations needs ffprobe (part of ffmpeg) on the server")
-    cmd = [
-        ffprobe,
-        "-v",
-        "error",
-        "-show_entries",
-        "stream=codec_type,duration:stream_tags=DURATION:format=duration",
-        "-of",
-        "json",
-        str(path),
-    ]
-    try:
-        out = subprocess.run(cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
-        info = json.loads(out.stdout or b"{}") if out.returncode == 0 else None
-    except (subprocess.TimeoutExpired, json.JSONDecodeError):
-        info = None
-    if not info or not info.get("streams"):
+    """The library's metadata probe (:func:`crab_core.media.limits.probe_durations`), as a dict."""
+    from crab_core.media.limits import probe_durations
+
+    d = probe_durations(path)
+    if not (d.has_video or d.has_audio):
         raise MediaError(
             f"{label} is not a readable video or audio file (damaged, truncated or another kind of file)"
         )
-    container = _seconds(info.get("format", {}).get("duration"))
-    found: dict[str, float] = {}
-    for stream in info["streams"]:
-        kind = stream.get("codec_type")
-        if kind in ("video", "audio") and kind not in found:
-            d = _seconds(stream.get("duration")) or _seconds((stream.get("tags") or {}).get("DURATION"))
-            d = d if d is not None else container
-            if d is not None:
-                found[kind] = d
-    return found
+    return {k: v for k, v in (("video", d.video), ("audio", d.audio)) if v is not None}
 
 
 def check_upload_durations(
