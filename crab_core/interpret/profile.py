@@ -208,7 +208,7 @@ def _mean_nll(values) -> dict[str, float]:
 
 def write_report(prof: HeadProfile, out_dir: str | Path, png: bool = True) -> list[Path]:
     """Write ``profile.json``, ``ablation.md`` and the figures (plotly HTML, matplotlib PNG)."""
-    from . import figures
+    from . import profile_figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,17 +216,17 @@ def write_report(prof: HeadProfile, out_dir: str | Path, png: bool = True) -> li
     (out / "profile.json").write_text(json.dumps(prof.to_json(), indent=1) + "\n", encoding="utf-8")
     (out / "ablation.md").write_text(ablation_markdown(prof), encoding="utf-8")
     html = {
-        "task_head_routing": figures.task_head_routing(prof),
-        "layer_head_routing": figures.layer_head_summary_tasks(prof),
-        "kind_head_routing": figures.kind_head_routing(prof),
-        "ablation": figures.ablation_heatmap(prof),
+        "task_head_routing": profile_figures.task_head_routing(prof),
+        "layer_head_routing": profile_figures.layer_head_summary_tasks(prof),
+        "kind_head_routing": profile_figures.kind_head_routing(prof),
+        "ablation": profile_figures.ablation_heatmap(prof),
     }
     for name, fig in html.items():
         path = out / f"{name}.html"
         fig.write_html(path, include_plotlyjs="cdn")
         written.append(path)
     if png:
-        written += figures.profile_pngs(prof, out)
+        written += profile_figures.profile_pngs(prof, out)
     return written
 
 
