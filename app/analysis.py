@@ -39,7 +39,9 @@ def _units(kinds: np.ndarray, units: np.ndarray, kind: str) -> int:
     return int(units[sel].max()) + 1 if sel.any() else 0
 
 
-def summarize_attention(attn: np.ndarray, kinds: Sequence[str], units: Sequence[int], n_prompt: int) -> AttentionSummary:
+def summarize_attention(
+    attn: np.ndarray, kinds: Sequence[str], units: Sequence[int], n_prompt: int
+) -> AttentionSummary:
     """Reduce an ``(L, L)`` attention matrix (mean over layers and heads, rows = queries).
 
     Args:
@@ -67,7 +69,9 @@ def summarize_attention(attn: np.ndarray, kinds: Sequence[str], units: Sequence[
     return AttentionSummary(frames, seconds, float(q[k == "image"].sum()), inter, by_kind, query)
 
 
-def group_scores(scores: Sequence[float], kinds: Sequence[str], units: Sequence[int]) -> tuple[list[str], list[float]]:
+def group_scores(
+    scores: Sequence[float], kinds: Sequence[str], units: Sequence[int]
+) -> tuple[list[str], list[float]]:
     """Sum per-position scores into groups ``video f0 .. video fN, audio s0 .., image, text``."""
     s = np.asarray(scores, np.float64)
     short = {"video": "f", "audio": "s"}

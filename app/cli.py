@@ -29,14 +29,25 @@ UPLOAD_COPIES = 32
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="app.py", description="Crab Studio: run Crab tasks and inspect I-LoRA heads.")
-    p.add_argument("--model", default="crab-tiny",
-                   help="crab-tiny (assets/crab-tiny, random weights when absent), a model folder, or crab-7b")
-    p.add_argument("--random", action="store_true", help="serve a randomly initialised crab-tiny (fast start)")
-    p.add_argument("--llm", default=None, help="crab-7b: LLaMA-2-7B-chat folder or Hub id (also the tokenizer)")
+    p = argparse.ArgumentParser(
+        prog="app.py", description="Crab Studio: run Crab tasks and inspect I-LoRA heads."
+    )
+    p.add_argument(
+        "--model",
+        default="crab-tiny",
+        help="crab-tiny (assets/crab-tiny, random weights when absent), a model folder, or crab-7b",
+    )
+    p.add_argument(
+        "--random", action="store_true", help="serve a randomly initialised crab-tiny (fast start)"
+    )
+    p.add_argument(
+        "--llm", default=None, help="crab-7b: LLaMA-2-7B-chat folder or Hub id (also the tokenizer)"
+    )
     p.add_argument("--clip", default=None, help="crab-7b: CLIP ViT-L/14 folder or Hub id")
     p.add_argument("--beats", default=None, help="crab-7b: BEATs iter3+ .pt file")
-    p.add_argument("--crab", action="append", default=[], help="crab-7b: released Crab weight file (repeatable)")
+    p.add_argument(
+        "--crab", action="append", default=[], help="crab-7b: released Crab weight file (repeatable)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
     p.add_argument("--port", type=int, default=7860)
@@ -45,8 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-duration", type=float, default=60.0, help="longest accepted clip in seconds")
     p.add_argument("--concurrency", type=int, default=1, help="model calls running at once (others queue)")
     p.add_argument("--queue-size", type=int, default=64, help="most requests waiting in the queue")
-    p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
-                   help="most sessions whose last run is kept in memory (the oldest is dropped)")
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=MAX_SESSIONS,
+        help="most sessions whose last run is kept in memory (the oldest is dropped)",
+    )
     args = p.parse_args(argv)
     for name in ("max_upload_mb", "max_duration", "concurrency", "queue_size", "max_sessions"):
         if not getattr(args, name) > 0:
@@ -67,13 +82,16 @@ def load_pipeline(args: argparse.Namespace):
     from crab_core.checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources, load_crab_7b, resolve
     from crab_core.tokenizer import CrabTokenizer
 
-    src = OfficialSources(llm=args.llm or DEFAULT_LLM, clip=args.clip or DEFAULT_CLIP, beats=args.beats,
-                          crab=tuple(args.crab))
+    src = OfficialSources(
+        llm=args.llm or DEFAULT_LLM, clip=args.clip or DEFAULT_CLIP, beats=args.beats, crab=tuple(args.crab)
+    )
     dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
     model, report = load_crab_7b(src, device=args.device, dtype=dtype)
     tok = CrabTokenizer.from_dir(resolve(src.llm), model.config)
-    card = {"sources": {"llm": src.llm, "clip": src.clip, "beats": src.beats, "crab": list(src.crab)},
-            "load_report": report.summary()}
+    card = {
+        "sources": {"llm": src.llm, "clip": src.clip, "beats": src.beats, "crab": list(src.crab)},
+        "load_report": report.summary(),
+    }
     return CrabPipeline(model, tok, name="crab-7b", trained=bool(src.crab), card=card)
 
 
@@ -81,12 +99,18 @@ def class_names_for(pipeline) -> list[str] | None:
     """AVSS legend names: SynthAV classes for crab-tiny (pixel k + 1 = class k), else None."""
     if pipeline.model.config.name == "crab-tiny":
         from crab_core.synthav import CLASSES
+
         return list(CLASSES)
     return None
 
 
-def make_demo(pipeline, max_duration_s: float = 60.0, concurrency: int = 1, queue_size: int = 64,
-              uploads_dir: str | os.PathLike | None = None):
+def make_demo(
+    pipeline,
+    max_duration_s: float = 60.0,
+    concurrency: int = 1,
+    queue_size: int = 64,
+    uploads_dir: str | os.PathLike | None = None,
+):
     """Build the queued demo for ``pipeline``; upload copies go to ``uploads_dir`` (default: a new
     private folder)."""
     from .engine import Engine
@@ -120,22 +144,41 @@ def private_temp_dir() -> str:
     except OSError as exc:
         import tempfile
 
-        raise ConfigError(f"the temporary folder ({tempfile.gettempdir()}) is not writable: "
-                          f"{exc.strerror or exc}; set TMPDIR to a writable folder") from None
+        raise ConfigError(
+            f"the temporary folder ({tempfile.gettempdir()}) is not writable: "
+            f"{exc.strerror or exc}; set TMPDIR to a writable folder"
+        ) from None
     os.environ["GRADIO_TEMP_DIR"] = path
     return path
 
 
-def launch(demo, host: str = "127.0.0.1", port: int = 7860, share: bool = False, max_upload_mb: float = 50.0,
-           prevent_thread_lock: bool = False, quiet: bool = False, max_sessions: int = MAX_SESSIONS):
+def launch(
+    demo,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    max_upload_mb: float = 50.0,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+    max_sessions: int = MAX_SESSIONS,
+):
     """Launch with the app's safety settings; returns Gradio's ``(app, local_url, share_url)``."""
     from .ui import css
 
     allowed = [str(EXAMPLES)] if EXAMPLES.is_dir() else []
-    return demo.launch(server_name=host, server_port=port, share=share, allowed_paths=allowed,
-                       max_file_size=int(max_upload_mb * 1024 * 1024), show_error=True, css=css(),
-                       prevent_thread_lock=prevent_thread_lock, quiet=quiet, footer_links=["api"],
-                       state_session_capacity=max_sessions)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        allowed_paths=allowed,
+        max_file_size=int(max_upload_mb * 1024 * 1024),
+        show_error=True,
+        css=css(),
+        prevent_thread_lock=prevent_thread_lock,
+        quiet=quiet,
+        footer_links=["api"],
+        state_session_capacity=max_sessions,
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -149,8 +192,9 @@ def _prepare(args: argparse.Namespace) -> str:
     try:
         return str(tempdirs.private_dir("uploads"))
     except OSError as exc:
-        raise ConfigError(f"cannot create the uploads folder: {exc.strerror or exc}; set TMPDIR to a writable "
-                          "folder") from None
+        raise ConfigError(
+            f"cannot create the uploads folder: {exc.strerror or exc}; set TMPDIR to a writable folder"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
             log.error("cannot load the model %s: %s: %s", args.model, type(exc).__name__, _one_line(exc))
             return 1
         demo = make_demo(pipeline, args.max_duration, args.concurrency, args.queue_size, uploads_dir)
-        log.info("model %s ready in %.1f s (%s)", pipeline.name, time.perf_counter() - t0,
-                 "trained" if pipeline.trained else "RANDOM WEIGHTS")
+        log.info(
+            "model %s ready in %.1f s (%s)",
+            pipeline.name,
+            time.perf_counter() - t0,
+            "trained" if pipeline.trained else "RANDOM WEIGHTS",
+        )
         launch(demo, args.host, args.port, args.share, args.max_upload_mb, max_sessions=args.max_sessions)
     except CrabError as exc:
         log.error("%s", _one_line(exc))

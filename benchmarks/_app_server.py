@@ -32,8 +32,13 @@ def start(extra: list[str] | None = None, timeout: float = 120.0) -> tuple[subpr
     env.update(GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(ROOT), TMPDIR=tmp)
     log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115 - lives with the process
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *(extra or [])],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port), *(extra or [])],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     proc.bench_dir = tmp
     url = f"http://127.0.0.1:{port}"
     while time.perf_counter() - t0 < timeout:

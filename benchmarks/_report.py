@@ -12,8 +12,10 @@ import torch
 
 def header(command: str, threads: int) -> str:
     """`` `command` · date · machine · torch version · threads`` (one markdown line)."""
-    return (f"`{command}` · {time.strftime('%Y-%m-%d %H:%M')} · {platform.machine()} · "
-            f"torch {torch.__version__} · {threads} thread(s)")
+    return (
+        f"`{command}` · {time.strftime('%Y-%m-%d %H:%M')} · {platform.machine()} · "
+        f"torch {torch.__version__} · {threads} thread(s)"
+    )
 
 
 def write_report(out: str | Path, name: str, md: str) -> int:

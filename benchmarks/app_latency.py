@@ -22,8 +22,22 @@ def _run(client, video, task, question, tokens):
     from gradio_client import handle_file
 
     t0 = time.perf_counter()
-    out = client.predict(handle_file(str(video)), None, None, task, question, 0, None, tokens, "all", "all",
-                         "weights", "unit", "all", api_name="/run")
+    out = client.predict(
+        handle_file(str(video)),
+        None,
+        None,
+        task,
+        question,
+        0,
+        None,
+        tokens,
+        "all",
+        "all",
+        "weights",
+        "unit",
+        "all",
+        api_name="/run",
+    )
     return time.perf_counter() - t0, out[0]
 
 
@@ -44,7 +58,12 @@ def measure(reps: int, tokens: int) -> dict:
             dt, status = _run(client, v, "avqa", "Can you hear a dog?", tokens)  # follow-up: cached clip
             follow.append(dt)
             statuses.append(status)
-        return {"ready": ready, "first": first, "follow": follow, "cached": sum("from cache" in s for s in statuses[1::2])}
+        return {
+            "ready": ready,
+            "first": first,
+            "follow": follow,
+            "cached": sum("from cache" in s for s in statuses[1::2]),
+        }
     finally:
         srv.stop(proc)
 
@@ -52,20 +71,22 @@ def measure(reps: int, tokens: int) -> dict:
 def report(res: dict, reps: int, tokens: int) -> str:
     med_first, med_follow = statistics.median(res["first"]), statistics.median(res["follow"])
     ok = lambda v, t: "yes" if v <= t else "**no**"  # noqa: E731
-    return "\n".join([
-        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, shared CPU; model: crab-tiny "
-        f"({'trained weights' if (srv.ROOT / 'assets' / 'crab-tiny' / 'model.safetensors').is_file() else 'random weights'}), "
-        f"answers capped at {tokens} tokens; {reps} clips; "
-        f"{time.strftime('%Y-%m-%d %H:%M')}.",
-        "",
-        "| measure | median (s) | all (s) | target (s) | met |",
-        "|---|---|---|---|---|",
-        f"| app start to ready (`python app.py`) | {res['ready']:.2f} | - | 15 | {ok(res['ready'], 15)} |",
-        f"| 10-s clip: upload -> answer + routing views (AVE) | {med_first:.2f} | "
-        f"{', '.join(f'{x:.2f}' for x in res['first'])} | 1.5 | {ok(med_first, 1.5)} |",
-        f"| follow-up question, same clip (AVQA, cached features: {res['cached']}/{reps}) | {med_follow:.2f} | "
-        f"{', '.join(f'{x:.2f}' for x in res['follow'])} | 0.5 | {ok(med_follow, 0.5)} |",
-    ])
+    return "\n".join(
+        [
+            f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, shared CPU; model: crab-tiny "
+            f"({'trained weights' if (srv.ROOT / 'assets' / 'crab-tiny' / 'model.safetensors').is_file() else 'random weights'}), "
+            f"answers capped at {tokens} tokens; {reps} clips; "
+            f"{time.strftime('%Y-%m-%d %H:%M')}.",
+            "",
+            "| measure | median (s) | all (s) | target (s) | met |",
+            "|---|---|---|---|---|",
+            f"| app start to ready (`python app.py`) | {res['ready']:.2f} | - | 15 | {ok(res['ready'], 15)} |",
+            f"| 10-s clip: upload -> answer + routing views (AVE) | {med_first:.2f} | "
+            f"{', '.join(f'{x:.2f}' for x in res['first'])} | 1.5 | {ok(med_first, 1.5)} |",
+            f"| follow-up question, same clip (AVQA, cached features: {res['cached']}/{reps}) | {med_follow:.2f} | "
+            f"{', '.join(f'{x:.2f}' for x in res['follow'])} | 0.5 | {ok(med_follow, 0.5)} |",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,13 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     train = render_synth(synth_seeds("train", ["ave", "avvp", "caption"], args.clips // 3, 0), size)
     test = render_synth(synth_seeds("test", ["avvp"], args.test, 0), size)
     rows = [(label, train_once(cfg, train, test, lr, steps)) for label, lr, steps in SCHEDULES]
-    md = ("# BEATs-tiny audio tower: schedule vs per-second audible F1\n\n"
-          + header("python benchmarks/audio_tower_schedule.py", args.threads)
-          + f" · {len(train)} training clips, 8 per step · {len(test)} fresh AVVP test clips\n\n"
-          "| schedule | F1 | recall | precision | train s |\n|---|---|---|---|---|\n"
-          + "".join(f"| {k} | {v['f1']:.3f} | {v['recall']:.3f} | {v['precision']:.3f} | {v['train_s']:.0f} |\n"
-                    for k, v in rows))
+    md = (
+        "# BEATs-tiny audio tower: schedule vs per-second audible F1\n\n"
+        + header("python benchmarks/audio_tower_schedule.py", args.threads)
+        + f" · {len(train)} training clips, 8 per step · {len(test)} fresh AVVP test clips\n\n"
+        "| schedule | F1 | recall | precision | train s |\n|---|---|---|---|---|\n"
+        + "".join(
+            f"| {k} | {v['f1']:.3f} | {v['recall']:.3f} | {v['precision']:.3f} | {v['train_s']:.0f} |\n"
+            for k, v in rows
+        )
+    )
     return write_report(args.out, "audio_tower_schedule.md", md)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -52,8 +52,16 @@ def main() -> int:
     build_s = time.perf_counter() - t0
     cfg = model.config
     ids = cfg.token_ids
-    prompt = torch.cat([torch.tensor([1]), torch.randint(3, 32000, (20,)), torch.tensor([ids["<video>"]]),
-                        torch.randint(3, 32000, (10,)), torch.tensor([ids["<audio>"]]), torch.randint(3, 32000, (28,))])
+    prompt = torch.cat(
+        [
+            torch.tensor([1]),
+            torch.randint(3, 32000, (20,)),
+            torch.tensor([ids["<video>"]]),
+            torch.randint(3, 32000, (10,)),
+            torch.tensor([ids["<audio>"]]),
+            torch.randint(3, 32000, (28,)),
+        ]
+    )
     video = torch.randn(10, 3, 224, 224, device=dev, dtype=torch.bfloat16)
     audio = torch.randn(10, 198, 128, device=dev, dtype=torch.bfloat16)
     torch.cuda.reset_peak_memory_stats()

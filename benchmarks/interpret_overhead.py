@@ -55,13 +55,22 @@ def bench_capture(pipe, raw, tokens: int, reps: int) -> dict:
         cap.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         n = int(g2.decode.lengths[0])
-        rec.trace(g2.batch, g2.decode.sequences[0, :n].tolist(), tokenizer=pipe.tokenizer,
-                  seg_token_ids=seg_token_ids(model.config))
+        rec.trace(
+            g2.batch,
+            g2.decode.sequences[0, :n].tolist(),
+            tokenizer=pipe.tokenizer,
+            seg_token_ids=seg_token_ids(model.config),
+        )
         build.append(time.perf_counter() - t0)
         assert torch.equal(g.decode.sequences, g2.decode.sequences)
         n_gen = n
-    return {"tokens": n_gen, "prompt": int(g.batch.inputs_embeds.shape[1]), "plain": statistics.median(plain),
-            "capture": statistics.median(cap), "trace": statistics.median(build)}
+    return {
+        "tokens": n_gen,
+        "prompt": int(g.batch.inputs_embeds.shape[1]),
+        "plain": statistics.median(plain),
+        "capture": statistics.median(cap),
+        "trace": statistics.median(build),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,11 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     att = attribute(pipe, raw, answer_ids=answer, n_steps=args.n_steps)
     over = (cap["capture"] - cap["plain"]) / cap["plain"]
     lines = [
-        "# Interpretability overhead (crab-tiny, CPU)", "",
+        "# Interpretability overhead (crab-tiny, CPU)",
+        "",
         f"{datetime.date.today()} · {platform.processor() or platform.machine()} · torch {torch.__version__} · "
         f"{args.threads} thread(s) · model: {pipe.name} · AVE prompt of {cap['prompt']} positions, "
-        f"{cap['tokens']} generated tokens, median of {args.reps}", "",
-        "| measurement | seconds |", "|---|---|",
+        f"{cap['tokens']} generated tokens, median of {args.reps}",
+        "",
+        "| measurement | seconds |",
+        "|---|---|",
         f"| generate, no capture | {cap['plain']:.3f} |",
         f"| generate, with capture_routing | {cap['capture']:.3f} (overhead {100 * over:+.1f} %) |",
         f"| build RoutingTrace | {cap['trace']:.3f} |",
@@ -97,9 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for level, secs in att.seconds.items():
         lines.append(f"| attribute: {level} level, IG n_steps={args.n_steps} | {secs:.3f} |")
-    lines += ["", f"IG convergence delta (|sum attr - (f(x) - f(b))|, log-prob units): embeddings "
-              f"{att.delta:.4f}, pixels {att.pixel_delta:.4f}, fbank {att.fbank_delta:.4f}; "
-              f"answer log-prob {att.logprob:.2f}.", ""]
+    lines += [
+        "",
+        f"IG convergence delta (|sum attr - (f(x) - f(b))|, log-prob units): embeddings "
+        f"{att.delta:.4f}, pixels {att.pixel_delta:.4f}, fbank {att.fbank_delta:.4f}; "
+        f"answer log-prob {att.logprob:.2f}.",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -63,14 +63,19 @@ def quality_rows(shipped: dict, rerun: dict, other_seeds: dict) -> tuple[list[st
     """Markdown rows ``metric | split | shipped | rerun | |diff| | seed noise | within``."""
     rows, outside = [], 0
     for task, key, label, _target, _higher in HEADLINE:
-        noise = max(abs(shipped[s]["metrics"][task][key] - other_seeds[s]["metrics"][task][key])
-                    for s in shipped if s in other_seeds)
+        noise = max(
+            abs(shipped[s]["metrics"][task][key] - other_seeds[s]["metrics"][task][key])
+            for s in shipped
+            if s in other_seeds
+        )
         for split in shipped:
             a, b = shipped[split]["metrics"][task][key], rerun[split]["metrics"][task][key]
             ok = abs(a - b) <= noise + 1e-9
             outside += not ok
-            rows.append(f"| {label} | {split} | {a:.3f} | {b:.3f} | {abs(a - b):.3f} | {noise:.3f} | "
-                        f"{'yes' if ok else '**no**'} |")
+            rows.append(
+                f"| {label} | {split} | {a:.3f} | {b:.3f} | {abs(a - b):.3f} | {noise:.3f} | "
+                f"{'yes' if ok else '**no**'} |"
+            )
     return rows, outside
 
 
@@ -79,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shipped", default=str(ROOT / "assets" / "crab-tiny"))
     p.add_argument("--rerun", required=True, help="model folder of the recipe rerun")
     p.add_argument("--shipped-quality", default=str(ROOT / "benchmarks/results/crab_tiny_quality.json"))
-    p.add_argument("--rerun-quality", required=True, help="crab_tiny_quality.py JSON of the rerun (same seeds)")
-    p.add_argument("--other-seeds", default=str(ROOT / "benchmarks/results/crab_tiny_quality_seeds201.json"),
-                   help="crab_tiny_quality.py JSON of the shipped model on other seeds (the noise)")
+    p.add_argument(
+        "--rerun-quality", required=True, help="crab_tiny_quality.py JSON of the rerun (same seeds)"
+    )
+    p.add_argument(
+        "--other-seeds",
+        default=str(ROOT / "benchmarks/results/crab_tiny_quality_seeds201.json"),
+        help="crab_tiny_quality.py JSON of the shipped model on other seeds (the noise)",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -95,20 +105,36 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"cannot read the quality report {f}: {exc}") from None
     rows, outside = quality_rows(*q)
     identical = all(v == 0.0 for v in diffs.values())
-    md = ["# Does the crab-tiny recipe reproduce the shipped model?", "",
-          header("python benchmarks/recipe_reproduction.py --rerun ... --rerun-quality ...", 2), "",
-          f"Wall time from scratch (setup included): shipped {wall_minutes(shipped)} min, "
-          f"rerun {wall_minutes(rerun)} min.", "",
-          "## Weights (largest absolute difference per component)", "",
-          "| component | max abs diff |", "|---|---|"]
+    md = [
+        "# Does the crab-tiny recipe reproduce the shipped model?",
+        "",
+        header("python benchmarks/recipe_reproduction.py --rerun ... --rerun-quality ...", 2),
+        "",
+        f"Wall time from scratch (setup included): shipped {wall_minutes(shipped)} min, "
+        f"rerun {wall_minutes(rerun)} min.",
+        "",
+        "## Weights (largest absolute difference per component)",
+        "",
+        "| component | max abs diff |",
+        "|---|---|",
+    ]
     md += [f"| {k} | {v:.3g} |" for k, v in diffs.items()]
-    md += ["", f"Bit-identical weights: **{'yes' if identical else 'no'}**.", "",
-           "## Quality on the same fresh splits", "",
-           "Seed noise: the largest change of the shipped model's metric between evaluation seeds "
-           "101/102 and 201/202 (same model, other fresh samples).", "",
-           "| metric | split | shipped | rerun | abs diff | seed noise | within noise |",
-           "|---|---|---|---|---|---|---|", *rows, "",
-           f"Metrics outside the seed noise: **{outside}** of {len(rows)}.", ""]
+    md += [
+        "",
+        f"Bit-identical weights: **{'yes' if identical else 'no'}**.",
+        "",
+        "## Quality on the same fresh splits",
+        "",
+        "Seed noise: the largest change of the shipped model's metric between evaluation seeds "
+        "101/102 and 201/202 (same model, other fresh samples).",
+        "",
+        "| metric | split | shipped | rerun | abs diff | seed noise | within noise |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Metrics outside the seed noise: **{outside}** of {len(rows)}.",
+        "",
+    ]
     return write_report(args.out, "recipe_reproduction.md", "\n".join(md))
 
 

@@ -72,9 +72,11 @@ def score(trainer, items, current: dict) -> dict:
             ious = []
             sub = [it for it in items if it.task == task and np.asarray(it.raw.mask).any()]
             for s in range(0, len(sub), 8):
-                batch = collate(sub[s:s + 8], None)
+                batch = collate(sub[s : s + 8], None)
                 current["cls"] = target_classes(batch.items)
-                res = trainer.model(trainer.module.samples(batch, trainer.module.encode(batch)), compute_masks=True)
+                res = trainer.model(
+                    trainer.module.samples(batch, trainer.module.encode(batch)), compute_masks=True
+                )
                 for it, logits in zip(batch.items, res.pred_masks, strict=True):
                     gt, pred = torch.from_numpy(np.asarray(it.raw.mask)).bool(), logits[0] > 0
                     ious.append(float((gt & pred).sum() / (gt | pred).sum()))
@@ -93,13 +95,20 @@ def run_arm(arm: str, steps: int, work: Path, cache: Path, held) -> dict:
     recipe = crab_tiny_recipe()
     seg = {p.name: p for p in recipe.phases}["seg"]
     # the 0-step phase on every task keeps the render cache key of the recipe (shared with seg_selection.py)
-    phases = (Phase("data", 0, ("seg_module",), {t: 1.0 for t in ALL_TASKS}), dataclasses.replace(seg, steps=steps))
+    phases = (
+        Phase("data", 0, ("seg_module",), {t: 1.0 for t in ALL_TASKS}),
+        dataclasses.replace(seg, steps=steps),
+    )
     trainer = Trainer(recipe.replace(phases=phases), work / arm, cache_dir=cache, progress=False)
     trainer.setup()
-    res = trainer.model.load_state_dict(read_state_dict(TINY_DIR / "model.safetensors", float32=True), strict=False)
+    res = trainer.model.load_state_dict(
+        read_state_dict(TINY_DIR / "model.safetensors", float32=True), strict=False
+    )
     if [k for k in res.missing_keys if "rotary" not in k] or res.unexpected_keys:
         raise RuntimeError("shipped weights do not fit the recipe's model")
-    trainer.model.seg_module.load_state_dict(build_model(recipe.model, seed=recipe.seed).seg_module.state_dict())
+    trainer.model.seg_module.load_state_dict(
+        build_model(recipe.model, seed=recipe.seed).seg_module.state_dict()
+    )
     current: dict = {"cls": torch.zeros(0, NUM_CLASSES)}
     if arm == "oracle":
         add_oracle(trainer, current)
@@ -115,7 +124,10 @@ def run_arm(arm: str, steps: int, work: Path, cache: Path, held) -> dict:
     minutes = round((time.perf_counter() - t0) / 60, 1)
     logged = [json.loads(line) for line in (work / arm / "metrics.jsonl").read_text().splitlines()]
     final = [r["mask_loss"] for r in logged if "mask_loss" in r][-10:]  # logged every 10 steps
-    result = {"minutes": minutes, **score(trainer, [tokenize_item(x, trainer.tokenizer) for x in held], current)}
+    result = {
+        "minutes": minutes,
+        **score(trainer, [tokenize_item(x, trainer.tokenizer) for x in held], current),
+    }
     result["final_mask_loss"] = float(np.mean(final)) if final else None
     log.info("%s: %s", arm, result)
     return result
@@ -138,16 +150,26 @@ def main(argv: list[str] | None = None) -> int:
     held = cached_synth(None, synth_seeds("test", ["s4", "ms3"], args.held_out, 0), 112, 2, with_labels=True)
     results = {arm: run_arm(arm, args.steps, work, cache, held) for arm in ("plain", "oracle")}
     cmd = f"python benchmarks/seg_oracle_prompt.py --steps {args.steps}"
-    md = ["# crab-tiny: does a prompt that names the class teach the mask decoder to select?", "",
-          header(cmd, torch.get_num_threads()), "",
-          f"Seg stage retrained from the shipped weights for {args.steps} steps per arm; held-out S4 / MS3 "
-          f"items of the `test` split (user seed 0), teacher-forced, frames with a non-empty target.", "",
-          "| | plain | oracle class prompt |", "|---|---|---|"]
+    md = [
+        "# crab-tiny: does a prompt that names the class teach the mask decoder to select?",
+        "",
+        header(cmd, torch.get_num_threads()),
+        "",
+        f"Seg stage retrained from the shipped weights for {args.steps} steps per arm; held-out S4 / MS3 "
+        f"items of the `test` split (user seed 0), teacher-forced, frames with a non-empty target.",
+        "",
+        "| | plain | oracle class prompt |",
+        "|---|---|---|",
+    ]
     for task in ("s4", "ms3"):
-        md.append(f"| {task.upper()} per-frame IoU (n={results['plain'][task]['n']}) | "
-                  f"{results['plain'][task]['iou']:.3f} | {results['oracle'][task]['iou']:.3f} |")
-    md.append(f"| mask loss, mean of the last 100 steps | {results['plain']['final_mask_loss']:.3f} | "
-              f"{results['oracle']['final_mask_loss']:.3f} |")
+        md.append(
+            f"| {task.upper()} per-frame IoU (n={results['plain'][task]['n']}) | "
+            f"{results['plain'][task]['iou']:.3f} | {results['oracle'][task]['iou']:.3f} |"
+        )
+    md.append(
+        f"| mask loss, mean of the last 100 steps | {results['plain']['final_mask_loss']:.3f} | "
+        f"{results['oracle']['final_mask_loss']:.3f} |"
+    )
     md.append(f"| training minutes | {results['plain']['minutes']} | {results['oracle']['minutes']} |")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "seg_oracle_prompt.json").write_text(json.dumps(results, indent=1))

@@ -67,21 +67,39 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
 
     def grab(module, args, kwargs):
         frames = kwargs.get("frames")
-        cap.append((args[0].detach(), [f.detach() for f in args[1]], None if frames is None else frames.detach()))
+        cap.append(
+            (args[0].detach(), [f.detach() for f in args[1]], None if frames is None else frames.detach())
+        )
 
     hook = seg.register_forward_pre_hook(grab, with_kwargs=True)
-    by_scene: dict[str, list[float]] = {"one visible object": [], "several visible objects": [], "empty target": []}
+    by_scene: dict[str, list[float]] = {
+        "one visible object": [],
+        "several visible objects": [],
+        "empty target": [],
+    }
     states, classes, feats, several = [], [], [], []
     try:
         for r in rows:
             cap.clear()
-            res = pipe.run("s4", video=r.get("video"), audio=r.get("audio"), image=r.get("image"),
-                           frame_index=r.get("frame_index"))
+            res = pipe.run(
+                "s4",
+                video=r.get("video"),
+                audio=r.get("audio"),
+                image=r.get("image"),
+                frame_index=r.get("frame_index"),
+            )
             gt = _gt_mask("s4", r["gt"]) > 0.5
             pred = _pred_mask(res, "s4", gt.shape[-1])[0] > 0
             iou = _iou(torch.from_numpy(pred), torch.from_numpy(gt))
-            key = "empty target" if not gt.any() else (
-                "one visible object" if visible_at(r["meta"], r["frame_index"]) == 1 else "several visible objects")
+            key = (
+                "empty target"
+                if not gt.any()
+                else (
+                    "one visible object"
+                    if visible_at(r["meta"], r["frame_index"]) == 1
+                    else "several visible objects"
+                )
+            )
             by_scene[key].append(iou)
             if cap and gt.any():
                 states.append(cap[-1][0][0])
@@ -93,8 +111,10 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
     x = torch.stack(states).flatten(1).float()  # (N, 6 * D)
     mu = x.mean(0)
     total = ((x - mu) ** 2).sum(1).mean()
-    between = sum(((x[[i for i, c in enumerate(classes) if c == k]].mean(0) - mu) ** 2).sum()
-                  * classes.count(k) for k in set(classes)) / len(classes)
+    between = sum(
+        ((x[[i for i, c in enumerate(classes) if c == k]].mean(0) - mu) ** 2).sum() * classes.count(k)
+        for k in set(classes)
+    ) / len(classes)
     swap_iou, swap_several = [], []
     with torch.no_grad():
         for i in range(len(states)):
@@ -119,9 +139,17 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
     }
 
 
-def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, seg_steps: int | None = None,
-            decoder: str | None = None, seg_trainable: tuple[str, ...] | None = None,
-            seg_probe_weight: float | None = None) -> Path:
+def run_arm(
+    name: str,
+    with_probe: bool,
+    out: Path,
+    cache: Path,
+    minutes: dict,
+    seg_steps: int | None = None,
+    decoder: str | None = None,
+    seg_trainable: tuple[str, ...] | None = None,
+    seg_probe_weight: float | None = None,
+) -> Path:
     """Retrain the seg stage from the shipped weights; returns the exported model folder."""
     from crab_core.checkpoint.io import read_state_dict
     from crab_core.model.builder import build_model
@@ -133,18 +161,31 @@ def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, 
 
     recipe = crab_tiny_recipe()
     if decoder is not None:
-        recipe = recipe.replace(model=recipe.model.replace(seg=dataclasses.replace(recipe.model.seg, decoder=decoder)))
+        recipe = recipe.replace(
+            model=recipe.model.replace(seg=dataclasses.replace(recipe.model.seg, decoder=decoder))
+        )
     by_name = {p.name: p for p in recipe.phases}
     # a 0-step phase on every task keeps the render cache (keyed by the recipe's tasks) shared by both arms
     phases = [Phase("data", 0, ("seg_module",), {t: 1.0 for t in ALL_TASKS})]
     if with_probe:
         ins = by_name["instruct"]
-        phases.append(Phase("probe", 500, ("lora", "tower_heads"), ins.tasks, lr=ins.lr, batch_size=ins.batch_size,
-                            seg_probe_weight=1.0))
+        phases.append(
+            Phase(
+                "probe",
+                500,
+                ("lora", "tower_heads"),
+                ins.tasks,
+                lr=ins.lr,
+                batch_size=ins.batch_size,
+                seg_probe_weight=1.0,
+            )
+        )
     seg = by_name["seg"]
     seg = seg if seg_steps is None else dataclasses.replace(seg, steps=seg_steps)
     seg = seg if seg_trainable is None else dataclasses.replace(seg, trainable=seg_trainable)
-    phases.append(seg if seg_probe_weight is None else dataclasses.replace(seg, seg_probe_weight=seg_probe_weight))
+    phases.append(
+        seg if seg_probe_weight is None else dataclasses.replace(seg, seg_probe_weight=seg_probe_weight)
+    )
     trainer = Trainer(recipe.replace(phases=tuple(phases)), out / name, cache_dir=cache, progress=False)
     trainer.setup()
     # the shipped model's own tokenizer: the recipe's (retrained) one may differ from the shipped weights' vocabulary
@@ -157,9 +198,13 @@ def run_arm(name: str, with_probe: bool, out: Path, cache: Path, minutes: dict, 
     res = trainer.model.load_state_dict(state, strict=False)
     missing = [k for k in res.missing_keys if "rotary" not in k and not k.startswith("seg_module.")]
     if missing or res.unexpected_keys:
-        raise RuntimeError(f"shipped weights do not fit the recipe's model: {missing[:3]} {res.unexpected_keys[:3]}")
+        raise RuntimeError(
+            f"shipped weights do not fit the recipe's model: {missing[:3]} {res.unexpected_keys[:3]}"
+        )
     fresh = build_model(recipe.model, seed=recipe.seed)
-    trainer.model.seg_module.load_state_dict(fresh.seg_module.state_dict())  # the seg stage starts from scratch
+    trainer.model.seg_module.load_state_dict(
+        fresh.seg_module.state_dict()
+    )  # the seg stage starts from scratch
     t0 = time.perf_counter()
     trainer.train()
     minutes[name] = round((time.perf_counter() - t0) / 60, 1)
@@ -175,17 +220,31 @@ def table(results: dict) -> str:
 
     row("S4 mean per-frame IoU (all)", lambda r: f"{r['s4_miou']:.3f}")
     for scene in ("one visible object", "several visible objects", "empty target"):
-        row(f"S4 mean per-frame IoU, {scene}", lambda r, s=scene: "-" if r["by_scene"][s]["miou"] is None
-            else f"{r['by_scene'][s]['miou']:.3f} (n={r['by_scene'][s]['n']})")
+        row(
+            f"S4 mean per-frame IoU, {scene}",
+            lambda r, s=scene: (
+                "-"
+                if r["by_scene"][s]["miou"] is None
+                else f"{r['by_scene'][s]['miou']:.3f} (n={r['by_scene'][s]['n']})"
+            ),
+        )
     row("seg-token states: class share of variance", lambda r: f"{r['class_variance_share']:.2f}")
     row("seg-token states: spread / mean norm", lambda r: f"{r['spread_over_mean']:.2f}")
     row("prompt swap: IoU with own mask (1 = ignored)", lambda r: f"{r['prompt_swap_iou']:.2f}")
-    row("prompt swap, several-object frames", lambda r: "-" if r.get("prompt_swap_iou_several") is None
-        else f"{r['prompt_swap_iou_several']:.2f} (pairs={r['prompt_swap_n_several']})")
+    row(
+        "prompt swap, several-object frames",
+        lambda r: (
+            "-"
+            if r.get("prompt_swap_iou_several") is None
+            else f"{r['prompt_swap_iou_several']:.2f} (pairs={r['prompt_swap_n_several']})"
+        ),
+    )
     for extra in ("ms3", "ref-avs", "avss"):
         if any(extra in r for r in results.values()):
-            row(f"{extra} mIoU" + (" (present)" if extra == "avss" else ""),
-                lambda r, e=extra: "-" if e not in r else f"{r[e]:.3f}")
+            row(
+                f"{extra} mIoU" + (" (present)" if extra == "avss" else ""),
+                lambda r, e=extra: "-" if e not in r else f"{r[e]:.3f}",
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -196,13 +255,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="runs/quality-splits")
     p.add_argument("--arms", action="store_true", help="also retrain the seg stage with / without the probe")
     p.add_argument("--seg-only", action="store_true", help="with --arms: only the arm without the probe")
-    p.add_argument("--seg-steps", type=int, default=None, help="seg-stage steps of the arms (default: the recipe's)")
-    p.add_argument("--decoder", choices=("reference", "prompt"), default=None,
-                   help="mask decoder of the arms (default: the recipe's)")
-    p.add_argument("--seg-trainable", default=None,
-                   help="comma-separated components the arms' seg stage trains (default: the recipe's)")
-    p.add_argument("--seg-probe-weight", type=float, default=None,
-                   help="seg-token probe loss weight in the arms' seg stage (default: the recipe's)")
+    p.add_argument(
+        "--seg-steps", type=int, default=None, help="seg-stage steps of the arms (default: the recipe's)"
+    )
+    p.add_argument(
+        "--decoder",
+        choices=("reference", "prompt"),
+        default=None,
+        help="mask decoder of the arms (default: the recipe's)",
+    )
+    p.add_argument(
+        "--seg-trainable",
+        default=None,
+        help="comma-separated components the arms' seg stage trains (default: the recipe's)",
+    )
+    p.add_argument(
+        "--seg-probe-weight",
+        type=float,
+        default=None,
+        help="seg-token probe loss weight in the arms' seg stage (default: the recipe's)",
+    )
     p.add_argument("--name", default="seg_selection", help="report file name (without extension)")
     p.add_argument("--work", default="runs/seg-selection", help="arm outputs and render cache")
     p.add_argument("--cache", default=None, help="render cache folder (default WORK/cache)")
@@ -223,35 +295,54 @@ def main(argv: list[str] | None = None) -> int:
         steps = f" ({args.seg_steps} steps)" if args.seg_steps else ""
         trainable = tuple(args.seg_trainable.split(",")) if args.seg_trainable else None
         extra = (args.seg_steps, args.decoder, trainable, args.seg_probe_weight)
-        label = "seg stage retrained" + steps + (f", {args.decoder} decoder" if args.decoder else "") + (
-            f", trains {args.seg_trainable}" if trainable else "") + (
-            f", seg-token probe x{args.seg_probe_weight}" if args.seg_probe_weight else "")
+        label = (
+            "seg stage retrained"
+            + steps
+            + (f", {args.decoder} decoder" if args.decoder else "")
+            + (f", trains {args.seg_trainable}" if trainable else "")
+            + (f", seg-token probe x{args.seg_probe_weight}" if args.seg_probe_weight else "")
+        )
         models[label] = str(run_arm("seg", False, work, cache, minutes, *extra))
         if not args.seg_only:
             models["seg-token probe, then seg stage" + steps] = str(
-                run_arm("probe-seg", True, work, cache, minutes, *extra))
+                run_arm("probe-seg", True, work, cache, minutes, *extra)
+            )
     results = {}
     for name, model in models.items():
         results[name] = diagnose(model, s4)
         if name != "shipped":
-            rep = evaluate(CrabPipeline.load(model), [r for r in rows if r["task"] in ("ms3", "ref-avs", "avss")],
-                           progress=False)
-            results[name].update({"ms3": rep.metrics["ms3"]["miou"], "ref-avs": rep.metrics["ref-avs"]["miou"],
-                                  "avss": rep.metrics["avss"]["miou_present"]})
+            rep = evaluate(
+                CrabPipeline.load(model),
+                [r for r in rows if r["task"] in ("ms3", "ref-avs", "avss")],
+                progress=False,
+            )
+            results[name].update(
+                {
+                    "ms3": rep.metrics["ms3"]["miou"],
+                    "ref-avs": rep.metrics["ref-avs"]["miou"],
+                    "avss": rep.metrics["avss"]["miou_present"],
+                }
+            )
         log.info("%s: %s", name, results[name])
     cmd = "python benchmarks/seg_selection.py" + " ".join(
-        [""] + [f for f, on in (("--arms", args.arms), ("--seg-only", args.seg_only)) if on]
+        [""]
+        + [f for f, on in (("--arms", args.arms), ("--seg-only", args.seg_only)) if on]
         + ([f"--seg-steps {args.seg_steps}"] if args.seg_steps else [])
         + ([f"--decoder {args.decoder}"] if args.decoder else [])
         + ([f"--seg-trainable {args.seg_trainable}"] if args.seg_trainable else [])
         + ([f"--seg-probe-weight {args.seg_probe_weight}"] if args.seg_probe_weight is not None else [])
-        + ([f"--name {args.name}"] if args.name != "seg_selection" else []))
-    md = "# crab-tiny: does the mask decoder select the sounding object?\n\n" + header(cmd, torch.get_num_threads())
+        + ([f"--name {args.name}"] if args.name != "seg_selection" else [])
+    )
+    md = "# crab-tiny: does the mask decoder select the sounding object?\n\n" + header(
+        cmd, torch.get_num_threads()
+    )
     md += f"\n\nS4 samples: {len(s4)} of the `test` split (seed {SPLITS['test']}). Arm training minutes: {minutes}.\n\n"
     md += table(results)
-    md += ("\nPer-frame IoU here scores an empty target 1 when the predicted mask is empty, else 0 "
-           "(`eval`'s S4 mIoU scores the share of background pixels kept instead, hence its higher value). "
-           "MS3 / Ref-AVS / AVSS: `eval`'s metrics on the same split.\n")
+    md += (
+        "\nPer-frame IoU here scores an empty target 1 when the predicted mask is empty, else 0 "
+        "(`eval`'s S4 mIoU scores the share of background pixels kept instead, hence its higher value). "
+        "MS3 / Ref-AVS / AVSS: `eval`'s metrics on the same split.\n"
+    )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"{args.name}.json").write_text(json.dumps(results, indent=1))
     return write_report(args.out, f"{args.name}.md", md)

@@ -114,24 +114,32 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     tiny = crab_tiny()
     ref_drop = tiny.replace(
-        vl_qformer=dataclasses.replace(tiny.vl_qformer, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
-        al_qformer=dataclasses.replace(tiny.al_qformer, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
-        lora=dataclasses.replace(tiny.lora, dropout=0.05))
+        vl_qformer=dataclasses.replace(
+            tiny.vl_qformer, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1
+        ),
+        al_qformer=dataclasses.replace(
+            tiny.al_qformer, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1
+        ),
+        lora=dataclasses.replace(tiny.lora, dropout=0.05),
+    )
     tok = CrabTokenizer.train_bpe(corpus(samples_per_task=10), tiny)
     mixed = render_synth(synth_seeds("train", ["ave", "avvp", "avqa", "caption"], 8, 0), 112)
     with_drop, no_drop = step_time(ref_drop, mixed, tok, args.reps), step_time(tiny, mixed, tok, args.reps)
     audio = render_synth(synth_seeds("train", ["ave", "avvp"], 40, 0), 112)
     heads = audio_heads(tiny, audio, args.steps)
-    md = ("# crab-tiny training choices\n\n"
-          + header(f"python benchmarks/tiny_training_choices.py --steps {args.steps}", args.threads) + "\n\n"
-          "## Dropout (instruct-phase step, batch 16, median of "
-          f"{args.reps})\n\n| setting | seconds / step |\n|---|---|\n"
-          f"| reference dropout (Q-Former 0.1, I-LoRA 0.05) | {with_drop:.3f} |\n"
-          f"| crab-tiny (no dropout) | {no_drop:.3f} |\n\n"
-          f"Ratio no-dropout / dropout: {no_drop / with_drop:.2f}\n\n"
-          f"## Audio tower head ({args.steps} steps of 64 one-second windows, lr 5e-3, "
-          f"{len(audio)} clips, 80/20 split)\n\n| head | validation BCE (audible classes) |\n|---|---|\n"
-          + "".join(f"| {k} | {v:.3f} |\n" for k, v in heads.items()))
+    md = (
+        "# crab-tiny training choices\n\n"
+        + header(f"python benchmarks/tiny_training_choices.py --steps {args.steps}", args.threads)
+        + "\n\n"
+        "## Dropout (instruct-phase step, batch 16, median of "
+        f"{args.reps})\n\n| setting | seconds / step |\n|---|---|\n"
+        f"| reference dropout (Q-Former 0.1, I-LoRA 0.05) | {with_drop:.3f} |\n"
+        f"| crab-tiny (no dropout) | {no_drop:.3f} |\n\n"
+        f"Ratio no-dropout / dropout: {no_drop / with_drop:.2f}\n\n"
+        f"## Audio tower head ({args.steps} steps of 64 one-second windows, lr 5e-3, "
+        f"{len(audio)} clips, 80/20 split)\n\n| head | validation BCE (audible classes) |\n|---|---|\n"
+        + "".join(f"| {k} | {v:.3f} |\n" for k, v in heads.items())
+    )
     return write_report(args.out, "tiny_training_choices.md", md)
 
 

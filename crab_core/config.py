@@ -19,10 +19,17 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 # Added to the LLM vocabulary in this order (crab-reference.md section 1.1).
 SPECIAL_TOKENS = (
-    "<image>", "<image_start>", "<image_end>",
-    "<video>", "<video_start>", "<video_end>",
-    "<audio>", "<audio_start>", "<audio_end>",
-    "<mask_start>", "<mask_end>",
+    "<image>",
+    "<image_start>",
+    "<image_end>",
+    "<video>",
+    "<video_start>",
+    "<video_end>",
+    "<audio>",
+    "<audio_start>",
+    "<audio_end>",
+    "<mask_start>",
+    "<mask_end>",
 )
 PLACEHOLDERS = ("<image>", "<video>", "<audio>")
 
@@ -50,8 +57,9 @@ class VisionConfig:
     def __post_init__(self) -> None:
         _check(self.image_size % self.patch_size == 0, "image_size must be a multiple of patch_size")
         _check(len(self.select_layers) == 3, "select_layers needs 3 entries (2 seg scales + LLM layer)")
-        _check(all(0 <= i <= self.num_hidden_layers for i in self.select_layers),
-               "select_layers out of range")
+        _check(
+            all(0 <= i <= self.num_hidden_layers for i in self.select_layers), "select_layers out of range"
+        )
 
     @property
     def patches_per_frame(self) -> int:
@@ -226,10 +234,14 @@ class CrabConfig:
     compat: CompatConfig = field(default_factory=CompatConfig)
 
     def __post_init__(self) -> None:
-        _check(self.vl_qformer.encoder_width == self.vision.hidden_size,
-               "vl_qformer.encoder_width must equal vision.hidden_size")
-        _check(self.al_qformer.encoder_width == self.audio.encoder_embed_dim,
-               "al_qformer.encoder_width must equal audio.encoder_embed_dim")
+        _check(
+            self.vl_qformer.encoder_width == self.vision.hidden_size,
+            "vl_qformer.encoder_width must equal vision.hidden_size",
+        )
+        _check(
+            self.al_qformer.encoder_width == self.audio.encoder_embed_dim,
+            "al_qformer.encoder_width must equal audio.encoder_embed_dim",
+        )
         _check(self.seg.image_size == self.vision.image_size, "seg.image_size must equal vision.image_size")
 
     # -- special tokens ---------------------------------------------------------------
@@ -268,9 +280,14 @@ class CrabConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CrabConfig:
         sub = {
-            "vision": VisionConfig, "audio": BeatsConfig, "vl_qformer": QFormerConfig,
-            "al_qformer": QFormerConfig, "llm": LLMConfig, "lora": ILoraConfig,
-            "seg": SegConfig, "compat": CompatConfig,
+            "vision": VisionConfig,
+            "audio": BeatsConfig,
+            "vl_qformer": QFormerConfig,
+            "al_qformer": QFormerConfig,
+            "llm": LLMConfig,
+            "lora": ILoraConfig,
+            "seg": SegConfig,
+            "compat": CompatConfig,
         }
         kwargs: dict[str, Any] = {}
         known = {f.name for f in dataclasses.fields(cls)}

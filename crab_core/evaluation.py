@@ -49,8 +49,14 @@ class EvalReport:
         return sum(self.counts.values())
 
     def to_json(self) -> dict:
-        return {"metrics": self.metrics, "baselines": self.baselines, "counts": self.counts,
-                "scored": self.scored, "failed": len(self.errors), "errors": self.errors}
+        return {
+            "metrics": self.metrics,
+            "baselines": self.baselines,
+            "counts": self.counts,
+            "scored": self.scored,
+            "failed": len(self.errors),
+            "errors": self.errors,
+        }
 
     def table(self, max_errors: int = 20) -> str:
         lines = [f"{'task':<9} {'n':>5}  {'metric':<28} {'model':>8} {'baseline':>9}"]
@@ -58,8 +64,10 @@ class EvalReport:
             base = self.baselines.get(task, {})
             for name, v in vals.items():
                 b = base.get(name)
-                lines.append(f"{task:<9} {self.counts.get(task, 0):>5}  {name:<28} {v:>8.4f} "
-                             f"{'' if b is None else f'{b:9.4f}'}")
+                lines.append(
+                    f"{task:<9} {self.counts.get(task, 0):>5}  {name:<28} {v:>8.4f} "
+                    f"{'' if b is None else f'{b:9.4f}'}"
+                )
         if self.errors:
             lines.append(f"{len(self.errors)} row(s) failed and are not in the metrics:")
             lines += [f"  {describe_error(e)}" for e in self.errors[:max_errors]]
@@ -71,7 +79,9 @@ class EvalReport:
 def describe_error(e: dict) -> str:
     """``row 3 (id 'x', ave): reason``."""
     where = f"row {e['row']}" if e.get("row") is not None else "row ?"
-    extra = ", ".join(x for x in (f"id {e['id']!r}" if e.get("id") is not None else "", e.get("task") or "") if x)
+    extra = ", ".join(
+        x for x in (f"id {e['id']!r}" if e.get("id") is not None else "", e.get("task") or "") if x
+    )
     return f"{where}{f' ({extra})' if extra else ''}: {e['error']}"
 
 
@@ -127,8 +137,14 @@ def score_row(accs: dict, task: str, row: dict, result, gt_mask: np.ndarray | No
         acc.update(result.parsed, gt)
 
 
-def evaluate(pipeline, rows: Sequence[dict], tasks: Iterable[str] | None = None, progress: bool = True,
-             max_new_tokens: int | None = None, errors: Sequence[dict] = ()) -> EvalReport:
+def evaluate(
+    pipeline,
+    rows: Sequence[dict],
+    tasks: Iterable[str] | None = None,
+    progress: bool = True,
+    max_new_tokens: int | None = None,
+    errors: Sequence[dict] = (),
+) -> EvalReport:
     """Run and score every row (of the selected tasks); failures are recorded per row, not raised.
 
     Args:
@@ -149,7 +165,9 @@ def evaluate(pipeline, rows: Sequence[dict], tasks: Iterable[str] | None = None,
     unknown = sorted({r["task"] for r in rows} - set(TASKS))
     if unknown:
         raise TaskError(f"unknown task(s) in manifest: {unknown}")
-    report = EvalReport(errors=[e for e in errors if wanted is None or e.get("task") not in set(TASKS) - wanted])
+    report = EvalReport(
+        errors=[e for e in errors if wanted is None or e.get("task") not in set(TASKS) - wanted]
+    )
     accs: dict[str, dict] = {}
     gts: dict[str, list] = defaultdict(list)
     for row in tqdm(rows, disable=not progress, desc="eval", unit="sample"):
@@ -157,16 +175,24 @@ def evaluate(pipeline, rows: Sequence[dict], tasks: Iterable[str] | None = None,
         accs.setdefault(task, _accumulators(task))
         try:
             gt = _baseline_gt(task, row.get("gt") or {})  # loads a GT mask before the model runs
-            res = pipeline.run(task, video=row.get("video"), audio=row.get("audio"), image=row.get("image"),
-                               question=row.get("question"), frame_index=row.get("frame_index"),
-                               max_new_tokens=max_new_tokens)
+            res = pipeline.run(
+                task,
+                video=row.get("video"),
+                audio=row.get("audio"),
+                image=row.get("image"),
+                question=row.get("question"),
+                frame_index=row.get("frame_index"),
+                max_new_tokens=max_new_tokens,
+            )
             score_row(accs[task], task, row, res, gt.get("mask") if TASKS[task].needs_mask else None)
         except CrabError as exc:
             report.errors.append(row_error(row.get("_line"), row, str(exc)))
             continue
         except (KeyError, TypeError, ValueError, IndexError) as exc:  # a gt the row checks did not foresee
             log.debug("row %s could not be scored", row.get("_line"), exc_info=True)
-            report.errors.append(row_error(row.get("_line"), row, f"cannot score the gt ({type(exc).__name__}: {exc})"))
+            report.errors.append(
+                row_error(row.get("_line"), row, f"cannot score the gt ({type(exc).__name__}: {exc})")
+            )
             continue
         report.counts[task] = report.counts.get(task, 0) + 1
         report.records.append({"id": row.get("id"), "task": task, "text": res.text})

@@ -7,8 +7,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def progress_map(func: Callable[[Any], Any], jobs: Sequence, workers: int = 1, desc: str = "",
-                 progress: bool = False, chunksize: int = 4, min_parallel: int = 1) -> list:
+def progress_map(
+    func: Callable[[Any], Any],
+    jobs: Sequence,
+    workers: int = 1,
+    desc: str = "",
+    progress: bool = False,
+    chunksize: int = 4,
+    min_parallel: int = 1,
+) -> list:
     """``[func(j) for j in jobs]`` in order, on ``workers`` spawned processes when ``workers > 1``.
 
     Args:

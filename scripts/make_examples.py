@@ -21,8 +21,17 @@ sys.path.insert(0, str(ROOT))
 from crab_core.synthav import generate_split  # noqa: E402
 
 log = logging.getLogger("make_examples")
-LABELS = {"ave": "AVE", "avvp": "AVVP", "avqa": "AVQA", "arig": "ARIG", "s4": "S4", "ms3": "MS3", "avss": "AVSS",
-          "ref-avs": "Ref-AVS", "caption": "Captioning"}
+LABELS = {
+    "ave": "AVE",
+    "avvp": "AVVP",
+    "avqa": "AVQA",
+    "arig": "ARIG",
+    "s4": "S4",
+    "ms3": "MS3",
+    "avss": "AVSS",
+    "ref-avs": "Ref-AVS",
+    "caption": "Captioning",
+}
 MAX_BYTES = 2 * 1024 * 1024
 
 
@@ -38,9 +47,15 @@ def make_examples(out: Path, seed: int = 0, image_size: int = 112, split: str = 
             task = src["task"]
             shutil.copyfile(root / src["video"], out / f"{task}.mp4")
             gt = dict(src["gt"])
-            row = {"label": f"{LABELS[task]} (SynthAV)", "task": task, "video": f"{task}.mp4",
-                   "question": src.get("question"), "frame_index": src.get("frame_index"), "gt_mask": None,
-                   "expected": src["output"]}
+            row = {
+                "label": f"{LABELS[task]} (SynthAV)",
+                "task": task,
+                "video": f"{task}.mp4",
+                "question": src.get("question"),
+                "frame_index": src.get("frame_index"),
+                "gt_mask": None,
+                "expected": src["output"],
+            }
             if gt.get("mask"):
                 shutil.copyfile(root / gt["mask"], out / f"{task}_mask.png")
                 row["gt_mask"] = gt["mask"] = f"{task}_mask.png"

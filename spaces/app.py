@@ -30,6 +30,7 @@ try:
 
     gpu = spaces.GPU(duration=120)
 except Exception:  # noqa: BLE001 - not on a Space: a no-op decorator
+
     def gpu(fn):
         return fn
 
@@ -46,6 +47,7 @@ def _args():
 
 def _on_gpu(method):
     """Run an engine method with the model on the GPU when one is granted (back to CPU afterwards)."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         if not torch.cuda.is_available():
@@ -57,6 +59,7 @@ def _on_gpu(method):
         finally:
             self.pipeline.model.to("cpu")
             self.pipeline._cache.clear()
+
     return gpu(wrapper)
 
 

@@ -31,5 +31,12 @@ def run_memory_capped(code: str, cap_bytes: int, timeout: float = 120.0):
         resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=_cap, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=_cap,
+        env=env,
+    )

@@ -25,10 +25,11 @@ def test_crab_core_never_imports_gradio():
 
 
 def test_import_is_offline_and_light():
-    code = ("import sys, crab_core, crab_core.pipeline, crab_core.model.builder;"
-            "print('gradio' in sys.modules)")
+    code = "import sys, crab_core, crab_core.pipeline, crab_core.model.builder;print('gradio' in sys.modules)"
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": ""}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert proc.stdout.strip().endswith("False")
 

@@ -54,8 +54,10 @@ class LoadReport:
         return dict(out)
 
     def summary(self) -> str:
-        lines = [f"sources: {', '.join(self.sources) or '-'}",
-                 f"loaded: {len(self.loaded)} tensors; dropped by design: {len(self.dropped)}"]
+        lines = [
+            f"sources: {', '.join(self.sources) or '-'}",
+            f"loaded: {len(self.loaded)} tensors; dropped by design: {len(self.dropped)}",
+        ]
         miss = self.missing_by_component()
         if miss:
             lines.append("not in the file(s): " + ", ".join(f"{c} {n}" for c, n in sorted(miss.items())))
@@ -78,11 +80,11 @@ def reference_to_ours(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tens
     unexpected: list[str] = []
     original: dict[str, str] = {}
     for key, value in sd.items():
-        k = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
+        k = key[len(PEFT_PREFIX) :] if key.startswith(PEFT_PREFIX) else key
         original[k] = key
         for prefix, attr, _, _ in ROUTES:
             if k.startswith(prefix):
-                groups[attr][k[len(prefix):]] = value
+                groups[attr][k[len(prefix) :]] = value
                 break
         else:
             if k.startswith("model.") or k.startswith("lm_head."):
@@ -145,8 +147,12 @@ def _component(name: str):
     return importlib.import_module(name)
 
 
-def load_mapped(model: nn.Module, ours: dict[str, torch.Tensor], report: LoadReport,
-                allow_partial_rows: tuple[str, ...] = ()) -> LoadReport:
+def load_mapped(
+    model: nn.Module,
+    ours: dict[str, torch.Tensor],
+    report: LoadReport,
+    allow_partial_rows: tuple[str, ...] = (),
+) -> LoadReport:
     """Copy mapped tensors into ``model``; shape mismatches are collected, never ignored.
 
     Args:
@@ -163,11 +169,17 @@ def load_mapped(model: nn.Module, ours: dict[str, torch.Tensor], report: LoadRep
             if tuple(target.shape) == tuple(value.shape):
                 target.copy_(value.to(target.dtype))
                 report.loaded.append(key)
-            elif key in allow_partial_rows and value.shape[1:] == target.shape[1:] and value.shape[0] < target.shape[0]:
+            elif (
+                key in allow_partial_rows
+                and value.shape[1:] == target.shape[1:]
+                and value.shape[0] < target.shape[0]
+            ):
                 target[: value.shape[0]].copy_(value.to(target.dtype))
                 report.loaded.append(key)
-                report.notes.append(f"{key}: file has {value.shape[0]} rows, model {target.shape[0]}; "
-                                    "the added-token rows keep their initialisation")
+                report.notes.append(
+                    f"{key}: file has {value.shape[0]} rows, model {target.shape[0]}; "
+                    "the added-token rows keep their initialisation"
+                )
             else:
                 report.mismatched.append((key, tuple(value.shape), tuple(target.shape)))
     loaded = set(report.loaded)
@@ -184,7 +196,9 @@ def raise_on_errors(report: LoadReport, where: str) -> None:
     problems = []
     if report.mismatched:
         k, f, m = report.mismatched[0]
-        problems.append(f"{len(report.mismatched)} shape mismatch(es), e.g. {k}: file {list(f)} vs model {list(m)}")
+        problems.append(
+            f"{len(report.mismatched)} shape mismatch(es), e.g. {k}: file {list(f)} vs model {list(m)}"
+        )
     if report.unexpected:
         problems.append(f"{len(report.unexpected)} unexpected key(s), e.g. {report.unexpected[0]}")
     if problems:

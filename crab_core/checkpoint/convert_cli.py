@@ -33,7 +33,9 @@ def convert_files(inputs: list[Path], to: str) -> tuple[dict[str, torch.Tensor],
             except CheckpointError as exc:
                 raise CheckpointError(f"{path}: {exc}") from exc
             if unexpected:
-                raise CheckpointError(f"{path}: {len(unexpected)} key(s) no component claims, e.g. {unexpected[:3]}")
+                raise CheckpointError(
+                    f"{path}: {len(unexpected)} key(s) no component claims, e.g. {unexpected[:3]}"
+                )
             report["dropped"] += dropped
             merged.update(ours)
         else:
@@ -43,8 +45,11 @@ def convert_files(inputs: list[Path], to: str) -> tuple[dict[str, torch.Tensor],
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crab_core convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m crab_core convert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="+", type=Path, help="input checkpoint file(s), loaded in order")
     parser.add_argument("--to", choices=("ours", "reference"), required=True, help="target key layout")
     parser.add_argument("--out", type=Path, required=True, help="output file (.safetensors or .bin)")

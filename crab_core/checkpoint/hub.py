@@ -70,8 +70,12 @@ def _shards(folder: Path) -> list[Path]:
     return files
 
 
-def load_crab_7b(sources: OfficialSources, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.bfloat16, with_seg: bool = True):
+def load_crab_7b(
+    sources: OfficialSources,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.bfloat16,
+    with_seg: bool = True,
+):
     """Build crab-7b (reference compat mode) and load every piece; returns ``(model, report)``.
 
     The model is built on the meta device and materialised on ``device`` in ``dtype``.

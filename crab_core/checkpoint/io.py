@@ -64,7 +64,8 @@ def _read_torch(p: Path) -> dict[str, torch.Tensor]:
     if not zipfile.is_zipfile(p):
         raise CheckpointError(
             f"{p}: not a torch checkpoint (expected a zip archive written by torch.save; "
-            "the file is truncated, corrupt or of another kind)")
+            "the file is truncated, corrupt or of another kind)"
+        )
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch raises many types for corrupt or hostile pickles
@@ -87,8 +88,10 @@ def refusal_message(path: str | Path, exc: BaseException) -> str:
     ``Unsupported global: GLOBAL os.system``).
     """
     reason = _unpickler_reason(str(exc)) or type(exc).__name__
-    return (f"{path}: refused: not a plain tensor checkpoint ({reason}); only tensors are ever loaded "
-            "from .bin/.pt files, convert trusted files to safetensors")
+    return (
+        f"{path}: refused: not a plain tensor checkpoint ({reason}); only tensors are ever loaded "
+        "from .bin/.pt files, convert trusted files to safetensors"
+    )
 
 
 _UNSAFE_HINT = re.compile(r"weights_only|add_safe_globals|safe_globals|arbitrary code|trust the source", re.I)
@@ -107,7 +110,9 @@ def _unpickler_reason(text: str) -> str:
     return kept[0][:200].rstrip(".") if kept else ""
 
 
-def write_state_dict(sd: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+def write_state_dict(
+    sd: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> Path:
     """Write ``sd`` as safetensors (contiguous copies; shared storage is broken up)."""
     from safetensors.torch import save_file
 

@@ -78,8 +78,9 @@ def _read(path: str | Path) -> dict[str, torch.Tensor]:
     return _CACHE[key]
 
 
-def load_reference_files(model: torch.nn.Module, paths: Sequence[str | Path],
-                         report: LoadReport | None = None) -> LoadReport:
+def load_reference_files(
+    model: torch.nn.Module, paths: Sequence[str | Path], report: LoadReport | None = None
+) -> LoadReport:
     """Load reference-format files (any of the released ones) into ``model``, in order.
 
     Raises:
@@ -116,11 +117,17 @@ def _finish_report(model: torch.nn.Module, report: LoadReport) -> None:
     pe = [k for k in report.missing if k.endswith("positional_encoding_gaussian_matrix")]
     if pe and any(k.startswith("seg_module.") for k in loaded):
         reset_pe_buffers(model)
-        report.notes.append("seg positional-encoding buffers are not saved by the reference; drawn from "
-                            f"N(0,1) with seed {PE_SEED} (deterministic, not the training values)")
-    if any(k.startswith("llm.") and "lora_" in k for k in loaded) and not any(k in loaded for k in EMBED_KEYS):
-        report.notes.append("added-token rows (<video_start>, <mask_0>, ...) of embed_tokens/lm_head are not in "
-                            "finetune_weights.bin; load the base LLM and an AVS file, or they stay as initialised")
+        report.notes.append(
+            "seg positional-encoding buffers are not saved by the reference; drawn from "
+            f"N(0,1) with seed {PE_SEED} (deterministic, not the training values)"
+        )
+    if any(k.startswith("llm.") and "lora_" in k for k in loaded) and not any(
+        k in loaded for k in EMBED_KEYS
+    ):
+        report.notes.append(
+            "added-token rows (<video_start>, <mask_0>, ...) of embed_tokens/lm_head are not in "
+            "finetune_weights.bin; load the base LLM and an AVS file, or they stay as initialised"
+        )
 
 
 def reset_pe_buffers(model: torch.nn.Module, seed: int = PE_SEED) -> None:

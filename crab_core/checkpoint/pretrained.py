@@ -27,14 +27,22 @@ TOKENIZER_DIR = "tokenizer"
 CARD_FILE = "training.json"
 
 
-def save_pretrained(model, tokenizer: CrabTokenizer | None, folder: str | Path, dtype: torch.dtype | None = None,
-                    extra: dict | None = None) -> Path:
+def save_pretrained(
+    model,
+    tokenizer: CrabTokenizer | None,
+    folder: str | Path,
+    dtype: torch.dtype | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write ``model`` (and its tokenizer) to ``folder``; ``dtype`` optionally casts floats (e.g. bf16)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     model.config.to_json(out / CONFIG_FILE)
-    sd = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v) for k, v in model.state_dict().items()
-          if "rotary_emb" not in k}
+    sd = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+        if "rotary_emb" not in k
+    }
     write_state_dict(sd, out / WEIGHTS_FILE, metadata={"format": "crab-studio", "name": model.config.name})
     if tokenizer is not None:
         tokenizer.save(out / TOKENIZER_DIR)
@@ -64,7 +72,9 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu", dtyp
     load_mapped(model, {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, report)
     raise_on_errors(report, str(p / WEIGHTS_FILE))
     if report.missing:
-        raise CheckpointError(f"{p / WEIGHTS_FILE}: {len(report.missing)} tensors missing, e.g. {report.missing[:3]}")
+        raise CheckpointError(
+            f"{p / WEIGHTS_FILE}: {len(report.missing)} tensors missing, e.g. {report.missing[:3]}"
+        )
     if dtype is not None:
         model.to(dtype)
         reset_rotary(model)

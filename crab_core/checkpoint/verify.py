@@ -41,19 +41,30 @@ class Check:
         return self.max_abs == 0.0 if self.exact else self.max_rel <= tol
 
 
-def compare(component: str, name: str, ours: torch.Tensor, ref: torch.Tensor,
-            valid: torch.Tensor | None = None) -> Check:
+def compare(
+    component: str, name: str, ours: torch.Tensor, ref: torch.Tensor, valid: torch.Tensor | None = None
+) -> Check:
     """Compare two tensors; ``valid`` (broadcastable bool) restricts the comparison."""
     ours = ours.detach().cpu()
     ref = ref.detach().cpu()
     if tuple(ours.shape) != tuple(ref.shape):
-        return Check(component, name, float("inf"), float("inf"),
-                     error=f"shape {list(ours.shape)} vs golden {list(ref.shape)}")
+        return Check(
+            component,
+            name,
+            float("inf"),
+            float("inf"),
+            error=f"shape {list(ours.shape)} vs golden {list(ref.shape)}",
+        )
     exact = not ref.is_floating_point()
     if exact:
         diff = (ours.long() != ref.long()).float()
-        return Check(component, name, float(diff.max()) if diff.numel() else 0.0,
-                     float(diff.max()) if diff.numel() else 0.0, exact=True)
+        return Check(
+            component,
+            name,
+            float(diff.max()) if diff.numel() else 0.0,
+            float(diff.max()) if diff.numel() else 0.0,
+            exact=True,
+        )
     a, b = ours.float(), ref.float()
     if valid is not None:
         v = valid.expand_as(b)
@@ -91,8 +102,9 @@ def run_checks(folder: Path) -> list[Check]:
                 checks.extend(step())
         except Exception as exc:  # a component that cannot run is a reported failure
             log.debug("component %s failed:\n%s", component, traceback.format_exc())
-            checks.append(Check(component, "-", float("inf"), float("inf"),
-                                error=f"{type(exc).__name__}: {exc}"))
+            checks.append(
+                Check(component, "-", float("inf"), float("inf"), error=f"{type(exc).__name__}: {exc}")
+            )
     return checks
 
 
@@ -109,14 +121,18 @@ def format_table(checks: list[Check], tol: float) -> str:
     lines.append(f"{'component':<20} {'max abs':>11} {'max rel':>11}  status")
     for comp, cs in per.items():
         ok = all(c.ok(tol) for c in cs)
-        lines.append(f"{comp:<20} {max(c.max_abs for c in cs):>11.3e} {max(c.max_rel for c in cs):>11.3e}  "
-                     f"{'ok' if ok else 'FAIL'}")
+        lines.append(
+            f"{comp:<20} {max(c.max_abs for c in cs):>11.3e} {max(c.max_rel for c in cs):>11.3e}  "
+            f"{'ok' if ok else 'FAIL'}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m crab_core verify-reference", description=__doc__)
-    parser.add_argument("folder", type=Path, help="reference fixture folder (config.json, weights.safetensors, …)")
+    parser.add_argument(
+        "folder", type=Path, help="reference fixture folder (config.json, weights.safetensors, …)"
+    )
     parser.add_argument("--tol", type=float, default=1e-4, help="maximum relative error (default 1e-4)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = parser.parse_args(argv)

@@ -33,10 +33,13 @@ def check_ilora(folder: Path) -> list[Check]:
     layer.routing = RoutingControl(capture=lambda name, g, norms: captured.__setitem__("g", g))
     y = layer(inp["x"])
     layer.routing = None
-    return [compare("a_ilora", "y", y, out["y"]),
-            compare("a_ilora", "route_weight", captured["g"], out["route_weight"]),
-            compare("a_ilora", "y_without_return_route_weight", layer(inp["x"]),
-                    out["y_without_return_route_weight"])]
+    return [
+        compare("a_ilora", "y", y, out["y"]),
+        compare("a_ilora", "route_weight", captured["g"], out["route_weight"]),
+        compare(
+            "a_ilora", "y_without_return_route_weight", layer(inp["x"]), out["y_without_return_route_weight"]
+        ),
+    ]
 
 
 def check_vl_projector(folder: Path, model: CrabModel) -> list[Check]:
@@ -48,10 +51,20 @@ def check_vl_projector(folder: Path, model: CrabModel) -> list[Check]:
 
 def check_al_projector(folder: Path, model: CrabModel) -> list[Check]:
     inp, out = load_io(folder, "c_al_projector")
-    return [compare("c_al_projector", "audio_embeds_from_3d", model.al_projector(inp["audio_feature_3d"]),
-                    out["audio_embeds_from_3d"]),
-            compare("c_al_projector", "audio_embeds_from_4d", model.al_projector(inp["audio_feature_4d"]),
-                    out["audio_embeds_from_4d"])]
+    return [
+        compare(
+            "c_al_projector",
+            "audio_embeds_from_3d",
+            model.al_projector(inp["audio_feature_3d"]),
+            out["audio_embeds_from_3d"],
+        ),
+        compare(
+            "c_al_projector",
+            "audio_embeds_from_4d",
+            model.al_projector(inp["audio_feature_4d"]),
+            out["audio_embeds_from_4d"],
+        ),
+    ]
 
 
 def check_fbank(folder: Path) -> list[Check]:
@@ -63,8 +76,10 @@ def check_fbank(folder: Path) -> list[Check]:
 
 def check_beats(folder: Path, model: CrabModel) -> list[Check]:
     inp, out = load_io(folder, "d_beats")
-    return [compare("d_beats", "features_from_3d", model.audio_encoder(inp["fbank_3d"]), out["features_from_3d"]),
-            compare("d_beats", "features_from_4d", model.audio_encoder(inp["fbank_4d"]), out["features_from_4d"])]
+    return [
+        compare("d_beats", "features_from_3d", model.audio_encoder(inp["fbank_3d"]), out["features_from_3d"]),
+        compare("d_beats", "features_from_4d", model.audio_encoder(inp["fbank_4d"]), out["features_from_4d"]),
+    ]
 
 
 def check_clip(folder: Path, model: CrabModel) -> list[Check]:
@@ -82,9 +97,12 @@ def check_image(folder: Path, raw: dict) -> list[Check]:
     img = inp["image_uint8"].numpy().astype(np.uint8)
     resized = resize_rgb(img, size)
     pixels = clip_preprocess(resized[None], size)
-    return [compare("e_image_preprocess", "resized_uint8", torch.from_numpy(np.asarray(resized)),
-                    out["resized_uint8"]),
-            compare("e_image_preprocess", "pixel_values", pixels, out["pixel_values"])]
+    return [
+        compare(
+            "e_image_preprocess", "resized_uint8", torch.from_numpy(np.asarray(resized)), out["resized_uint8"]
+        ),
+        compare("e_image_preprocess", "pixel_values", pixels, out["pixel_values"]),
+    ]
 
 
 def check_seg(folder: Path, model: CrabModel, meta: dict) -> list[Check]:
@@ -99,7 +117,9 @@ def check_seg(folder: Path, model: CrabModel, meta: dict) -> list[Check]:
         if f"{n}.pred_masks.0" not in out:
             continue
         for b in range(len(tasks)):
-            checks.append(compare("f_seg", f"{n}.pred_masks.{b}", res.pred_masks[b], out[f"{n}.pred_masks.{b}"]))
+            checks.append(
+                compare("f_seg", f"{n}.pred_masks.{b}", res.pred_masks[b], out[f"{n}.pred_masks.{b}"])
+            )
             for lvl in range(2):
                 key = f"{n}.level_logits.{b}.{lvl}"
                 if key in out and res.level_logits is not None:
@@ -113,25 +133,48 @@ def check_seg(folder: Path, model: CrabModel, meta: dict) -> list[Check]:
     return checks
 
 
-def _samples(model: CrabModel, inp: dict, names: list[str], tasks: list[str], with_labels: bool = True,
-             need_seg: bool = False) -> list[CrabSample]:
+def _samples(
+    model: CrabModel,
+    inp: dict,
+    names: list[str],
+    tasks: list[str],
+    with_labels: bool = True,
+    need_seg: bool = False,
+) -> list[CrabSample]:
     out = []
     for name, task in zip(names, tasks):
-        media = model.encode_media(video=inp.get(f"{name}.<video>"), audio=inp.get(f"{name}.<audio>"),
-                                   image=inp.get(f"{name}.<image>"), need_seg=need_seg)
-        out.append(CrabSample(input_ids=inp[f"{name}.input_ids"], media=media, task=task,
-                              labels=inp[f"{name}.labels"] if with_labels else None,
-                              gt_mask=inp.get(f"{name}.<mask>")))
+        media = model.encode_media(
+            video=inp.get(f"{name}.<video>"),
+            audio=inp.get(f"{name}.<audio>"),
+            image=inp.get(f"{name}.<image>"),
+            need_seg=need_seg,
+        )
+        out.append(
+            CrabSample(
+                input_ids=inp[f"{name}.input_ids"],
+                media=media,
+                task=task,
+                labels=inp[f"{name}.labels"] if with_labels else None,
+                gt_mask=inp.get(f"{name}.<mask>"),
+            )
+        )
     return out
 
 
 def _prepare_checks(component: str, batch, out: dict) -> list[Check]:
     valid = batch.attention_mask.bool().cpu()
-    return [compare(component, "prepare.inputs_embeds", batch.inputs_embeds, out["prepare.inputs_embeds"],
-                    valid.unsqueeze(-1)),
-            compare(component, "prepare.attention_mask", batch.attention_mask, out["prepare.attention_mask"]),
-            compare(component, "prepare.position_ids", batch.position_ids, out["prepare.position_ids"]),
-            compare(component, "prepare.labels", batch.labels, out["prepare.labels"])]
+    return [
+        compare(
+            component,
+            "prepare.inputs_embeds",
+            batch.inputs_embeds,
+            out["prepare.inputs_embeds"],
+            valid.unsqueeze(-1),
+        ),
+        compare(component, "prepare.attention_mask", batch.attention_mask, out["prepare.attention_mask"]),
+        compare(component, "prepare.position_ids", batch.position_ids, out["prepare.position_ids"]),
+        compare(component, "prepare.labels", batch.labels, out["prepare.labels"]),
+    ]
 
 
 def check_end2end(folder: Path, model: CrabModel, meta: dict) -> list[Check]:
@@ -146,10 +189,12 @@ def check_end2end(folder: Path, model: CrabModel, meta: dict) -> list[Check]:
     batch = res.batch
     valid = batch.attention_mask.bool().cpu()
     checks = _prepare_checks("g_end2end", batch, out)
-    checks.append(compare("g_end2end", "forward.logits", res.logits, out["forward.logits"], valid.unsqueeze(-1)))
+    checks.append(
+        compare("g_end2end", "forward.logits", res.logits, out["forward.logits"], valid.unsqueeze(-1))
+    )
     checks.append(compare("g_end2end", "forward.loss", res.lm_loss, out["forward.loss"]))
     for key in sorted(k for k in out if k.startswith("route_weight.")):
-        name = "layers." + key[len("route_weight."):]
+        name = "layers." + key[len("route_weight.") :]
         checks.append(compare("g_end2end", key, captured[name], out[key], valid.unsqueeze(-1)))
     gen_spec = meta.get("generate", {})
     gsample = _samples(model, inp, ["generate"], [gen_spec.get("task", "avqa")], with_labels=False)
@@ -162,7 +207,9 @@ def check_end2end(folder: Path, model: CrabModel, meta: dict) -> list[Check]:
         # transformers 4.37 prefixes BOS when generating from inputs_embeds only; we return new tokens.
         ours_seq = torch.cat([torch.full((1, 1), bos), ours_seq], 1)
     checks.append(compare("g_end2end", "generate.sequences", ours_seq, ref_seq))
-    checks.append(compare("g_end2end", "generate.step_logits", gen.decode.step_logits[0], out["generate.step_logits"]))
+    checks.append(
+        compare("g_end2end", "generate.step_logits", gen.decode.step_logits[0], out["generate.step_logits"])
+    )
     return checks
 
 
@@ -179,12 +226,22 @@ def check_avs_forward(folder: Path, model: CrabModel, meta: dict) -> list[Check]
     checks.append(compare("h_avs_forward", "prepare.mask_token_mask", sel, out["prepare.mask_token_mask"]))
     for i in range(2):
         ours = torch.stack([s.media.seg_features[i] for s in samples])
-        checks.append(compare("h_avs_forward", f"prepare.multi_scale_image_features.{i}", ours,
-                              out[f"prepare.multi_scale_image_features.{i}"]))
+        checks.append(
+            compare(
+                "h_avs_forward",
+                f"prepare.multi_scale_image_features.{i}",
+                ours,
+                out[f"prepare.multi_scale_image_features.{i}"],
+            )
+        )
     checks += [
         compare("h_avs_forward", "forward.logits", res.logits, out["forward.logits"], valid.unsqueeze(-1)),
-        compare("h_avs_forward", "forward.pred_embeddings", res.seg_embeddings, out["forward.pred_embeddings"]),
-        compare("h_avs_forward", "forward.lm_loss_recomputed", res.lm_loss, out["forward.lm_loss_recomputed"]),
+        compare(
+            "h_avs_forward", "forward.pred_embeddings", res.seg_embeddings, out["forward.pred_embeddings"]
+        ),
+        compare(
+            "h_avs_forward", "forward.lm_loss_recomputed", res.lm_loss, out["forward.lm_loss_recomputed"]
+        ),
         compare("h_avs_forward", "forward.mask_loss", res.mask_loss, out["forward.mask_loss"]),
         compare("h_avs_forward", "forward.total_loss", res.loss, out["forward.total_loss"]),
     ]

@@ -59,8 +59,11 @@ class Variant:
     @classmethod
     def without(cls, head: int, num_heads: int, renormalize: bool = False) -> Variant:
         """``head`` removed; the others keep their router weights (renormalised on request)."""
-        return cls(f"without_h{head}", head_mask=tuple(float(h != head) for h in range(num_heads)),
-                   renormalize=renormalize)
+        return cls(
+            f"without_h{head}",
+            head_mask=tuple(float(h != head) for h in range(num_heads)),
+            renormalize=renormalize,
+        )
 
     @classmethod
     def mix(cls, weights: Sequence[float], name: str | None = None) -> Variant:
@@ -110,9 +113,15 @@ def seg_token_ids(config) -> list[int]:
     return [ids["<mask_start>"], ids["<mask_end>"], *config.mask_token_ids]
 
 
-def generate(pipeline, raw: RawInput, media: EncodedMedia | None = None, variant: Variant | None = None,
-             capture: bool = False, max_new_tokens: int | None = None,
-             reference: str | None = None) -> RunOutput:
+def generate(
+    pipeline,
+    raw: RawInput,
+    media: EncodedMedia | None = None,
+    variant: Variant | None = None,
+    capture: bool = False,
+    max_new_tokens: int | None = None,
+    reference: str | None = None,
+) -> RunOutput:
     """Decode ``raw`` once under ``variant`` (optionally capturing the routing).
 
     Args:
@@ -136,14 +145,20 @@ def generate(pipeline, raw: RawInput, media: EncodedMedia | None = None, variant
         t0 = time.perf_counter()
         gen = model.generate([sample], max_new_tokens=budget)
         seconds = time.perf_counter() - t0
-        nll = None if reference is None else answer_nll(model, raw, media, pipeline.tokenizer.encode(reference))
+        nll = (
+            None if reference is None else answer_nll(model, raw, media, pipeline.tokenizer.encode(reference))
+        )
     prep = PreparedInput(sample, raw.prompt, media, False, 0.0, 0.0)
     result = pipeline.result_from_generation(raw.task, prep, gen, {"generate": seconds})
     trace = None
     if rec is not None:
         n = int(gen.decode.lengths[0])
-        trace = rec.trace(gen.batch, gen.decode.sequences[0, :n].tolist(), tokenizer=pipeline.tokenizer,
-                          seg_token_ids=seg_token_ids(model.config))
+        trace = rec.trace(
+            gen.batch,
+            gen.decode.sequences[0, :n].tolist(),
+            tokenizer=pipeline.tokenizer,
+            seg_token_ids=seg_token_ids(model.config),
+        )
     return RunOutput(variant, result, trace, None if nll is None else {"reference_nll": nll}, seconds)
 
 
@@ -153,16 +168,26 @@ def answer_nll(model, raw: RawInput, media: EncodedMedia, target_ids: Sequence[i
     routing currently attached to the model."""
     ids = [*target_ids, model.config.llm.eos_token_id]
     batch = model.prepare([make_sample(raw, media, ids)])
-    out = model.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                    position_ids=batch.position_ids, use_cache=False)
-    logits = out.logits[0, -len(ids) - 1:-1].float()
+    out = model.llm(
+        inputs_embeds=batch.inputs_embeds,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        use_cache=False,
+    )
+    logits = out.logits[0, -len(ids) - 1 : -1].float()
     return float(torch.nn.functional.cross_entropy(logits, torch.tensor(ids, device=logits.device)))
 
 
-def run_variants(pipeline, request: Request | RawInput, variants: Sequence[Variant] | None = None,
-                 gt: Mapping[str, Any] | None = None, gt_root: str | Path | None = None,
-                 capture: bool = False, max_new_tokens: int | None = None,
-                 reference: str | None = None) -> list[RunOutput]:
+def run_variants(
+    pipeline,
+    request: Request | RawInput,
+    variants: Sequence[Variant] | None = None,
+    gt: Mapping[str, Any] | None = None,
+    gt_root: str | Path | None = None,
+    capture: bool = False,
+    max_new_tokens: int | None = None,
+    reference: str | None = None,
+) -> list[RunOutput]:
     """Run one request under several routing variants (media encoded once).
 
     Args:

@@ -90,9 +90,13 @@ class AnswerLogProb:
 
     def __call__(self, embeds: Tensor) -> Tensor:
         b = embeds.shape[0]
-        out = self.model.llm(inputs_embeds=embeds, attention_mask=self.mask.expand(b, -1),
-                             position_ids=self.pos.expand(b, -1), use_cache=False)
-        logits = out.logits[:, -self.n - 1:-1].float().log_softmax(-1)
+        out = self.model.llm(
+            inputs_embeds=embeds,
+            attention_mask=self.mask.expand(b, -1),
+            position_ids=self.pos.expand(b, -1),
+            use_cache=False,
+        )
+        logits = out.logits[:, -self.n - 1 : -1].float().log_softmax(-1)
         return logits.gather(-1, self.targets.view(1, -1, 1).expand(b, -1, 1)).squeeze(-1).sum(-1)
 
 
@@ -109,8 +113,13 @@ def _ig(fn, inputs: Tensor, baseline: Tensor, n_steps: int, batch_size: int | No
     from captum.attr import IntegratedGradients
 
     ig = IntegratedGradients(fn)
-    attr, delta = ig.attribute(inputs, baselines=baseline, n_steps=n_steps, internal_batch_size=batch_size,
-                               return_convergence_delta=True)
+    attr, delta = ig.attribute(
+        inputs,
+        baselines=baseline,
+        n_steps=n_steps,
+        internal_batch_size=batch_size,
+        return_convergence_delta=True,
+    )
     return attr.detach(), float(delta.abs().sum())
 
 
@@ -120,9 +129,16 @@ def _unit_abs(scores: np.ndarray, kinds: np.ndarray, units: np.ndarray, kind: in
     return np.array([np.abs(scores[sel & (units == u)]).sum() for u in range(n)], np.float32)
 
 
-def attribute(pipeline, raw: RawInput, answer_ids: Sequence[int] | None = None, baseline: str = "mean",
-              n_steps: int = 32, pixels: bool = True, fbank: bool = True,
-              internal_batch_size: int | None = 8) -> Attribution:
+def attribute(
+    pipeline,
+    raw: RawInput,
+    answer_ids: Sequence[int] | None = None,
+    baseline: str = "mean",
+    n_steps: int = 32,
+    pixels: bool = True,
+    fbank: bool = True,
+    internal_batch_size: int | None = 8,
+) -> Attribution:
     """Attribute the produced answer to frames, seconds (embedding level) and patches (pixel level).
 
     Args:
@@ -153,9 +169,19 @@ def attribute(pipeline, raw: RawInput, answer_ids: Sequence[int] | None = None, 
         logprob = float(fn(emb)[0])
     attr, delta = _ig(fn, emb, _baseline(emb[0], kinds_t, baseline)[None], n_steps, internal_batch_size)
     tok = attr[0, :n_prompt].float().sum(-1).cpu().numpy()
-    out = Attribution(ids, logprob, baseline, n_steps, kinds, units, tok,
-                      _unit_abs(tok, kinds, units, KIND_VIDEO), _unit_abs(tok, kinds, units, KIND_AUDIO),
-                      float(np.abs(tok[kinds == KIND_IMAGE]).sum()), delta)
+    out = Attribution(
+        ids,
+        logprob,
+        baseline,
+        n_steps,
+        kinds,
+        units,
+        tok,
+        _unit_abs(tok, kinds, units, KIND_VIDEO),
+        _unit_abs(tok, kinds, units, KIND_AUDIO),
+        float(np.abs(tok[kinds == KIND_IMAGE]).sum()),
+        delta,
+    )
     out.seconds["embeddings"] = time.perf_counter() - t0
     if pixels and raw.frames is not None:
         t0 = time.perf_counter()
@@ -189,8 +215,13 @@ def _pixel_level(model, raw, emb, kinds, fn, out: Attribution, n_steps, bs) -> N
         return model.vl_projector(feats[-1].to(model.dtype), tokens_per_frame=p)
 
     x = raw.frames.unsqueeze(0).to(model.device)
-    attr, out.pixel_delta = _ig(_Replace(emb, kinds[0] if kinds.dim() > 1 else kinds, KIND_VIDEO, enc, fn),
-                                x, torch.zeros_like(x), n_steps, bs)
+    attr, out.pixel_delta = _ig(
+        _Replace(emb, kinds[0] if kinds.dim() > 1 else kinds, KIND_VIDEO, enc, fn),
+        x,
+        torch.zeros_like(x),
+        n_steps,
+        bs,
+    )
     ps = model.config.vision.patch_size
     a = attr[0].float().sum(1)  # (T, S, S)
     t, s = a.shape[0], a.shape[-1]
@@ -206,7 +237,9 @@ def _fbank_level(model, raw, emb, kinds, fn, out: Attribution, n_steps, bs) -> N
         return model.al_projector(tokens.to(model.dtype))
 
     x = raw.audio.unsqueeze(0).to(model.device)
-    attr, out.fbank_delta = _ig(_Replace(emb, kinds, KIND_AUDIO, enc, fn), x, torch.zeros_like(x), n_steps, bs)
+    attr, out.fbank_delta = _ig(
+        _Replace(emb, kinds, KIND_AUDIO, enc, fn), x, torch.zeros_like(x), n_steps, bs
+    )
     a = attr[0].float()  # (T, F, 128)
     out.fbank_time = a.sum(-1).cpu().numpy()
     out.fbank_second_scores = a.abs().sum((1, 2)).cpu().numpy()

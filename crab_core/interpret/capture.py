@@ -79,17 +79,29 @@ class RoutingTrace:
         arr = getattr(self, values)
         sel = self.kinds == kind
         n = int(self.units[sel].max()) + 1 if sel.any() else 0
-        return np.stack([np.nanmean(arr[sel & (self.units == u)], axis=0) for u in range(n)]) if n else \
-            np.zeros((0, *arr.shape[1:]), np.float32)
+        return (
+            np.stack([np.nanmean(arr[sel & (self.units == u)], axis=0) for u in range(n)])
+            if n
+            else np.zeros((0, *arr.shape[1:]), np.float32)
+        )
 
     def to_json(self) -> dict:
         """Plain JSON (lists) of the whole trace."""
+
         def clean(a):
             return np.where(np.isnan(a), None, np.round(a, 6).astype(object)).tolist()
 
-        return {"layers": self.layers, "projections": self.projections, "weights": clean(self.weights),
-                "norms": clean(self.norms), "kinds": self.kinds.tolist(), "units": self.units.tolist(),
-                "token_ids": self.token_ids.tolist(), "positions": self.positions.tolist(), "labels": self.labels}
+        return {
+            "layers": self.layers,
+            "projections": self.projections,
+            "weights": clean(self.weights),
+            "norms": clean(self.norms),
+            "kinds": self.kinds.tolist(),
+            "units": self.units.tolist(),
+            "token_ids": self.token_ids.tolist(),
+            "positions": self.positions.tolist(),
+            "labels": self.labels,
+        }
 
 
 class RoutingRecorder:
@@ -112,8 +124,14 @@ class RoutingRecorder:
         norms = torch.cat([n.float().reshape(n.shape[0], -1, n.shape[-1]) for _, n in parts], 1)
         return route, norms
 
-    def trace(self, batch: SplicedBatch, generated: Sequence[int] = (), index: int = 0, tokenizer=None,
-              seg_token_ids: Sequence[int] = ()) -> RoutingTrace:
+    def trace(
+        self,
+        batch: SplicedBatch,
+        generated: Sequence[int] = (),
+        index: int = 0,
+        tokenizer=None,
+        seg_token_ids: Sequence[int] = (),
+    ) -> RoutingTrace:
         """Build the :class:`RoutingTrace` of sample ``index`` of a (prefill + decode) run.
 
         Args:
@@ -152,8 +170,17 @@ class RoutingRecorder:
         labels += [_text(tokenizer, t) for t in gen]
         n_prompt = int(valid.sum())
         positions = np.concatenate([np.arange(n_prompt), n_prompt + np.arange(n_fed)])
-        return RoutingTrace(layers, projs, weights, norms, np.array(kinds), np.array(units, np.int64),
-                            np.array(ids, np.int64), positions.astype(np.int64), labels)
+        return RoutingTrace(
+            layers,
+            projs,
+            weights,
+            norms,
+            np.array(kinds),
+            np.array(units, np.int64),
+            np.array(ids, np.int64),
+            positions.astype(np.int64),
+            labels,
+        )
 
 
 def _text(tokenizer, token_id: int) -> str:
@@ -168,7 +195,9 @@ def _prompt_labels(batch: SplicedBatch, index: int, valid: Tensor, tokenizer):
     ids = batch.token_ids[index].cpu()[valid].tolist()
     kinds = [KIND_NAMES[k] for k in kinds_t]
     short = {"video": "f", "audio": "s", "image": "i"}
-    labels = [f"{k} {short[k]}{u}" if k in short else _text(tokenizer, t) for k, u, t in zip(kinds, units, ids)]
+    labels = [
+        f"{k} {short[k]}{u}" if k in short else _text(tokenizer, t) for k, u, t in zip(kinds, units, ids)
+    ]
     return kinds, units, ids, labels
 
 

@@ -32,7 +32,9 @@ def _pipeline(model: str, random_heads: bool):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m crab_core inspect", description="Interpretability reports.")
+    parser = argparse.ArgumentParser(
+        prog="python -m crab_core inspect", description="Interpretability reports."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("profile", help="head profile over a manifest")
     p.add_argument("--model", default="crab-tiny", help="crab-tiny or a model folder")
@@ -40,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="at most N samples per task")
     p.add_argument("--tasks", default=None, help="comma-separated tasks (default: all in the manifest)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="cap on generated tokens (default: per task)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=None, help="cap on generated tokens (default: per task)"
+    )
     p.add_argument("--no-png", action="store_true", help="skip the matplotlib PNGs")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--random-heads", action="store_true", help="randomise LoRA B heads (untrained demo)")
@@ -65,10 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         from .profile import profile_dataset, write_report
 
         tasks = args.tasks.split(",") if args.tasks else None
-        prof = profile_dataset(pipe, args.data, limit=args.limit, tasks=tasks, max_new_tokens=args.max_new_tokens)
+        prof = profile_dataset(
+            pipe, args.data, limit=args.limit, tasks=tasks, max_new_tokens=args.max_new_tokens
+        )
         paths = write_report(prof, args.out, png=not args.no_png)
-        log.info("profile of %d samples in %.0f s: %s", sum(prof.counts.values()), prof.seconds,
-                 ", ".join(p.name for p in paths))
+        log.info(
+            "profile of %d samples in %.0f s: %s",
+            sum(prof.counts.values()),
+            prof.seconds,
+            ", ".join(p.name for p in paths),
+        )
         return 0
     from .sanity import attribution_sanity
 

@@ -27,8 +27,13 @@ log = logging.getLogger(__name__)
 
 #: Metric used in the ablation summary per task (the first metric's first key otherwise).
 PRIMARY_METRIC = {
-    "ave": "ave_accuracy.accuracy", "avvp": "avvp.segment_type_av", "avqa": "avqa_accuracy.accuracy",
-    "arig": "arig.miou", "s4": "binary_seg.miou", "ms3": "binary_seg.miou", "avss": "avss_seg.miou",
+    "ave": "ave_accuracy.accuracy",
+    "avvp": "avvp.segment_type_av",
+    "avqa": "avqa_accuracy.accuracy",
+    "arig": "arig.miou",
+    "s4": "binary_seg.miou",
+    "ms3": "binary_seg.miou",
+    "avss": "avss_seg.miou",
     "ref-avs": "binary_seg.miou",
 }
 
@@ -87,11 +92,20 @@ class HeadProfile:
             return np.round(np.asarray(a, np.float64), 6).tolist()
 
         return {
-            "model": self.model, "num_heads": self.num_heads, "layers": self.layers,
-            "projections": self.projections, "routing": {t: arr(a) for t, a in self.routing.items()},
-            "routing_by_kind": {t: {k: arr(a) for k, a in d.items()} for t, d in self.routing_by_kind.items()},
-            "norms": {t: arr(a) for t, a in self.norms.items()}, "ablation": self.ablation,
-            "answers": self.answers, "counts": self.counts, "errors": self.errors, "seconds": self.seconds,
+            "model": self.model,
+            "num_heads": self.num_heads,
+            "layers": self.layers,
+            "projections": self.projections,
+            "routing": {t: arr(a) for t, a in self.routing.items()},
+            "routing_by_kind": {
+                t: {k: arr(a) for k, a in d.items()} for t, d in self.routing_by_kind.items()
+            },
+            "norms": {t: arr(a) for t, a in self.norms.items()},
+            "ablation": self.ablation,
+            "answers": self.answers,
+            "counts": self.counts,
+            "errors": self.errors,
+            "seconds": self.seconds,
             "primary_metric": {t: primary_metric(t, self.ablation.get(t, {})) for t in self.ablation},
         }
 
@@ -100,11 +114,20 @@ class HeadProfile:
         def arr(a):
             return np.asarray(a, np.float32)
 
-        return cls(data["model"], data["num_heads"], data["layers"], data["projections"],
-                   {t: arr(a) for t, a in data["routing"].items()},
-                   {t: {k: arr(a) for k, a in d.items()} for t, d in data["routing_by_kind"].items()},
-                   {t: arr(a) for t, a in data["norms"].items()}, data["ablation"], data.get("answers", {}),
-                   data["counts"], data.get("errors", []), data.get("seconds", 0.0))
+        return cls(
+            data["model"],
+            data["num_heads"],
+            data["layers"],
+            data["projections"],
+            {t: arr(a) for t, a in data["routing"].items()},
+            {t: {k: arr(a) for k, a in d.items()} for t, d in data["routing_by_kind"].items()},
+            {t: arr(a) for t, a in data["norms"].items()},
+            data["ablation"],
+            data.get("answers", {}),
+            data["counts"],
+            data.get("errors", []),
+            data.get("seconds", 0.0),
+        )
 
 
 def primary_metric(task: str, table: dict[str, dict[str, float]]) -> str | None:
@@ -140,9 +163,14 @@ class _TaskAcc:
             self.kinds[k].add(trace.weights[trace.kinds == k])
 
 
-def profile_dataset(pipeline, manifest: str | Path, limit: int | None = None,
-                    variants: Sequence[Variant] | None = None, tasks: Sequence[str] | None = None,
-                    max_new_tokens: int | None = None) -> HeadProfile:
+def profile_dataset(
+    pipeline,
+    manifest: str | Path,
+    limit: int | None = None,
+    variants: Sequence[Variant] | None = None,
+    tasks: Sequence[str] | None = None,
+    max_new_tokens: int | None = None,
+) -> HeadProfile:
     """Profile the heads of ``pipeline``'s model on a manifest.
 
     Args:
@@ -161,7 +189,9 @@ def profile_dataset(pipeline, manifest: str | Path, limit: int | None = None,
     accs: dict[str, _TaskAcc] = {}
     for row in read_manifest(manifest):
         task = get_task(row["task"]).name
-        if (tasks and task not in tasks) or (limit is not None and task in accs and accs[task].count >= limit):
+        if (tasks and task not in tasks) or (
+            limit is not None and task in accs and accs[task].count >= limit
+        ):
             continue
         acc = accs.setdefault(task, _TaskAcc(task, variants))
         try:
@@ -175,8 +205,9 @@ def profile_dataset(pipeline, manifest: str | Path, limit: int | None = None,
         prof.counts[task] = acc.count
         prof.routing[task], prof.norms[task] = acc.routing.mean(), acc.norms.mean()
         prof.routing_by_kind[task] = {k: m.mean() for k, m in acc.kinds.items() if m.mean() is not None}
-        prof.ablation[task] = {name: {**s.compute(), **_mean_nll(acc.nll.get(name))}
-                               for name, s in acc.scorers.items()}
+        prof.ablation[task] = {
+            name: {**s.compute(), **_mean_nll(acc.nll.get(name))} for name, s in acc.scorers.items()
+        }
         prof.answers[task] = {name: float(np.mean(v)) for name, v in acc.same.items()}
     prof.seconds = time.perf_counter() - t0
     return prof
@@ -187,8 +218,18 @@ def _profile_row(pipeline, row, root, variants, acc: _TaskAcc, prof: HeadProfile
         scorer.root = root
     raw = load_input(pipeline, Request.from_row(row, root))
     media = encode(pipeline.model, raw)
-    outs = [generate(pipeline, raw, media, v, capture=(i == 0), max_new_tokens=max_new_tokens,
-                     reference=row.get("output")) for i, v in enumerate(variants)]
+    outs = [
+        generate(
+            pipeline,
+            raw,
+            media,
+            v,
+            capture=(i == 0),
+            max_new_tokens=max_new_tokens,
+            reference=row.get("output"),
+        )
+        for i, v in enumerate(variants)
+    ]
     trace = outs[0].trace
     if not prof.layers:
         prof.layers, prof.projections = trace.layers, trace.projections
@@ -233,19 +274,28 @@ def write_report(prof: HeadProfile, out_dir: str | Path, png: bool = True) -> li
 def ablation_markdown(prof: HeadProfile) -> str:
     """Markdown table: per task the primary metric of every variant (and answer agreement)."""
     variants = list(next(iter(prof.ablation.values()), {}))
-    lines = ["| task | n | metric | " + " | ".join(variants) + " |",
-             "|---|---|---|" + "---|" * len(variants)]
+    lines = ["| task | n | metric | " + " | ".join(variants) + " |", "|---|---|---|" + "---|" * len(variants)]
     for task, table in prof.ablation.items():
         key = primary_metric(task, table)
         vals = [f"{table[v].get(key, float('nan')):.3f}" if key else "-" for v in variants]
         lines.append(f"| {task} | {prof.counts.get(task, 0)} | {key or '-'} | " + " | ".join(vals) + " |")
-    lines += ["", "Mean per-token NLL of the reference answer (lower is better):", "",
-              "| task | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+    lines += [
+        "",
+        "Mean per-token NLL of the reference answer (lower is better):",
+        "",
+        "| task | " + " | ".join(variants) + " |",
+        "|---|" + "---|" * len(variants),
+    ]
     for task, table in prof.ablation.items():
         vals = [f"{table[v]['reference_nll']:.3f}" if "reference_nll" in table[v] else "-" for v in variants]
         lines.append(f"| {task} | " + " | ".join(vals) + " |")
-    lines += ["", "Share of answers identical to the normal run:", "",
-              "| task | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+    lines += [
+        "",
+        "Share of answers identical to the normal run:",
+        "",
+        "| task | " + " | ".join(variants) + " |",
+        "|---|" + "---|" * len(variants),
+    ]
     for task, same in prof.answers.items():
         lines.append(f"| {task} | " + " | ".join(f"{same.get(v, 0):.2f}" for v in variants) + " |")
     return "\n".join(lines) + "\n"

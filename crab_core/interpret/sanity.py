@@ -34,8 +34,15 @@ _LEVELS = {  # level -> (Attribution field, which units are "inside")
 }
 
 
-def attribution_sanity(pipeline, num: int = 10, seed: int = 0, n_steps: int = 16, task: str = "ave",
-                       image_size: int = 224, max_new_tokens: int = 64) -> dict:
+def attribution_sanity(
+    pipeline,
+    num: int = 10,
+    seed: int = 0,
+    n_steps: int = 16,
+    task: str = "ave",
+    image_size: int = 224,
+    max_new_tokens: int = 64,
+) -> dict:
     """Run the localisation check on ``num`` SynthAV test samples of ``task`` (AVE by default).
 
     Returns:
@@ -57,8 +64,12 @@ def attribution_sanity(pipeline, num: int = 10, seed: int = 0, n_steps: int = 16
         att = attribute(pipeline, raw, answer, n_steps=n_steps)
         secs = list(raw.meta["frame_seconds"])
         both = visible & sounding
-        inside = {"visible": [i for i, sec in enumerate(secs) if sec in visible], "sounding": sorted(sounding),
-                  "av_frames": [i for i, sec in enumerate(secs) if sec in both], "av_seconds": sorted(both)}
+        inside = {
+            "visible": [i for i, sec in enumerate(secs) if sec in visible],
+            "sounding": sorted(sounding),
+            "av_frames": [i for i, sec in enumerate(secs) if sec in both],
+            "av_seconds": sorted(both),
+        }
         row = {"seed": s.seed, "object": cls, "visible": sorted(visible), "sounding": sorted(sounding)}
         for level, (attr_name, which) in _LEVELS.items():
             scores = getattr(att, attr_name)
@@ -66,14 +77,29 @@ def attribution_sanity(pipeline, num: int = 10, seed: int = 0, n_steps: int = 16
             row[level] = ratio
             if ratio is not None:
                 per_level[level].append(ratio)
-        for name, value in (("embeddings", att.delta), ("pixels", att.pixel_delta), ("fbank", att.fbank_delta)):
+        for name, value in (
+            ("embeddings", att.delta),
+            ("pixels", att.pixel_delta),
+            ("fbank", att.fbank_delta),
+        ):
             if value is not None:
                 deltas[name].append(abs(value))
         samples.append(row)
         log.info("sanity %d/%d: %s", k + 1, num, {k2: v for k2, v in row.items() if k2 in _LEVELS})
-    levels = {k: {"mean_ratio": float(np.mean(v)) if v else None,
-                  "frac_above_1": float(np.mean(np.asarray(v) > 1)) if v else None, "n": len(v)}
-              for k, v in per_level.items()}
-    return {"task": task, "num": num, "n_steps": n_steps, "levels": levels,
-            "mean_abs_delta": {k: float(np.mean(v)) if v else None for k, v in deltas.items()},
-            "seconds_per_sample": (time.perf_counter() - t0) / max(num, 1), "samples": samples}
+    levels = {
+        k: {
+            "mean_ratio": float(np.mean(v)) if v else None,
+            "frac_above_1": float(np.mean(np.asarray(v) > 1)) if v else None,
+            "n": len(v),
+        }
+        for k, v in per_level.items()
+    }
+    return {
+        "task": task,
+        "num": num,
+        "n_steps": n_steps,
+        "levels": levels,
+        "mean_abs_delta": {k: float(np.mean(v)) if v else None for k, v in deltas.items()},
+        "seconds_per_sample": (time.perf_counter() - t0) / max(num, 1),
+        "samples": samples,
+    }

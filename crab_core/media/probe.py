@@ -120,9 +120,11 @@ def check_file(
     allowed = _EXTENSIONS[kind] if extensions is None else frozenset(e.lower() for e in extensions)
     suffix = p.suffix.lower()
     if suffix not in allowed:
-        hint = " (that is an image; pass it as an image, not a video)" if (
-            kind in ("video", "audio") and suffix in IMAGE_EXTENSIONS
-        ) else ""
+        hint = (
+            " (that is an image; pass it as an image, not a video)"
+            if (kind in ("video", "audio") and suffix in IMAGE_EXTENSIONS)
+            else ""
+        )
         raise MediaError(
             f"{kind} file {name} has unsupported extension {suffix or '(none)'!r}{hint}; "
             f"supported: {', '.join(sorted(allowed))}"

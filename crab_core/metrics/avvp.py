@@ -34,7 +34,9 @@ def gt_events(gt: Mapping, modality: str) -> list[tuple[str, list[tuple[int, int
     return [(ev["event"], [tuple(r) for r in ev.get("ranges", [])]) for ev in gt.get(modality, [])]
 
 
-def events_to_matrix(events: Iterable, classes: Sequence[str], num_segments: int = NUM_SEGMENTS) -> np.ndarray:
+def events_to_matrix(
+    events: Iterable, classes: Sequence[str], num_segments: int = NUM_SEGMENTS
+) -> np.ndarray:
     """[(class, [(s, e), ...])] -> binary (len(classes), num_segments) matrix; ranges are [s, e)."""
     index = {c: i for i, c in enumerate(classes)}
     mat = np.zeros((len(classes), num_segments), dtype=np.int64)
@@ -89,7 +91,9 @@ def _iou_ok(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return inter >= 0.5 * union
 
 
-def event_counts(pred_events: Sequence[tuple[int, int]], gt_events_: Sequence[tuple[int, int]]) -> tuple[int, int, int]:
+def event_counts(
+    pred_events: Sequence[tuple[int, int]], gt_events_: Sequence[tuple[int, int]]
+) -> tuple[int, int, int]:
     """HAN ``event_wise_metric``: (TP, FP, FN) of one class row at IoU >= 0.5."""
     tp = sum(any(_iou_ok(p, g) for g in gt_events_) for p in pred_events)
     fn = sum(not any(_iou_ok(g, p) for p in pred_events) for g in gt_events_)
@@ -97,7 +101,9 @@ def event_counts(pred_events: Sequence[tuple[int, int]], gt_events_: Sequence[tu
 
 
 def _event_level_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    counts = np.array([event_counts(extract_events(p), extract_events(g)) for p, g in zip(pred, gt)], dtype=float)
+    counts = np.array(
+        [event_counts(extract_events(p), extract_events(g)) for p, g in zip(pred, gt)], dtype=float
+    )
     counts = counts.reshape(-1, 3)
     return counts[:, 0], counts[:, 1], counts[:, 2]
 
@@ -109,7 +115,9 @@ def _f1_set(counter, so_a, so_v, gt_a, gt_v) -> dict[str, float]:
     return {k: class_mean_f1(*c) for k, c in zip(_KINDS, (ca, cv, cav, pooled))}
 
 
-def segment_level_f1(so_a: np.ndarray, so_v: np.ndarray, gt_a: np.ndarray, gt_v: np.ndarray) -> dict[str, float]:
+def segment_level_f1(
+    so_a: np.ndarray, so_v: np.ndarray, gt_a: np.ndarray, gt_v: np.ndarray
+) -> dict[str, float]:
     """Per-video segment-level F1 for ``audio``, ``visual``, ``audio_visual`` and pooled ``event``.
 
     Args:
@@ -118,7 +126,9 @@ def segment_level_f1(so_a: np.ndarray, so_v: np.ndarray, gt_a: np.ndarray, gt_v:
     return _f1_set(_segment_counts, *(np.asarray(x, dtype=np.int64) for x in (so_a, so_v, gt_a, gt_v)))
 
 
-def event_level_f1(so_a: np.ndarray, so_v: np.ndarray, gt_a: np.ndarray, gt_v: np.ndarray) -> dict[str, float]:
+def event_level_f1(
+    so_a: np.ndarray, so_v: np.ndarray, gt_a: np.ndarray, gt_v: np.ndarray
+) -> dict[str, float]:
     """Per-video event-level F1 (IoU >= 0.5) for ``audio``, ``visual``, ``audio_visual``, ``event``."""
     return _f1_set(_event_level_counts, *(np.asarray(x, dtype=np.int64) for x in (so_a, so_v, gt_a, gt_v)))
 
@@ -158,7 +168,9 @@ def avvp_majority_baseline(gts: Sequence[Mapping], num_segments: int = NUM_SEGME
     """Best of: predicting nothing, or the most frequent audio class and the most frequent visual
     class over the whole clip (chosen by ``segment_type_av``)."""
     candidates = [AVVPPrediction()]
-    counts = {m: Counter(normalize_label(n) for g in gts for n, _ in gt_events(g, m)) for m in ("audio", "visual")}
+    counts = {
+        m: Counter(normalize_label(n) for g in gts for n, _ in gt_events(g, m)) for m in ("audio", "visual")
+    }
     full = ((0, num_segments),)
     top = {m: ((c.most_common(1)[0][0], full),) if c else () for m, c in counts.items()}
     if top["audio"] or top["visual"]:

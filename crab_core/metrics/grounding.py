@@ -75,7 +75,9 @@ class ARIGMetric:
         iou = box_iou(box, gt["box"])
         self.ious.append(iou)
         if gt.get("object") is not None:
-            self.object_hits.append(obj is not None and normalize_label(obj) == normalize_label(str(gt["object"])))
+            self.object_hits.append(
+                obj is not None and normalize_label(obj) == normalize_label(str(gt["object"]))
+            )
         return iou
 
     def compute(self) -> dict[str, float]:

@@ -70,8 +70,9 @@ def mask_iou(pred, gt, from_logits: bool = False) -> np.ndarray:
     return inter / (union + _IOU_EPS)
 
 
-def frame_fscore(pred, gt, from_logits: bool = False, num_thresholds: int = NUM_THRESHOLDS,
-                 beta2: float = BETA2) -> np.ndarray:
+def frame_fscore(
+    pred, gt, from_logits: bool = False, num_thresholds: int = NUM_THRESHOLDS, beta2: float = BETA2
+) -> np.ndarray:
     """Per-frame max-over-thresholds F-beta (0 for an empty GT frame). Returns (N,)."""
     p, g = _probs(pred, from_logits), _frames(gt) > 0
     if p.shape != g.shape:

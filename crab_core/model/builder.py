@@ -47,21 +47,33 @@ def build_model(
     ctx = torch.device(device) if device is not None else torch.device("cpu")
     with ctx:
         llm = build_llama(
-            cfg.full_vocab_size, cfg.llm.hidden_size, cfg.llm.intermediate_size,
-            cfg.llm.num_hidden_layers, cfg.llm.num_attention_heads, cfg.llm.num_key_value_heads,
-            cfg.llm.rms_norm_eps, cfg.llm.rope_theta, cfg.llm.max_position_embeddings,
-            cfg.llm.bos_token_id, cfg.llm.eos_token_id, attn_implementation,
+            cfg.full_vocab_size,
+            cfg.llm.hidden_size,
+            cfg.llm.intermediate_size,
+            cfg.llm.num_hidden_layers,
+            cfg.llm.num_attention_heads,
+            cfg.llm.num_key_value_heads,
+            cfg.llm.rms_norm_eps,
+            cfg.llm.rope_theta,
+            cfg.llm.max_position_embeddings,
+            cfg.llm.bos_token_id,
+            cfg.llm.eos_token_id,
+            attn_implementation,
         )
         llm.requires_grad_(False)
-        llm = inject_ilora(llm, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.num_heads,
-                           cfg.lora.target_modules)
+        llm = inject_ilora(
+            llm, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.num_heads, cfg.lora.target_modules
+        )
         visual = VisualEncoder.from_config(cfg.vision, attn_implementation)
         audio = BEATs.from_config(cfg.audio)
         d = cfg.llm.hidden_size
         vl = QFormerProjector.from_config(cfg.vl_qformer, d, "visual")
         al = QFormerProjector.from_config(cfg.al_qformer, d, "audio")
-        seg = (SegModule.from_config(cfg.seg, d, cfg.vision.hidden_size, cfg.vision.patch_size, cfg.compat)
-               if with_seg else None)
+        seg = (
+            SegModule.from_config(cfg.seg, d, cfg.vision.hidden_size, cfg.vision.patch_size, cfg.compat)
+            if with_seg
+            else None
+        )
     visual.requires_grad_(False).eval()
     audio.requires_grad_(False).eval()
     model = CrabModel(cfg, visual, audio, vl, al, llm, seg)
@@ -87,7 +99,11 @@ def reset_rotary(model: torch.nn.Module) -> None:
     """Recompute every RoPE ``inv_freq`` buffer in float32 (casts and ``to_empty`` spoil it)."""
     for module in model.modules():
         fn = getattr(module, "compute_default_rope_parameters", None)
-        if fn is not None and hasattr(module, "inv_freq") and getattr(module, "rope_type", "default") == "default":
+        if (
+            fn is not None
+            and hasattr(module, "inv_freq")
+            and getattr(module, "rope_type", "default") == "default"
+        ):
             inv, _ = fn(module.config)
             device = module.inv_freq.device
             module.inv_freq = inv.to(device)

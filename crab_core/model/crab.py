@@ -89,9 +89,16 @@ class CrabModel(nn.Module):
         >>> media = model.encode_media(video=torch.randn(10, 3, 112, 112))
     """
 
-    def __init__(self, config: CrabConfig, visual_encoder: nn.Module, audio_encoder: nn.Module,
-                 vl_projector: nn.Module, al_projector: nn.Module, llm: nn.Module,
-                 seg_module: nn.Module | None) -> None:
+    def __init__(
+        self,
+        config: CrabConfig,
+        visual_encoder: nn.Module,
+        audio_encoder: nn.Module,
+        vl_projector: nn.Module,
+        al_projector: nn.Module,
+        llm: nn.Module,
+        seg_module: nn.Module | None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.visual_encoder = visual_encoder
@@ -117,8 +124,13 @@ class CrabModel(nn.Module):
         """Encoders run without autograd unless they are being trained (crab-tiny from scratch)."""
         return torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
 
-    def encode_media(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None,
-                     image: torch.Tensor | None = None, need_seg: bool = False) -> EncodedMedia:
+    def encode_media(
+        self,
+        video: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+        need_seg: bool = False,
+    ) -> EncodedMedia:
         """Encode one clip's media.
 
         Args:
@@ -127,6 +139,7 @@ class CrabModel(nn.Module):
             image: ``(1, 3, S, S)`` or ``(3, S, S)`` target frame.
             need_seg: also keep frame-0 multi-scale CLIP features for the mask decoder.
         """
+
         def batch1(x, dims):
             if x is None:
                 return None
@@ -134,8 +147,13 @@ class CrabModel(nn.Module):
 
         return self.encode_media_batch(batch1(video, 4), batch1(audio, 3), batch1(image, 4), need_seg)[0]
 
-    def encode_media_batch(self, video: torch.Tensor | None = None, audio: torch.Tensor | None = None,
-                           image: torch.Tensor | None = None, need_seg: bool = False) -> list[EncodedMedia]:
+    def encode_media_batch(
+        self,
+        video: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+        need_seg: bool = False,
+    ) -> list[EncodedMedia]:
         """Encode a batch of clips with equal shapes in one pass per encoder.
 
         Args:
@@ -199,31 +217,45 @@ class CrabModel(nn.Module):
         has_labels = all(s.labels is not None for s in samples)
         embed = self.llm.get_input_embeddings()
         return splice_batch(
-            [s.input_ids.to(self.device) for s in samples], feats, embed,
-            self.config.llm.pad_token_id, self._kinds,
+            [s.input_ids.to(self.device) for s in samples],
+            feats,
+            embed,
+            self.config.llm.pad_token_id,
+            self._kinds,
             labels=[s.labels.to(self.device) for s in samples] if has_labels else None,
             tokens_per_unit=units,
         )
 
     # ------------------------------------------------------------------ forward
-    def forward(self, samples: Sequence[CrabSample], compute_masks: bool = True,
-                return_seg_embeddings: bool = False) -> CrabOutput:
+    def forward(
+        self, samples: Sequence[CrabSample], compute_masks: bool = True, return_seg_embeddings: bool = False
+    ) -> CrabOutput:
         """Teacher-forced forward: LM loss, and mask loss for seg samples with a GT mask.
 
         ``return_seg_embeddings`` fills ``seg_embeddings`` ``(R, 6, D)`` / ``seg_rows`` even when no
         mask is computed (training-time probes on the seg-token states).
         """
         batch = self.prepare(samples)
-        seg_idx = [i for i, s in enumerate(samples) if s.task in SEG_TASKS and s.media.seg_features is not None]
+        seg_idx = [
+            i for i, s in enumerate(samples) if s.task in SEG_TASKS and s.media.seg_features is not None
+        ]
         run_seg = compute_masks and self.seg_module is not None
         need_hidden = bool(seg_idx) and (run_seg or return_seg_embeddings)
-        out = self.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                       position_ids=batch.position_ids, output_hidden_states=need_hidden, use_cache=False)
+        out = self.llm(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            output_hidden_states=need_hidden,
+            use_cache=False,
+        )
         logits = out.logits
         lm_loss = None
         if batch.labels is not None:
-            lm_loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                      batch.labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
+            lm_loss = F.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                batch.labels[:, 1:].reshape(-1),
+                ignore_index=IGNORE_INDEX,
+            )
         mask_loss, seg_emb, pred = None, None, None
         if need_hidden:
             sel = batch.seg_token_mask(self.config.mask_token_ids)
@@ -236,19 +268,33 @@ class CrabModel(nn.Module):
                 gts = [samples[i].gt_mask for i in rows]
                 gt = torch.stack(gts).to(self.device) if all(g is not None for g in gts) else None
                 ms = [torch.stack([samples[i].media.seg_features[k] for i in rows]) for k in range(2)]
-                seg = self.seg_module(seg_emb, ms, [samples[i].task for i in rows], gt,
-                                      frames=self._seg_frames([samples[i] for i in rows]))
+                seg = self.seg_module(
+                    seg_emb,
+                    ms,
+                    [samples[i].task for i in rows],
+                    gt,
+                    frames=self._seg_frames([samples[i] for i in rows]),
+                )
                 mask_loss, pred = seg.mask_loss, seg.pred_masks
         loss = lm_loss
         if mask_loss is not None:
             loss = mask_loss if loss is None else loss + mask_loss
-        return CrabOutput(loss, lm_loss, mask_loss, logits, batch, seg_emb, pred, rows if seg_emb is not None else None)
+        return CrabOutput(
+            loss, lm_loss, mask_loss, logits, batch, seg_emb, pred, rows if seg_emb is not None else None
+        )
 
     # ------------------------------------------------------------------ generate
     @torch.no_grad()
-    def generate(self, samples: Sequence[CrabSample], max_new_tokens: int = 500, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0, return_logits: bool = False,
-                 generator: torch.Generator | None = None) -> CrabGeneration:
+    def generate(
+        self,
+        samples: Sequence[CrabSample],
+        max_new_tokens: int = 500,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        return_logits: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> CrabGeneration:
         """Decode answers; for seg tasks run the mask decoder on the generated seg tokens.
 
         The hidden state used for ``<mask_i>`` is the one of the step that produced it (the
@@ -257,10 +303,21 @@ class CrabModel(nn.Module):
         """
         batch = self.prepare(samples)
         want_seg = self.seg_module is not None and any(s.task in SEG_TASKS for s in samples)
-        dec = decode(self.llm, batch.inputs_embeds, batch.attention_mask, batch.position_ids,
-                     max_new_tokens, self.config.llm.eos_token_id, self.config.llm.pad_token_id,
-                     do_sample=do_sample, temperature=temperature, top_p=top_p,
-                     return_logits=return_logits, return_hidden=want_seg, generator=generator)
+        dec = decode(
+            self.llm,
+            batch.inputs_embeds,
+            batch.attention_mask,
+            batch.position_ids,
+            max_new_tokens,
+            self.config.llm.eos_token_id,
+            self.config.llm.pad_token_id,
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=top_p,
+            return_logits=return_logits,
+            return_hidden=want_seg,
+            generator=generator,
+        )
         masks: list[torch.Tensor | None] = [None] * len(samples)
         if want_seg:
             masks = self._masks_from_generation(samples, dec)

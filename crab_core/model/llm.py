@@ -31,12 +31,20 @@ def build_llama(
 ) -> LlamaForCausalLM:
     """Build a randomly initialised ``LlamaForCausalLM`` (untied head) of the given geometry."""
     cfg = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
-        num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-        num_key_value_heads=num_key_value_heads, rms_norm_eps=rms_norm_eps,
-        rope_theta=rope_theta, max_position_embeddings=max_position_embeddings,
-        bos_token_id=bos_token_id, eos_token_id=eos_token_id, tie_word_embeddings=False,
-        attention_bias=False, hidden_act="silu",
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        rms_norm_eps=rms_norm_eps,
+        rope_theta=rope_theta,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        tie_word_embeddings=False,
+        attention_bias=False,
+        hidden_act="silu",
     )
     cfg._attn_implementation = attn_implementation
     return LlamaForCausalLM(cfg)
@@ -89,8 +97,13 @@ def decode(
     b = inputs_embeds.shape[0]
     device = inputs_embeds.device
     mask = attention_mask.long()
-    out = llm(inputs_embeds=inputs_embeds, attention_mask=mask, position_ids=position_ids,
-              use_cache=True, output_hidden_states=return_hidden)
+    out = llm(
+        inputs_embeds=inputs_embeds,
+        attention_mask=mask,
+        position_ids=position_ids,
+        use_cache=True,
+        output_hidden_states=return_hidden,
+    )
     next_pos = position_ids[:, -1:] + 1
     done = torch.zeros(b, dtype=torch.bool, device=device)
     lengths = torch.zeros(b, dtype=torch.long, device=device)
@@ -109,9 +122,14 @@ def decode(
         if bool(done.all()):
             break
         mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=device)], 1)
-        out = llm(inputs_embeds=embed(tok[:, None]), attention_mask=mask, position_ids=next_pos,
-                  cache=_cache_of(out), use_cache=True,
-                  output_hidden_states=return_hidden)
+        out = llm(
+            inputs_embeds=embed(tok[:, None]),
+            attention_mask=mask,
+            position_ids=next_pos,
+            cache=_cache_of(out),
+            use_cache=True,
+            output_hidden_states=return_hidden,
+        )
         next_pos = next_pos + 1
     empty = torch.zeros(b, 0, dtype=torch.long, device=device)
     return DecodeOutput(

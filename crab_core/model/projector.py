@@ -77,10 +77,22 @@ class QFormerProjector(nn.Module):
         torch.Size([2, 8, 64])
     """
 
-    def __init__(self, modality: Modality, encoder_width: int, hidden_size: int, num_layers: int,
-                 num_heads: int, intermediate_size: int, num_query_tokens: int, d_model: int,
-                 mlp_depth: int = 2, layer_norm_eps: float = 1e-12, dropout: float = 0.1,
-                 attention_dropout: float | None = None, unit_embeddings: int = 0) -> None:
+    def __init__(
+        self,
+        modality: Modality,
+        encoder_width: int,
+        hidden_size: int,
+        num_layers: int,
+        num_heads: int,
+        intermediate_size: int,
+        num_query_tokens: int,
+        d_model: int,
+        mlp_depth: int = 2,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        attention_dropout: float | None = None,
+        unit_embeddings: int = 0,
+    ) -> None:
         super().__init__()
         if modality not in _MODALITIES:
             raise ValueError(f"modality must be one of {_MODALITIES}, got {modality!r}")
@@ -88,8 +100,17 @@ class QFormerProjector(nn.Module):
         self.encoder_width = encoder_width
         self.d_model = d_model
         self.input_norm = nn.LayerNorm(encoder_width, eps=1e-5)
-        self.qformer = QFormer(hidden_size, num_layers, num_heads, intermediate_size, encoder_width,
-                               num_query_tokens, layer_norm_eps, dropout, attention_dropout)
+        self.qformer = QFormer(
+            hidden_size,
+            num_layers,
+            num_heads,
+            intermediate_size,
+            encoder_width,
+            num_query_tokens,
+            layer_norm_eps,
+            dropout,
+            attention_dropout,
+        )
         self.mlp = build_mlp(hidden_size, d_model, mlp_depth)
         self.unit_embed = nn.Embedding(unit_embeddings, d_model) if unit_embeddings else None
         if self.unit_embed is not None:
@@ -98,11 +119,21 @@ class QFormerProjector(nn.Module):
     @classmethod
     def from_config(cls, cfg: QFormerConfig, d_model: int, modality: Modality) -> QFormerProjector:
         """Build from a :class:`~crab_core.config.QFormerConfig` and the LLM width."""
-        return cls(modality, cfg.encoder_width, cfg.hidden_size, cfg.num_hidden_layers,
-                   cfg.num_attention_heads, cfg.intermediate_size, cfg.num_query_tokens, d_model,
-                   mlp_depth=cfg.mlp_depth, layer_norm_eps=cfg.layer_norm_eps,
-                   dropout=cfg.hidden_dropout_prob, attention_dropout=cfg.attention_probs_dropout_prob,
-                   unit_embeddings=cfg.unit_embeddings)
+        return cls(
+            modality,
+            cfg.encoder_width,
+            cfg.hidden_size,
+            cfg.num_hidden_layers,
+            cfg.num_attention_heads,
+            cfg.intermediate_size,
+            cfg.num_query_tokens,
+            d_model,
+            mlp_depth=cfg.mlp_depth,
+            layer_norm_eps=cfg.layer_norm_eps,
+            dropout=cfg.hidden_dropout_prob,
+            attention_dropout=cfg.attention_probs_dropout_prob,
+            unit_embeddings=cfg.unit_embeddings,
+        )
 
     @property
     def num_query_tokens(self) -> int:
@@ -121,12 +152,14 @@ class QFormerProjector(nn.Module):
         if tokens_per_frame is None:
             return x
         if tokens_per_frame <= 0 or x.shape[1] % tokens_per_frame:
-            raise ValueError(f"sequence length {x.shape[1]} is not a multiple of tokens_per_frame="
-                             f"{tokens_per_frame}")
+            raise ValueError(
+                f"sequence length {x.shape[1]} is not a multiple of tokens_per_frame={tokens_per_frame}"
+            )
         return x.reshape(-1, tokens_per_frame, x.shape[2])
 
-    def encode_queries(self, x: Tensor, tokens_per_frame: int | None = None,
-                       return_cross_attentions: bool = False) -> QFormerOutput:
+    def encode_queries(
+        self, x: Tensor, tokens_per_frame: int | None = None, return_cross_attentions: bool = False
+    ) -> QFormerOutput:
         """Input LayerNorm and Q-Former, without the MLP.
 
         Args:
@@ -141,8 +174,9 @@ class QFormerProjector(nn.Module):
         frames = self.input_norm(self._frames(x, tokens_per_frame))
         return self.qformer(frames, return_cross_attentions=return_cross_attentions)
 
-    def forward(self, x: Tensor, tokens_per_frame: int | None = None,
-                return_cross_attentions: bool = False) -> Tensor | ProjectorOutput:
+    def forward(
+        self, x: Tensor, tokens_per_frame: int | None = None, return_cross_attentions: bool = False
+    ) -> Tensor | ProjectorOutput:
         """Project encoder features to LLM tokens.
 
         Args:
@@ -212,7 +246,9 @@ _PARAM = r"\.(weight|bias)"
 def _detect_modality(keys: list[str]) -> Modality:
     found = {m for m in _MODALITIES for k in keys if k.startswith(f"{m}_")}
     if len(found) != 1:
-        raise CheckpointError(f"cannot tell visual from audio projector keys (prefixes found: {sorted(found)})")
+        raise CheckpointError(
+            f"cannot tell visual from audio projector keys (prefixes found: {sorted(found)})"
+        )
     return found.pop()
 
 
@@ -231,8 +267,9 @@ def _ref_rest_to_ours(rest: str) -> str | None:
     return None
 
 
-def reference_to_ours(sd: dict[str, Tensor],
-                      modality: Modality | None = None) -> tuple[dict[str, Tensor], list[str]]:
+def reference_to_ours(
+    sd: dict[str, Tensor], modality: Modality | None = None
+) -> tuple[dict[str, Tensor], list[str]]:
     """Convert a reference ``vl_projector.`` / ``al_projector.`` state dict to ours.
 
     Args:
@@ -253,7 +290,7 @@ def reference_to_ours(sd: dict[str, Tensor],
     ours: dict[str, Tensor] = {}
     dropped: list[str] = []
     for key, value in sd.items():
-        rest = key[len(prefix):] if key.startswith(prefix) else None
+        rest = key[len(prefix) :] if key.startswith(prefix) else None
         if rest is not None and _DROPPED.fullmatch(rest):
             dropped.append(key)
             continue
@@ -298,9 +335,11 @@ def ours_to_reference(sd: dict[str, Tensor], modality: Modality) -> dict[str, Te
     for name, value in sd.items():
         rest = _ours_to_ref_rest(name)
         if rest is None and name.startswith("unit_embed."):
-            raise CheckpointError("the reference format has no per-unit index embedding "
-                                  "(QFormerConfig.unit_embeddings > 0, e.g. crab-tiny); such a model "
-                                  "cannot be written in the reference layout")
+            raise CheckpointError(
+                "the reference format has no per-unit index embedding "
+                "(QFormerConfig.unit_embeddings > 0, e.g. crab-tiny); such a model "
+                "cannot be written in the reference layout"
+            )
         if rest is None:
             raise CheckpointError(f"unexpected projector key: {name!r}")
         out[f"{modality}_{rest}"] = value

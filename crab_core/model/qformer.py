@@ -54,8 +54,15 @@ class QFormerAttention(nn.Module):
         attention_dropout: Dropout on the attention probabilities (training only).
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, kv_width: int, layer_norm_eps: float,
-                 dropout: float, attention_dropout: float) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        kv_width: int,
+        layer_norm_eps: float,
+        dropout: float,
+        attention_dropout: float,
+    ) -> None:
         super().__init__()
         if hidden_size % num_heads != 0:
             raise ValueError(f"num_heads={num_heads} must divide hidden_size={hidden_size}")
@@ -73,8 +80,9 @@ class QFormerAttention(nn.Module):
         n, length, _ = x.shape
         return x.view(n, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: Tensor, context: Tensor | None = None,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``x`` to ``context`` (``x`` itself when ``None``).
 
         Args:
@@ -113,8 +121,9 @@ class QFormerFeedForward(nn.Module):
         dropout: Dropout on ``fc2``'s output (training only).
     """
 
-    def __init__(self, hidden_size: int, intermediate_size: int, layer_norm_eps: float,
-                 dropout: float) -> None:
+    def __init__(
+        self, hidden_size: int, intermediate_size: int, layer_norm_eps: float, dropout: float
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(hidden_size, intermediate_size)
         self.fc2 = nn.Linear(intermediate_size, hidden_size)
@@ -139,17 +148,28 @@ class QFormerLayer(nn.Module):
         attention_dropout: Attention-probability dropout.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, encoder_width: int,
-                 layer_norm_eps: float, dropout: float, attention_dropout: float) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        encoder_width: int,
+        layer_norm_eps: float,
+        dropout: float,
+        attention_dropout: float,
+    ) -> None:
         super().__init__()
-        self.self_attn = QFormerAttention(hidden_size, num_heads, hidden_size, layer_norm_eps,
-                                          dropout, attention_dropout)
-        self.cross_attn = QFormerAttention(hidden_size, num_heads, encoder_width, layer_norm_eps,
-                                           dropout, attention_dropout)
+        self.self_attn = QFormerAttention(
+            hidden_size, num_heads, hidden_size, layer_norm_eps, dropout, attention_dropout
+        )
+        self.cross_attn = QFormerAttention(
+            hidden_size, num_heads, encoder_width, layer_norm_eps, dropout, attention_dropout
+        )
         self.ffn = QFormerFeedForward(hidden_size, intermediate_size, layer_norm_eps, dropout)
 
-    def forward(self, x: Tensor, encoder_states: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, x: Tensor, encoder_states: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
         """Run one layer.
 
         Args:
@@ -186,17 +206,33 @@ class QFormer(nn.Module):
         torch.Size([3, 4, 32])
     """
 
-    def __init__(self, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
-                 encoder_width: int, num_query_tokens: int, layer_norm_eps: float = 1e-12,
-                 dropout: float = 0.1, attention_dropout: float | None = None) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_layers: int,
+        num_heads: int,
+        intermediate_size: int,
+        encoder_width: int,
+        num_query_tokens: int,
+        layer_norm_eps: float = 1e-12,
+        dropout: float = 0.1,
+        attention_dropout: float | None = None,
+    ) -> None:
         super().__init__()
         attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.query_tokens = nn.Parameter(torch.zeros(1, num_query_tokens, hidden_size))
         self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
-            QFormerLayer(hidden_size, num_heads, intermediate_size, encoder_width, layer_norm_eps,
-                         dropout, attention_dropout)
+            QFormerLayer(
+                hidden_size,
+                num_heads,
+                intermediate_size,
+                encoder_width,
+                layer_norm_eps,
+                dropout,
+                attention_dropout,
+            )
             for _ in range(num_layers)
         )
         self.reset_parameters()

@@ -18,8 +18,13 @@ IGNORE_INDEX = -100
 
 # Token kinds recorded per position (for interpretability and seg-token selection).
 KIND_PAD, KIND_TEXT, KIND_VIDEO, KIND_AUDIO, KIND_IMAGE = 0, 1, 2, 3, 4
-KIND_NAMES = {KIND_PAD: "pad", KIND_TEXT: "text", KIND_VIDEO: "video", KIND_AUDIO: "audio",
-              KIND_IMAGE: "image"}
+KIND_NAMES = {
+    KIND_PAD: "pad",
+    KIND_TEXT: "text",
+    KIND_VIDEO: "video",
+    KIND_AUDIO: "audio",
+    KIND_IMAGE: "image",
+}
 
 
 @dataclass
@@ -79,8 +84,9 @@ def splice_batch(
         TaskError: when a sample's placeholder count differs from its feature count.
     """
     rows = [
-        _splice_one(ids, feats, embed, placeholder_kinds, None if labels is None else labels[i],
-                    tokens_per_unit or {})
+        _splice_one(
+            ids, feats, embed, placeholder_kinds, None if labels is None else labels[i], tokens_per_unit or {}
+        )
         for i, (ids, feats) in enumerate(zip(input_ids, features))
     ]
     return _left_pad(rows, embed, pad_token_id, with_labels=labels is not None)
@@ -93,7 +99,9 @@ def _splice_one(ids, feats, embed, placeholder_kinds, labels, tokens_per_unit):
     for pid, n in counts.items():
         got = len(feats.get(pid, ()))
         if got != n:
-            raise TaskError(f"placeholder id {pid} appears {n} time(s) but {got} feature tensor(s) were given")
+            raise TaskError(
+                f"placeholder id {pid} appears {n} time(s) but {got} feature tensor(s) were given"
+            )
     text_emb = embed(ids[~is_ph])
     used = {pid: 0 for pid in placeholder_kinds}
     parts, tok, kind, unit, lab = [], [], [], [], []
@@ -103,7 +111,7 @@ def _splice_one(ids, feats, embed, placeholder_kinds, labels, tokens_per_unit):
     for p in ph_positions + [len(ids)]:
         n_text = p - start
         if n_text:
-            parts.append(text_emb[text_pos:text_pos + n_text])
+            parts.append(text_emb[text_pos : text_pos + n_text])
             tok.append(ids[start:p])
             kind.append(torch.full((n_text,), 1, dtype=torch.long))
             unit.append(torch.full((n_text,), -1, dtype=torch.long))
@@ -146,7 +154,9 @@ def _left_pad(rows, embed, pad_token_id, with_labels):
         kinds.append(torch.cat([torch.zeros(k, dtype=torch.long, device=device), r["kind"]]))
         units.append(torch.cat([torch.full((k,), -1, dtype=torch.long, device=device), r["unit"]]))
         if with_labels:
-            labs.append(torch.cat([torch.full((k,), IGNORE_INDEX, dtype=torch.long, device=device), r["lab"]]))
+            labs.append(
+                torch.cat([torch.full((k,), IGNORE_INDEX, dtype=torch.long, device=device), r["lab"]])
+            )
     mask = torch.stack(masks).to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     return SplicedBatch(

@@ -41,10 +41,15 @@ class VisualEncoder(nn.Module):
     ) -> None:
         super().__init__()
         cfg = CLIPVisionConfig(
-            hidden_size=hidden_size, intermediate_size=intermediate_size,
-            num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
-            image_size=image_size, patch_size=patch_size, hidden_act=hidden_act,
-            layer_norm_eps=layer_norm_eps, projection_dim=projection_dim,
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=num_hidden_layers,
+            num_attention_heads=num_attention_heads,
+            image_size=image_size,
+            patch_size=patch_size,
+            hidden_act=hidden_act,
+            layer_norm_eps=layer_norm_eps,
+            projection_dim=projection_dim,
         )
         cfg._attn_implementation = attn_implementation
         self.vision_tower = CLIPVisionModel(cfg)
@@ -56,9 +61,19 @@ class VisualEncoder(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, attn_implementation: str = "sdpa") -> VisualEncoder:
-        return cls(cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers,
-                   cfg.num_attention_heads, cfg.image_size, cfg.patch_size, cfg.select_layers,
-                   cfg.hidden_act, cfg.layer_norm_eps, cfg.projection_dim, attn_implementation)
+        return cls(
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.num_hidden_layers,
+            cfg.num_attention_heads,
+            cfg.image_size,
+            cfg.patch_size,
+            cfg.select_layers,
+            cfg.hidden_act,
+            cfg.layer_norm_eps,
+            cfg.projection_dim,
+            attn_implementation,
+        )
 
     def forward(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """Encode frames.
@@ -80,8 +95,10 @@ class VisualEncoder(nn.Module):
             out = layer(hidden, attention_mask=None)
             hidden = out[0] if isinstance(out, tuple) else out
             states.append(hidden)
-        return [states[i][:, 1:].reshape(b, t * self.patches_per_frame, self.hidden_size)
-                for i in self.select_layers]
+        return [
+            states[i][:, 1:].reshape(b, t * self.patches_per_frame, self.hidden_size)
+            for i in self.select_layers
+        ]
 
 
 def reference_to_ours(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -16,7 +16,20 @@ from .world import (
 )
 
 __all__ = [
-    "CLASSES", "CLIP_SECONDS", "HOLDOUT_CLASS_SLOT", "HOLDOUT_PAIRS", "SLOTS", "SPLITS", "TASKS", "SynthSample",
-    "balance_report", "clip_seconds", "generate_split", "main_synth", "render_sample", "sample_seed",
-    "split_of_seed", "task_seed",
+    "CLASSES",
+    "CLIP_SECONDS",
+    "HOLDOUT_CLASS_SLOT",
+    "HOLDOUT_PAIRS",
+    "SLOTS",
+    "SPLITS",
+    "TASKS",
+    "SynthSample",
+    "balance_report",
+    "clip_seconds",
+    "generate_split",
+    "main_synth",
+    "render_sample",
+    "sample_seed",
+    "split_of_seed",
+    "task_seed",
 ]

@@ -105,8 +105,10 @@ def build_ave(rng: np.random.Generator, split: str, stratum: float) -> Target:
     s = int(rng.integers(lo, hi - 1)) if hi - lo >= 2 else lo
     e = int(rng.integers(s + min(2, hi - s), hi + 1))
     scene = _set_sounding(scene, i, [s <= t < e for t in range(scene.num_seconds)])
-    out = (f"{T.scene_sentences(scene)} So the audible and visible event in the video is <event> {cls} </event>, "
-           f"and the time range is <range> {s},{e} </range>.")
+    out = (
+        f"{T.scene_sentences(scene)} So the audible and visible event in the video is <event> {cls} </event>, "
+        f"and the time range is <range> {s},{e} </range>."
+    )
     return Target(scene, out, {"event": cls, "range": [s, e], "segments": T.segments(cls, s, e)})
 
 
@@ -117,11 +119,15 @@ def build_avvp(rng: np.random.Generator, split: str, stratum: float) -> Target:
     visual = [{"event": o.cls, "ranges": runs(o.visible)} for o in scene.onscreen]
 
     def blocks(tag: str, events: list[dict]) -> str:
-        return " ".join(f"<{tag}>{ev['event']}," + "".join(f"({s} {e})" for s, e in ev["ranges"]) + f"</{tag}>"
-                        for ev in events)
+        return " ".join(
+            f"<{tag}>{ev['event']}," + "".join(f"({s} {e})" for s, e in ev["ranges"]) + f"</{tag}>"
+            for ev in events
+        )
 
-    out = (f"{T.scene_sentences(scene)} The audio events are {blocks('audio_event', audio)}, "
-           f"and the visual events are {blocks('visual_event', visual)}.")
+    out = (
+        f"{T.scene_sentences(scene)} The audio events are {blocks('audio_event', audio)}, "
+        f"and the visual events are {blocks('visual_event', visual)}."
+    )
     return Target(scene, out, {"audio": audio, "visual": visual, "num_segments": scene.num_seconds})
 
 
@@ -133,14 +139,19 @@ def build_arig(rng: np.random.Generator, split: str, stratum: float) -> Target:
     def once() -> Target | None:
         scene = sample_scene(rng, split, include=cls, num_seconds=clip_seconds("arig"))
         i = next(k for k, o in enumerate(scene.objects) if o.cls == cls)
-        alone = [t for t in range(scene.num_seconds)
-                 if scene.objects[i].sounding[t] and sum(o.sounding[t] for o in scene.objects) == 1]
+        alone = [
+            t
+            for t in range(scene.num_seconds)
+            if scene.objects[i].sounding[t] and sum(o.sounding[t] for o in scene.objects) == 1
+        ]
         if not alone:
             return None
         t = _pick(rng, alone)
         x1, y1, x2, y2 = box = object_box(scene.objects[i])
-        out = (f"{T.at_second_sentence(scene, t)} The sounding object is {cls}. Its coordinate of top left "
-               f"corner is ({x1},{y1}) and coordinate of bottom right corner is ({x2},{y2})")
+        out = (
+            f"{T.at_second_sentence(scene, t)} The sounding object is {cls}. Its coordinate of top left "
+            f"corner is ({x1},{y1}) and coordinate of bottom right corner is ({x2},{y2})"
+        )
         return Target(scene, out, {"object": cls, "box": box}, frame_index=t, mask_objects=[i])
 
     return _retry(once)
@@ -158,8 +169,9 @@ def build_s4(rng: np.random.Generator, split: str, stratum: float) -> Target:
     second is the object where it sounds then, empty otherwise (15 % of samples when possible)."""
     cls = CLASSES[int(stratum * len(CLASSES))]
     n = clip_seconds("s4")
-    scene = sample_scene(rng, split, include=cls, offscreen_prob=0.0, silent_prob=1.0, require_audible=False,
-                         num_seconds=n)
+    scene = sample_scene(
+        rng, split, include=cls, offscreen_prob=0.0, silent_prob=1.0, require_audible=False, num_seconds=n
+    )
     i = next(k for k, o in enumerate(scene.objects) if o.cls == cls)
     lo = scene.objects[i].visible.index(True)
     scene = _set_sounding(scene, i, random_runs(rng, lo, lo + sum(scene.objects[i].visible), num_seconds=n))
@@ -168,8 +180,14 @@ def build_s4(rng: np.random.Generator, split: str, stratum: float) -> Target:
     t = _pick(rng, off) if off and rng.random() < 0.15 else _pick(rng, on)
     objs = [i] if scene.objects[i].sounding[t] else []
     out = f"{T.at_second_sentence(scene, t)} {_seg_text([cls], t)}"
-    return Target(scene, out, {"mask": None, "object": cls, "null": False}, frame_index=t,
-                  mask_objects=objs, mask_format="binary")
+    return Target(
+        scene,
+        out,
+        {"mask": None, "object": cls, "null": False},
+        frame_index=t,
+        mask_objects=objs,
+        mask_format="binary",
+    )
 
 
 def _multi_seg(rng: np.random.Generator, split: str, task: str) -> Target:
@@ -177,9 +195,14 @@ def _multi_seg(rng: np.random.Generator, split: str, task: str) -> Target:
     ms3 = task == "ms3"
 
     def once() -> Target | None:
-        scene = sample_scene(rng, split, n_visible=(2, 3) if ms3 else (1, 3),
-                             offscreen_prob=0.0 if ms3 else 0.3, silent_prob=0.15 if ms3 else 0.25,
-                             num_seconds=clip_seconds(task))
+        scene = sample_scene(
+            rng,
+            split,
+            n_visible=(2, 3) if ms3 else (1, 3),
+            offscreen_prob=0.0 if ms3 else 0.3,
+            silent_prob=0.15 if ms3 else 0.25,
+            num_seconds=clip_seconds(task),
+        )
         if ms3 and sum(o.sounds for o in scene.onscreen) < 2:
             return None
         counts = [sum(o.sounding[t] for o in scene.onscreen) for t in range(scene.num_seconds)]
@@ -194,8 +217,9 @@ def _multi_seg(rng: np.random.Generator, split: str, task: str) -> Target:
         if not ms3:
             gt = {"mask": None, "mask_format": "index", "objects": names}
         out = f"{T.at_second_sentence(scene, t)} {_seg_text(names, t)}"
-        return Target(scene, out, gt, frame_index=t, mask_objects=objs,
-                      mask_format="binary" if ms3 else "index")
+        return Target(
+            scene, out, gt, frame_index=t, mask_objects=objs, mask_format="binary" if ms3 else "index"
+        )
 
     return _retry(once)
 
@@ -208,8 +232,11 @@ def _ref_positive(scene: Scene, rng: np.random.Generator, kind: str) -> tuple[st
         if not loud:
             return None
         k = _pick(rng, loud)
-        name = f"the {objs[k].cls} that is making sound" if kind == "class" else \
-            f"the sounding object {T.WHERE[objs[k].slot]}"
+        name = (
+            f"the {objs[k].cls} that is making sound"
+            if kind == "class"
+            else f"the sounding object {T.WHERE[objs[k].slot]}"
+        )
         return name, k
     if kind in ("leftmost", "rightmost"):
         if len(vis) < 2 or not loud:
@@ -220,7 +247,9 @@ def _ref_positive(scene: Scene, rng: np.random.Generator, kind: str) -> tuple[st
         return ("the silent object", quiet[0]) if len(quiet) == 1 and len(vis) >= 2 else None
     gains = sorted(((o.gain_db, k) for k, o in enumerate(objs) if o.sounds), reverse=True)
     if kind == "loudest":
-        ok = len(gains) >= 2 and gains[0][0] - gains[1][0] >= LOUDNESS_MARGIN_DB and objs[gains[0][1]].onscreen
+        ok = (
+            len(gains) >= 2 and gains[0][0] - gains[1][0] >= LOUDNESS_MARGIN_DB and objs[gains[0][1]].onscreen
+        )
         return ("the object making the loudest sound", gains[0][1]) if ok else None
     order = sorted((o.onset, k) for k, o in enumerate(objs) if o.sounds)
     onsets = [s for s, _ in order]
@@ -230,7 +259,11 @@ def _ref_positive(scene: Scene, rng: np.random.Generator, kind: str) -> tuple[st
         return ("the object that sounds first", order[0][1]) if objs[order[0][1]].onscreen else None
     j = int(rng.integers(0, len(order) - 1))
     k = order[j + 1][1]
-    return (f"the object that starts sounding after the {objs[order[j][1]].cls}", k) if objs[k].onscreen else None
+    return (
+        (f"the object that starts sounding after the {objs[order[j][1]].cls}", k)
+        if objs[k].onscreen
+        else None
+    )
 
 
 def _ref_null(scene: Scene, rng: np.random.Generator, kind: str) -> str | None:
@@ -263,20 +296,37 @@ def build_ref_avs(rng: np.random.Generator, split: str, stratum: float) -> Targe
             if exp is None:
                 return None
             t = int(rng.integers(scene.num_seconds))
-            out = (f"{T.scene_sentences(scene)} No object in the video fits. At the {T.ORDINALS[t]} second in the "
-                   f"video, {exp} is nothing. Its mask is {T.SEG_TOKENS}")
-            return Target(scene, out, {"mask": None, "object": None, "null": True}, question=exp,
-                          frame_index=t, mask_format="binary")
+            out = (
+                f"{T.scene_sentences(scene)} No object in the video fits. At the {T.ORDINALS[t]} second in the "
+                f"video, {exp} is nothing. Its mask is {T.SEG_TOKENS}"
+            )
+            return Target(
+                scene,
+                out,
+                {"mask": None, "object": None, "null": True},
+                question=exp,
+                frame_index=t,
+                mask_format="binary",
+            )
         hit = _ref_positive(scene, rng, kind)
         if hit is None:
             return None
         exp, k = hit
         obj = scene.objects[k]
         t = _pick(rng, [s for s in range(scene.num_seconds) if obj.visible[s]])
-        out = (f"{T.scene_sentences(scene)} At the {T.ORDINALS[t]} second in the video, {exp} is {obj.cls}. "
-               f"Its mask is {T.SEG_TOKENS}")
-        return Target(scene, out, {"mask": None, "object": obj.cls, "null": False}, question=exp,
-                      frame_index=t, mask_objects=[k], mask_format="binary")
+        out = (
+            f"{T.scene_sentences(scene)} At the {T.ORDINALS[t]} second in the video, {exp} is {obj.cls}. "
+            f"Its mask is {T.SEG_TOKENS}"
+        )
+        return Target(
+            scene,
+            out,
+            {"mask": None, "object": obj.cls, "null": False},
+            question=exp,
+            frame_index=t,
+            mask_objects=[k],
+            mask_format="binary",
+        )
 
     return _retry(once)
 
@@ -300,9 +350,15 @@ def build_target(rng: np.random.Generator, task: str, split: str, stratum: float
         stratum = float(rng.random())
 
     builders = {
-        "ave": build_ave, "avvp": build_avvp, "avqa": build_avqa, "arig": build_arig, "s4": build_s4,
-        "ms3": lambda r, s, _: _multi_seg(r, s, "ms3"), "avss": lambda r, s, _: _multi_seg(r, s, "avss"),
-        "ref-avs": build_ref_avs, "caption": build_caption,
+        "ave": build_ave,
+        "avvp": build_avvp,
+        "avqa": build_avqa,
+        "arig": build_arig,
+        "s4": build_s4,
+        "ms3": lambda r, s, _: _multi_seg(r, s, "ms3"),
+        "avss": lambda r, s, _: _multi_seg(r, s, "avss"),
+        "ref-avs": build_ref_avs,
+        "caption": build_caption,
     }
     if task not in builders:
         raise TaskError(f"unknown SynthAV task {task!r}; known: {list(TASKS)}")

@@ -129,9 +129,17 @@ def render_sample(seed: int, task: str, image_size: int = 224) -> SynthSample:
             value = 1 if target.mask_format == "binary" else CLASSES.index(target.scene.objects[i].cls) + 1
             mask[video.mask_at(i, t)] = value
     return SynthSample(
-        seed=seed, split=split, task=task, frames=video.frames, audio=render_audio(target.scene),
-        frame_index=target.frame_index, mask=mask, question=target.question, output=target.output,
-        gt=target.gt, meta=target.scene.to_meta(),
+        seed=seed,
+        split=split,
+        task=task,
+        frames=video.frames,
+        audio=render_audio(target.scene),
+        frame_index=target.frame_index,
+        mask=mask,
+        question=target.question,
+        output=target.output,
+        gt=target.gt,
+        meta=target.scene.to_meta(),
     )
 
 
@@ -139,8 +147,16 @@ def sample_id(split: str, index: int, user_seed: int) -> str:
     return f"synthav-{split}-s{user_seed}-{index:06d}"
 
 
-def write_sample(out: Path, split: str, index: int, user_seed: int, task: str, k: int, image_size: int = 224,
-                 write_audio: bool = True) -> dict:
+def write_sample(
+    out: Path,
+    split: str,
+    index: int,
+    user_seed: int,
+    task: str,
+    k: int,
+    image_size: int = 224,
+    write_audio: bool = True,
+) -> dict:
     """Render sample ``index`` of a split (the ``k``-th of its task) and write its files under ``out``;
     return its manifest row."""
     seed = task_seed(split, task, k, user_seed)
@@ -193,9 +209,12 @@ def answer_key(row: dict) -> str:
 
 def _hist(counter: Counter, n: int) -> dict:
     top = counter.most_common(1)
-    return {"n": n, "answers": dict(sorted(counter.items())),
-            "majority_answer": top[0][0] if top else None,
-            "majority_share": round(top[0][1] / n, 4) if top else None}
+    return {
+        "n": n,
+        "answers": dict(sorted(counter.items())),
+        "majority_answer": top[0][0] if top else None,
+        "majority_share": round(top[0][1] / n, 4) if top else None,
+    }
 
 
 def balance_report(rows: list[dict]) -> dict:
@@ -212,15 +231,28 @@ def balance_report(rows: list[dict]) -> dict:
         if task == "avqa":
             types = sorted({r["gt"]["question_type"] for r in sel})
             entry["question_types"] = {
-                qt: _hist(Counter(r["gt"]["answer"] for r in sel if r["gt"]["question_type"] == qt),
-                          sum(r["gt"]["question_type"] == qt for r in sel)) for qt in types}
+                qt: _hist(
+                    Counter(r["gt"]["answer"] for r in sel if r["gt"]["question_type"] == qt),
+                    sum(r["gt"]["question_type"] == qt for r in sel),
+                )
+                for qt in types
+            }
         report["tasks"][task] = entry
     return report
 
 
-def generate_split(out_dir: str | Path, split: str, num: int, seed: int, tasks: list[str] | None = None,
-                   image_size: int = 224, workers: int = 1, *, write_audio: bool = True,
-                   progress: bool = False) -> tuple[Path, dict]:
+def generate_split(
+    out_dir: str | Path,
+    split: str,
+    num: int,
+    seed: int,
+    tasks: list[str] | None = None,
+    image_size: int = 224,
+    workers: int = 1,
+    *,
+    write_audio: bool = True,
+    progress: bool = False,
+) -> tuple[Path, dict]:
     """Write ``num`` samples of ``split`` under ``out_dir/<split>/`` (layout in the module docstring).
 
     Args:
@@ -245,8 +277,10 @@ def generate_split(out_dir: str | Path, split: str, num: int, seed: int, tasks: 
         raise ConfigError(f"unknown SynthAV task(s) {bad}; known: {list(TASKS)}")
     check_arguments(num, image_size, workers)
     out = prepare_out_dir(Path(out_dir) / split)
-    jobs = [(out, split, i, seed, tasks[i % len(tasks)], i // len(tasks), image_size, write_audio)
-            for i in range(num)]
+    jobs = [
+        (out, split, i, seed, tasks[i % len(tasks)], i // len(tasks), image_size, write_audio)
+        for i in range(num)
+    ]
     rows: list[dict] = progress_map(_write_job, jobs, workers, f"synthav {split}", progress)
     manifest = write_manifest(out / "manifest.jsonl", rows)
     report = {"split": split, "seed": seed, "image_size": image_size, **balance_report(rows)}
@@ -262,8 +296,11 @@ def check_arguments(num: int, image_size: int, workers: int) -> None:
         SynthError: ``num`` outside 1..:data:`MAX_SAMPLES`, ``image_size`` odd or outside
             :data:`MIN_IMAGE_SIZE`..:data:`MAX_IMAGE_SIZE`, ``workers`` outside 1..:data:`MAX_WORKERS`.
     """
-    for name, value, lo, hi in (("num", num, 1, MAX_SAMPLES), ("image_size", image_size, MIN_IMAGE_SIZE,
-                                MAX_IMAGE_SIZE), ("workers", workers, 1, MAX_WORKERS)):
+    for name, value, lo, hi in (
+        ("num", num, 1, MAX_SAMPLES),
+        ("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+        ("workers", workers, 1, MAX_WORKERS),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
             raise SynthError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     if image_size % 2:
@@ -299,8 +336,9 @@ def _int_in(lo: int, hi: int, even: bool = False):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if not lo <= value <= hi or (even and value % 2):
-            raise argparse.ArgumentTypeError(f"must be {'an even integer' if even else 'an integer'} in "
-                                             f"[{lo}, {hi}], got {value}")
+            raise argparse.ArgumentTypeError(
+                f"must be {'an even integer' if even else 'an integer'} in [{lo}, {hi}], got {value}"
+            )
         return value
 
     return parse
@@ -308,15 +346,25 @@ def _int_in(lo: int, hi: int, even: bool = False):
 
 def main_synth(argv: list[str]) -> int:
     """CLI: ``--out DIR --split S --num N --seed S [--tasks a,b] [--image-size 224] [--workers W]``."""
-    parser = argparse.ArgumentParser(prog="python -m crab_core synth", description="Generate a SynthAV split.")
+    parser = argparse.ArgumentParser(
+        prog="python -m crab_core synth", description="Generate a SynthAV split."
+    )
     parser.add_argument("--out", required=True, help="output root (the split gets a sub-folder)")
     parser.add_argument("--split", required=True, choices=SPLITS, help="which SynthAV split to write")
-    parser.add_argument("--num", type=_int_in(1, MAX_SAMPLES), required=True,
-                        help=f"samples to write, 1..{MAX_SAMPLES} per call")
+    parser.add_argument(
+        "--num",
+        type=_int_in(1, MAX_SAMPLES),
+        required=True,
+        help=f"samples to write, 1..{MAX_SAMPLES} per call",
+    )
     parser.add_argument("--seed", type=_int_in(0, 2**24 - 1), default=0, help="user seed in [0, 2**24)")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated task names")
-    parser.add_argument("--image-size", type=_int_in(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, even=True), default=224,
-                        help=f"frame side in pixels, even, {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}")
+    parser.add_argument(
+        "--image-size",
+        type=_int_in(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, even=True),
+        default=224,
+        help=f"frame side in pixels, even, {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}",
+    )
     parser.add_argument("--workers", type=_int_in(1, MAX_WORKERS), default=1, help="rendering processes")
     parser.add_argument("--no-wav", action="store_true", help="do not keep the separate wav files")
     args = parser.parse_args(argv)
@@ -329,10 +377,24 @@ def main_synth(argv: list[str]) -> int:
         prepare_out_dir(args.out)
     except SynthError as exc:
         parser.error(f"argument --out: {exc}")
-    manifest, report = generate_split(args.out, args.split, args.num, args.seed, tasks, args.image_size,
-                                      args.workers, write_audio=not args.no_wav, progress=True)
+    manifest, report = generate_split(
+        args.out,
+        args.split,
+        args.num,
+        args.seed,
+        tasks,
+        args.image_size,
+        args.workers,
+        write_audio=not args.no_wav,
+        progress=True,
+    )
     for task, entry in report["tasks"].items():
-        logger.info("%-8s n=%-6d majority=%s (%.1f%%)", task, entry["n"], entry["majority_answer"],
-                    100 * entry["majority_share"])
+        logger.info(
+            "%-8s n=%-6d majority=%s (%.1f%%)",
+            task,
+            entry["n"],
+            entry["majority_answer"],
+            100 * entry["majority_share"],
+        )
     logger.info("manifest: %s", manifest)
     return 0

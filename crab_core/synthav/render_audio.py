@@ -61,7 +61,7 @@ def _white(seed: int, n: int) -> np.ndarray:
     """Unit-variance white noise ``(n,)`` float32: uniform random bytes (much cheaper than Gaussians)."""
     raw = np.random.default_rng(seed).bit_generator.random_raw(-(-n // 8)).astype("<u8")
     u = raw.view(np.uint8)[:n].astype(np.float32)
-    return (u - np.float32(127.5)) * np.float32(1.0 / np.sqrt((256 ** 2 - 1) / 12.0))
+    return (u - np.float32(127.5)) * np.float32(1.0 / np.sqrt((256**2 - 1) / 12.0))
 
 
 def _template_raw(obj: SceneObject, noise: np.ndarray) -> np.ndarray:
@@ -70,7 +70,9 @@ def _template_raw(obj: SceneObject, noise: np.ndarray) -> np.ndarray:
     cls = obj.cls
     if cls == "guitar":
         tau = _period_time(2 if fast else 1)
-        return np.exp(-5 * tau) * _partials(_TWO_PI * 196 * shift * _T, range(1, 7), [1 / h for h in range(1, 7)])
+        return np.exp(-5 * tau) * _partials(
+            _TWO_PI * 196 * shift * _T, range(1, 7), [1 / h for h in range(1, 7)]
+        )
     if cls == "violin":
         vib = 1 + 0.006 * np.sin(_TWO_PI * 5.5 * obj.tempo * _T)
         phase = _TWO_PI * 440 * shift * np.cumsum(vib, dtype=np.float32) / SAMPLE_RATE
@@ -86,9 +88,13 @@ def _template_raw(obj: SceneObject, noise: np.ndarray) -> np.ndarray:
     if cls == "piano":
         tau = _period_time(2 if fast else 1)
         ratios = [h * np.sqrt(1 + 0.0004 * h * h) for h in range(1, 9)]
-        return np.exp(-3 * tau) * _partials(_TWO_PI * 262 * shift * tau, ratios, [h ** -1.2 for h in range(1, 9)])
+        return np.exp(-3 * tau) * _partials(
+            _TWO_PI * 262 * shift * tau, ratios, [h**-1.2 for h in range(1, 9)]
+        )
     if cls == "trumpet":
-        return _sustain(0.03) * _partials(_TWO_PI * 349 * shift * _T, (1, 3, 5, 7, 9), (1, 1 / 3, 1 / 5, 1 / 7, 1 / 9))
+        return _sustain(0.03) * _partials(
+            _TWO_PI * 349 * shift * _T, (1, 3, 5, 7, 9), (1, 1 / 3, 1 / 5, 1 / 7, 1 / 9)
+        )
     if cls == "bell":
         tau = _period_time(2 if obj.tempo > 1.15 else 1)
         ratios, amps = (1.0, 2.76, 5.40, 8.93, 13.34), (1.0, 0.6, 0.4, 0.25, 0.15)

@@ -18,9 +18,16 @@ from .world import SLOTS, Scene, SceneObject
 
 #: Base RGB colour per class.
 COLORS: dict[str, tuple[int, int, int]] = {
-    "guitar": (255, 140, 0), "violin": (200, 30, 40), "flute": (0, 210, 230), "drum": (140, 85, 40),
-    "piano": (240, 240, 240), "trumpet": (250, 225, 40), "bell": (212, 170, 50),
-    "dog": (135, 135, 135), "car": (40, 80, 225), "bird": (40, 190, 70),
+    "guitar": (255, 140, 0),
+    "violin": (200, 30, 40),
+    "flute": (0, 210, 230),
+    "drum": (140, 85, 40),
+    "piano": (240, 240, 240),
+    "trumpet": (250, 225, 40),
+    "bell": (212, 170, 50),
+    "dog": (135, 135, 135),
+    "car": (40, 80, 225),
+    "bird": (40, 190, 70),
 }
 _DETAIL = {"drum": (225, 205, 160)}
 _DARK = (25, 25, 25)
@@ -51,7 +58,7 @@ def _shape(cls: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarr
         return body, holes
     if cls == "drum":
         r2 = u * u + v * v
-        return r2 <= 0.85 ** 2, r2 > 0.68 ** 2
+        return r2 <= 0.85**2, r2 > 0.68**2
     if cls == "piano":
         body = (np.abs(u) <= 0.9) & (np.abs(v) <= 0.6)
         return body, (((u + 0.9) * 5) % 1.0 < 0.3) & (v < 0.15)
@@ -69,7 +76,9 @@ def _shape(cls: str, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarr
         body = ((np.abs(u) <= 0.9) & (np.abs(v) <= 0.35)) | ((np.abs(u) <= 0.45) & (v >= -0.7) & (v < -0.35))
         return body | wheels, wheels
     if cls == "bird":
-        body = (np.abs(u) / 0.9 + np.abs(v) / 0.45 <= 1) | ((v <= 0) & (v >= -0.8) & (np.abs(u + 0.1) <= (v + 0.8) * 0.5))
+        body = (np.abs(u) / 0.9 + np.abs(v) / 0.45 <= 1) | (
+            (v <= 0) & (v >= -0.8) & (np.abs(u + 0.1) <= (v + 0.8) * 0.5)
+        )
         return body, _disc(u, v, 0.5, -0.05, 0.09)
     raise ValueError(f"unknown class {cls!r}")
 
@@ -94,8 +103,9 @@ def object_sprite(obj: SceneObject, size: int) -> Sprite:
     body, detail = _shape(obj.cls, u, v)
     base = np.array(COLORS[obj.cls], np.float32) * obj.shade
     light = (1.0 - 0.12 * v)[..., None]
-    rgb = np.where(detail[..., None] & body[..., None], np.array(_DETAIL.get(obj.cls, _DARK), np.float32),
-                   base * light)
+    rgb = np.where(
+        detail[..., None] & body[..., None], np.array(_DETAIL.get(obj.cls, _DARK), np.float32), base * light
+    )
     rgb = np.clip(rgb, 0, 255).astype(np.uint8)
     y0 = round(obj.y * size - n / 2)
     x0 = round(_SLOT_X[obj.slot] * size - n / 2)
@@ -111,12 +121,16 @@ def render_background(scene: Scene, size: int) -> np.ndarray:
     x, y = g[None, :], g[:, None]
     fx, fy = bg.freq
     pattern = [
-        np.zeros((1, 1), np.float32), (x - 0.5) + 0 * y, (y - 0.5) + 0 * x,
+        np.zeros((1, 1), np.float32),
+        (x - 0.5) + 0 * y,
+        (y - 0.5) + 0 * x,
         np.sin(2 * np.pi * (fx * x + fy * y) + bg.phase),
         np.sin(2 * np.pi * fx * x + bg.phase) * np.sin(2 * np.pi * fy * y),
     ][bg.texture]
-    img = np.asarray(bg.color, np.float32)[None, None, :] + bg.amount * np.broadcast_to(
-        pattern, (size, size))[..., None]
+    img = (
+        np.asarray(bg.color, np.float32)[None, None, :]
+        + bg.amount * np.broadcast_to(pattern, (size, size))[..., None]
+    )
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -150,9 +164,11 @@ def render_video(scene: Scene, size: int = 224) -> VideoRender:
             continue
         sp = object_sprite(obj, size)
         h, w = sp.mask.shape
-        masks[i, sp.y0:sp.y0 + h, sp.x0:sp.x0 + w] = sp.mask
-        region = frames[visible[i], sp.y0:sp.y0 + h, sp.x0:sp.x0 + w]
-        frames[visible[i], sp.y0:sp.y0 + h, sp.x0:sp.x0 + w] = np.where(sp.mask[..., None], sp.rgb, region)
+        masks[i, sp.y0 : sp.y0 + h, sp.x0 : sp.x0 + w] = sp.mask
+        region = frames[visible[i], sp.y0 : sp.y0 + h, sp.x0 : sp.x0 + w]
+        frames[visible[i], sp.y0 : sp.y0 + h, sp.x0 : sp.x0 + w] = np.where(
+            sp.mask[..., None], sp.rgb, region
+        )
     return VideoRender(frames=frames, masks=masks, visible=visible)
 
 
@@ -166,8 +182,12 @@ def mask_box(mask: np.ndarray, frame: int = BOX_FRAME) -> list[int]:
     if rows.size == 0:
         raise ValueError("empty mask has no box")
     h, w = mask.shape
-    return [int(cols[0] * frame // w), int(rows[0] * frame // h),
-            int(-(-(cols[-1] + 1) * frame // w)), int(-(-(rows[-1] + 1) * frame // h))]
+    return [
+        int(cols[0] * frame // w),
+        int(rows[0] * frame // h),
+        int(-(-(cols[-1] + 1) * frame // w)),
+        int(-(-(rows[-1] + 1) * frame // h)),
+    ]
 
 
 def object_box(obj: SceneObject, frame: int = BOX_FRAME) -> list[int]:

@@ -12,14 +12,30 @@ from __future__ import annotations
 from .world import NUM_SECONDS, Scene, SceneObject, runs
 
 ORDINALS: tuple[str, ...] = (
-    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
 )
 SEG_TOKENS = "<mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end>"
 WHERE = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
 NUMBERS: tuple[str, ...] = ("zero", "one", "two", "three", "four")
 _VERBS = {
-    "guitar": "is played", "violin": "is played", "flute": "is played", "drum": "is beaten",
-    "piano": "is played", "trumpet": "is blown", "bell": "rings", "dog": "barks", "car": "rumbles",
+    "guitar": "is played",
+    "violin": "is played",
+    "flute": "is played",
+    "drum": "is beaten",
+    "piano": "is played",
+    "trumpet": "is blown",
+    "bell": "rings",
+    "dog": "barks",
+    "car": "rumbles",
     "bird": "chirps",
 }
 
@@ -49,8 +65,12 @@ def seen_sentence(scene: Scene) -> str:
 
 def heard_sentence(scene: Scene) -> str:
     """What is heard and when, which sources are off-screen, and which visible objects are silent."""
-    heard = [f"the {o.cls} {span(o.sounding)}" if o.onscreen else
-             f"{article(o.cls)} {o.cls} off-screen {span(o.sounding)}" for o in scene.audible]
+    heard = [
+        f"the {o.cls} {span(o.sounding)}"
+        if o.onscreen
+        else f"{article(o.cls)} {o.cls} off-screen {span(o.sounding)}"
+        for o in scene.audible
+    ]
     silent = [f"the {o.cls}" for o in scene.onscreen if not o.sounds]
     text = f"I hear {join(heard)}" if heard else "I hear only background noise"
     if silent:
@@ -83,12 +103,18 @@ def at_second_sentence(scene: Scene, t: int) -> str:
     """What sounds at second ``t`` (ordinal), and which visible objects stay silent then."""
     loud = [o for o in scene.objects if o.sounding[t]]
     quiet = [o for o in scene.onscreen if o.visible[t] and not o.sounding[t]]
-    names = [f"the {o.cls} {WHERE[o.slot]}" if o.onscreen else f"{article(o.cls)} {o.cls} off-screen"
-             for o in loud]
-    text = f"At the {ORDINALS[t]} second I hear {join(names)}" if names else \
-        f"At the {ORDINALS[t]} second nothing sounds"
+    names = [
+        f"the {o.cls} {WHERE[o.slot]}" if o.onscreen else f"{article(o.cls)} {o.cls} off-screen" for o in loud
+    ]
+    text = (
+        f"At the {ORDINALS[t]} second I hear {join(names)}"
+        if names
+        else f"At the {ORDINALS[t]} second nothing sounds"
+    )
     if quiet:
-        text += f", while {join([f'the {o.cls}' for o in quiet])} {'stays' if len(quiet) == 1 else 'stay'} silent"
+        text += (
+            f", while {join([f'the {o.cls}' for o in quiet])} {'stays' if len(quiet) == 1 else 'stay'} silent"
+        )
     return text + "."
 
 
@@ -102,7 +128,9 @@ def caption(scene: Scene) -> str:
     for o in scene.onscreen:
         if o.sounds:
             how = loudness_word(o)
-            parts.append(f"{article(o.cls)} {o.cls} {WHERE[o.slot]} {_VERBS[o.cls]}{' ' + how if how else ''}")
+            parts.append(
+                f"{article(o.cls)} {o.cls} {WHERE[o.slot]} {_VERBS[o.cls]}{' ' + how if how else ''}"
+            )
         else:
             parts.append(f"{article(o.cls)} silent {o.cls} stands {WHERE[o.slot]}")
     first = join(parts)

@@ -32,7 +32,16 @@ import numpy as np
 from crab_core.errors import ConfigError
 
 CLASSES: tuple[str, ...] = (
-    "guitar", "violin", "flute", "drum", "piano", "trumpet", "bell", "dog", "car", "bird",
+    "guitar",
+    "violin",
+    "flute",
+    "drum",
+    "piano",
+    "trumpet",
+    "bell",
+    "dog",
+    "car",
+    "bird",
 )
 SLOTS: tuple[str, ...] = ("left", "middle", "right")
 SPLITS: tuple[str, ...] = ("train", "val", "test", "test-compositional")
@@ -49,10 +58,16 @@ LOUDNESS_MARGIN_DB = 6.0
 #: Compositional hold-out: (class, slot) pairs and class pairs (sources in the same clip) that
 #: appear only in the ``test-compositional`` split.
 HOLDOUT_CLASS_SLOT: tuple[tuple[str, str], ...] = (
-    ("guitar", "right"), ("drum", "left"), ("piano", "middle"), ("trumpet", "left"), ("bird", "right"),
+    ("guitar", "right"),
+    ("drum", "left"),
+    ("piano", "middle"),
+    ("trumpet", "left"),
+    ("bird", "right"),
 )
 HOLDOUT_PAIRS: tuple[frozenset[str], ...] = (
-    frozenset({"violin", "piano"}), frozenset({"dog", "car"}), frozenset({"flute", "bell"}),
+    frozenset({"violin", "piano"}),
+    frozenset({"dog", "car"}),
+    frozenset({"flute", "bell"}),
 )
 
 _SPLIT_SHIFT = 48
@@ -149,19 +164,33 @@ class Scene:
         """Ground truth per second: visible classes (with slot) and audible classes (with gain)."""
         out = []
         for t in range(self.num_seconds):
-            out.append({
-                "visible": [o.cls for o in self.objects if o.visible[t]],
-                "audible": [{"class": o.cls, "gain_db": round(o.gain_db, 2)}
-                            for o in self.objects if o.sounding[t]],
-            })
+            out.append(
+                {
+                    "visible": [o.cls for o in self.objects if o.visible[t]],
+                    "audible": [
+                        {"class": o.cls, "gain_db": round(o.gain_db, 2)}
+                        for o in self.objects
+                        if o.sounding[t]
+                    ],
+                }
+            )
         return out
 
     def to_meta(self) -> dict:
         """JSON-ready description of the scene (for the manifest's ``meta``)."""
-        return {"objects": [{
-            "class": o.cls, "slot": o.slot, "visible": runs(o.visible), "sounding": runs(o.sounding),
-            "gain_db": round(o.gain_db, 2),
-        } for o in self.objects], "snr_db": round(self.background.snr_db, 2)}
+        return {
+            "objects": [
+                {
+                    "class": o.cls,
+                    "slot": o.slot,
+                    "visible": runs(o.visible),
+                    "sounding": runs(o.sounding),
+                    "gain_db": round(o.gain_db, 2),
+                }
+                for o in self.objects
+            ],
+            "snr_db": round(self.background.snr_db, 2),
+        }
 
 
 def runs(flags) -> list[list[int]]:
@@ -214,8 +243,9 @@ def clip_seconds(task: str) -> int:
     return CLIP_SECONDS.get(task, NUM_SECONDS)
 
 
-def random_runs(rng: np.random.Generator, lo: int, hi: int, max_runs: int = 2,
-                num_seconds: int = NUM_SECONDS) -> tuple[bool, ...]:
+def random_runs(
+    rng: np.random.Generator, lo: int, hi: int, max_runs: int = 2, num_seconds: int = NUM_SECONDS
+) -> tuple[bool, ...]:
     """1..max_runs random non-empty runs inside ``[lo, hi)``, as ``num_seconds`` booleans."""
     flags = np.zeros(num_seconds, dtype=bool)
     n = int(rng.integers(1, max_runs + 1)) if hi - lo >= 4 else 1
@@ -239,17 +269,28 @@ def _sample_visible(rng: np.random.Generator, num_seconds: int) -> tuple[bool, .
     return _interval(start, start + length, num_seconds)
 
 
-def make_object(rng: np.random.Generator, cls: str, slot: str | None, visible: tuple[bool, ...],
-                sounding: tuple[bool, ...]) -> SceneObject:
+def make_object(
+    rng: np.random.Generator,
+    cls: str,
+    slot: str | None,
+    visible: tuple[bool, ...],
+    sounding: tuple[bool, ...],
+) -> SceneObject:
     """An object with random look/sound variation and gain."""
     small = cls == "bird"
     return SceneObject(
-        cls=cls, slot=slot, visible=visible, sounding=sounding,
+        cls=cls,
+        slot=slot,
+        visible=visible,
+        sounding=sounding,
         gain_db=float(rng.uniform(-18.0, 0.0)),
         size=float(rng.uniform(0.13, 0.17) if small else rng.uniform(0.20, 0.28)),
-        shade=float(rng.uniform(0.8, 1.15)), angle=float(rng.uniform(-15.0, 15.0)),
-        y=float(0.5 + rng.uniform(-0.12, 0.12)), semitones=float(rng.uniform(-3.0, 3.0)),
-        tempo=float(rng.uniform(0.8, 1.25)), sound_seed=int(rng.integers(0, 2**31)),
+        shade=float(rng.uniform(0.8, 1.15)),
+        angle=float(rng.uniform(-15.0, 15.0)),
+        y=float(0.5 + rng.uniform(-0.12, 0.12)),
+        semitones=float(rng.uniform(-3.0, 3.0)),
+        tempo=float(rng.uniform(0.8, 1.25)),
+        sound_seed=int(rng.integers(0, 2**31)),
     )
 
 
@@ -259,15 +300,24 @@ def sample_background(rng: np.random.Generator) -> Background:
     p, q, r = val * (1 - sat), val * (1 - sat * f), val * (1 - sat * (1 - f))
     rgb = [(val, r, p), (q, val, p), (p, val, r), (p, q, val), (r, p, val), (val, p, q)][i]
     return Background(
-        color=tuple(float(c) for c in rgb), texture=int(rng.integers(0, 5)),
+        color=tuple(float(c) for c in rgb),
+        texture=int(rng.integers(0, 5)),
         freq=(float(rng.uniform(1.0, 6.0)), float(rng.uniform(1.0, 6.0))),
-        phase=float(rng.uniform(0, 2 * np.pi)), amount=float(rng.uniform(0.04, 0.12)),
-        snr_db=float(rng.uniform(10.0, 30.0)), noise_seed=int(rng.integers(0, 2**31)),
+        phase=float(rng.uniform(0, 2 * np.pi)),
+        amount=float(rng.uniform(0.04, 0.12)),
+        snr_db=float(rng.uniform(10.0, 30.0)),
+        noise_seed=int(rng.integers(0, 2**31)),
     )
 
 
-def _one_scene(rng: np.random.Generator, n_visible: int, include: str | None, offscreen: bool,
-               silent_prob: float, num_seconds: int) -> Scene:
+def _one_scene(
+    rng: np.random.Generator,
+    n_visible: int,
+    include: str | None,
+    offscreen: bool,
+    silent_prob: float,
+    num_seconds: int,
+) -> Scene:
     names = [c for c in CLASSES if c != include]
     picked = list(rng.choice(names, size=n_visible + 1, replace=False))
     if include is not None:
@@ -278,20 +328,39 @@ def _one_scene(rng: np.random.Generator, n_visible: int, include: str | None, of
         visible = _sample_visible(rng, num_seconds)
         lo = visible.index(True)
         hi = lo + sum(visible)
-        sounding = (False,) * num_seconds if rng.random() < silent_prob else \
-            random_runs(rng, lo, hi, num_seconds=num_seconds)
+        sounding = (
+            (False,) * num_seconds
+            if rng.random() < silent_prob
+            else random_runs(rng, lo, hi, num_seconds=num_seconds)
+        )
         objects.append(make_object(rng, str(cls), SLOTS[slots[k]], visible, sounding))
     if max(sum(o.visible) for o in objects) < (8 * num_seconds) // 10:
         objects[0] = dataclasses.replace(objects[0], visible=_interval(0, num_seconds, num_seconds))
     if offscreen:
-        objects.append(make_object(rng, str(picked[n_visible]), None, (False,) * num_seconds,
-                                   random_runs(rng, 0, num_seconds, num_seconds=num_seconds)))
+        objects.append(
+            make_object(
+                rng,
+                str(picked[n_visible]),
+                None,
+                (False,) * num_seconds,
+                random_runs(rng, 0, num_seconds, num_seconds=num_seconds),
+            )
+        )
     return Scene(objects=tuple(objects), background=sample_background(rng))
 
 
-def sample_scene(rng: np.random.Generator, split: str, *, n_visible: tuple[int, int] = (1, 3),
-                 include: str | None = None, offscreen_prob: float = 0.3, silent_prob: float = 0.25,
-                 require_audible: bool = True, num_seconds: int = NUM_SECONDS, max_tries: int = 1000) -> Scene:
+def sample_scene(
+    rng: np.random.Generator,
+    split: str,
+    *,
+    n_visible: tuple[int, int] = (1, 3),
+    include: str | None = None,
+    offscreen_prob: float = 0.3,
+    silent_prob: float = 0.25,
+    require_audible: bool = True,
+    num_seconds: int = NUM_SECONDS,
+    max_tries: int = 1000,
+) -> Scene:
     """Sample a scene that respects the split's compositional rule.
 
     Args:

@@ -76,8 +76,14 @@ def ffmpeg_exe() -> str:
     return exe
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, wav_path: str | Path, fps: int = FPS,
-              repeat: int = FPS, crf: int = 18) -> Path:
+def write_mp4(
+    path: str | Path,
+    frames: np.ndarray,
+    wav_path: str | Path,
+    fps: int = FPS,
+    repeat: int = FPS,
+    crf: int = 18,
+) -> Path:
     """Encode frames and a wav track as an H.264 (yuv420p) / AAC mp4.
 
     Args:
@@ -95,13 +101,56 @@ def write_mp4(path: str | Path, frames: np.ndarray, wav_path: str | Path, fps: i
         raise MediaError(f"H.264 needs an even frame size, got {w}x{h}")
     raw = np.repeat(np.ascontiguousarray(frames, dtype=np.uint8), repeat, axis=0).tobytes()
     cmd = [
-        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", str(fps), "-i", "pipe:0",
-        "-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0",
-        "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", "-threads", "1",
-        "-c:a", "aac", "-aac_coder", "fast", "-b:a", "48k", "-map_metadata", "-1", "-metadata", f"comment={MARKER}",
-        "-fflags", "+bitexact",
-        "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-movflags", "+faststart", str(path),
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-framerate",
+        str(fps),
+        "-i",
+        "pipe:0",
+        "-i",
+        str(wav_path),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-threads",
+        "1",
+        "-c:a",
+        "aac",
+        "-aac_coder",
+        "fast",
+        "-b:a",
+        "48k",
+        "-map_metadata",
+        "-1",
+        "-metadata",
+        f"comment={MARKER}",
+        "-fflags",
+        "+bitexact",
+        "-flags:v",
+        "+bitexact",
+        "-flags:a",
+        "+bitexact",
+        "-movflags",
+        "+faststart",
+        str(path),
     ]
     proc = subprocess.run(cmd, input=raw, capture_output=True, check=False)
     if proc.returncode != 0:

@@ -26,7 +26,16 @@ SEG_TOKENS = "".join(f"<mask_{i}>" for i in range(NUM_SEG_TOKENS))
 MASK_SPAN = f"<mask_start>{SEG_TOKENS}<mask_end>"
 #: Ordinal words the reference uses for the target second (index 0 -> ``first``).
 ORDINALS: tuple[str, ...] = (
-    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
 )
 MAX_QUESTION_CHARS = 1000
 
@@ -102,14 +111,26 @@ INSTRUCTIONS: dict[str, dict[str, str]] = {
 #: Default prompt variant per task, with the reason (copied into docs/deviations.md by the lead).
 PROMPT_CHOICES: dict[str, tuple[str, str]] = {
     "ave": ("test", "train, test and quick-start prompts are identical"),
-    "avvp": ("test", "test = train prompt; quick-start rewording ('start and end time') kept as 'quick_start'"),
+    "avvp": (
+        "test",
+        "test = train prompt; quick-start rewording ('start and end time') kept as 'quick_start'",
+    ),
     "avqa": ("test", "train, test and quick-start prompts are identical"),
     "arig": ("test", "reference test-time prompt ('output the location coordinates'); train says 'its'"),
     "s4": ("test", "test = train (video + 5 s audio, correct ordinal); quick-start image prompt kept"),
-    "ms3": ("train", "reference test prompt always says 'third second' (bug 8.16); train names the right second"),
-    "avss": ("test", "reference test-time formulation (image + 1-s audio) that produced the reported numbers"),
+    "ms3": (
+        "train",
+        "reference test prompt always says 'third second' (bug 8.16); train names the right second",
+    ),
+    "avss": (
+        "test",
+        "reference test-time formulation (image + 1-s audio) that produced the reported numbers",
+    ),
     "ref-avs": ("test", "reference test-time prompt (video + audio + target image + expression)"),
-    "caption": ("train", "model is only trained with 'describe this video and audio'; test prompt drops audio"),
+    "caption": (
+        "train",
+        "model is only trained with 'describe this video and audio'; test prompt drops audio",
+    ),
 }
 
 
@@ -181,7 +202,9 @@ def build_instruction(
         raise TaskError(f"task {spec.name!r} takes no question")
     if pv.needs_ordinal:
         if frame_index is None:
-            raise TaskError(f"task {spec.name!r} (variant {variant or spec.default_variant!r}) needs frame_index")
+            raise TaskError(
+                f"task {spec.name!r} (variant {variant or spec.default_variant!r}) needs frame_index"
+            )
         if not isinstance(frame_index, int) or not 0 <= frame_index < spec.num_frames:
             raise TaskError(
                 f"frame_index must be in 0..{spec.num_frames - 1} for task {spec.name!r}, got {frame_index!r}"
@@ -250,7 +273,9 @@ def render_avvp(gt: dict, reasoning: str = "", legacy_tags: bool = False) -> str
     for tag, key, noun in ((a_tag, "audio", "audio"), (v_tag, "visual", "visual")):
         items = [ev for ev in gt.get(key, []) if ev.get("ranges")]
         if items:
-            blocks = " and ".join(f"<{tag}>{ev['event']},{_ranges_text(ev['ranges'])}</{tag}>" for ev in items)
+            blocks = " and ".join(
+                f"<{tag}>{ev['event']},{_ranges_text(ev['ranges'])}</{tag}>" for ev in items
+            )
             parts.append(f"The {noun} events are {blocks}.")
         else:
             parts.append(f"There is no {noun} event.")

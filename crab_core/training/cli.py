@@ -26,13 +26,17 @@ log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m crab_core train", description="Train Crab models (recipes) or score them.")
+    p = argparse.ArgumentParser(
+        prog="python -m crab_core train", description="Train Crab models (recipes) or score them."
+    )
     p.add_argument("--recipe", default="crab-tiny", help="recipe name (crab-tiny, smoke)")
     p.add_argument("--out", help="output folder (logs, checkpoint, model/)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time (checkpointed)")
     p.add_argument("--eval-every", type=int, default=None, help="validation every N optimizer steps (0: off)")
-    p.add_argument("--test-per-task", type=int, default=0, help="after training, score N fresh test samples per task")
+    p.add_argument(
+        "--test-per-task", type=int, default=0, help="after training, score N fresh test samples per task"
+    )
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--evaluate", metavar="MODEL_DIR", help="score a saved model instead of training")
@@ -44,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def test_items(tokenizer, image_size: int, split: str, per_task: int, seed: int = 0, tasks=None, workers: int = 2):
+def test_items(
+    tokenizer, image_size: int, split: str, per_task: int, seed: int = 0, tasks=None, workers: int = 2
+):
     """Fresh SynthAV samples of ``split`` (rendered in memory, tokenised)."""
     from .data import render_synth, synth_seeds, tokenize_item
     from .recipe import ALL_TASKS
@@ -54,7 +60,9 @@ def test_items(tokenizer, image_size: int, split: str, per_task: int, seed: int 
     return [tokenize_item(r, tokenizer) for r in raws]
 
 
-def evaluate_model(folder: str, splits: list[str], per_task: int, seed: int = 0, manifest: str | None = None) -> dict:
+def evaluate_model(
+    folder: str, splits: list[str], per_task: int, seed: int = 0, manifest: str | None = None
+) -> dict:
     """Metrics of a saved model per split (or on a manifest)."""
     import torch
 
@@ -88,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     if args.evaluate:
-        res = evaluate_model(args.evaluate, [s for s in args.split.split(",") if s], args.per_task, args.seed,
-                             args.manifest)
+        res = evaluate_model(
+            args.evaluate, [s for s in args.split.split(",") if s], args.per_task, args.seed, args.manifest
+        )
         if args.json:
             Path(args.json).write_text(json.dumps(res, indent=2))
         for name, r in res["splits"].items():
@@ -110,18 +119,31 @@ def train_main(args) -> int:
     t_start = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     recipe = get_recipe(args.recipe)
-    trainer = Trainer(recipe, args.out, accelerator=default_accelerator(cpu=args.cpu), max_minutes=args.max_minutes,
-                      eval_every=args.eval_every, progress=not args.no_progress)
+    trainer = Trainer(
+        recipe,
+        args.out,
+        accelerator=default_accelerator(cpu=args.cpu),
+        max_minutes=args.max_minutes,
+        eval_every=args.eval_every,
+        progress=not args.no_progress,
+    )
     trainer.setup()
     if not trainer.train(resume=args.resume):
         log.info("stopped by --max-minutes; continue with --resume")
         return 0
-    extra: dict = {"train_minutes": round((time.perf_counter() - trainer._t0) / 60, 2),
-                   "wall_minutes_with_setup": round((time.perf_counter() - t_start) / 60, 2),
-                   "final_losses": {p.name: _last_loss(trainer.history, p.name) for p in recipe.phases}}
+    extra: dict = {
+        "train_minutes": round((time.perf_counter() - trainer._t0) / 60, 2),
+        "wall_minutes_with_setup": round((time.perf_counter() - t_start) / 60, 2),
+        "final_losses": {p.name: _last_loss(trainer.history, p.name) for p in recipe.phases},
+    }
     if args.test_per_task and trainer.acc.is_main_process:
-        items = test_items(trainer.tokenizer, recipe.model.vision.image_size, "test", args.test_per_task,
-                           workers=recipe.data.workers)
+        items = test_items(
+            trainer.tokenizer,
+            recipe.model.vision.image_size,
+            "test",
+            args.test_per_task,
+            workers=recipe.data.workers,
+        )
         extra["test"] = evaluate_items(trainer.model, trainer.tokenizer, items)["summary"]
     trainer.export(Path(args.out) / "model", extra=extra)
     log.info("model written to %s", Path(args.out) / "model")

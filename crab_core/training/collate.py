@@ -63,8 +63,11 @@ class Batch:
 
 def _signature(item: TrainItem) -> tuple:
     r = item.raw
-    return (None if r.video is None else r.video.shape, None if r.audio is None else r.audio.shape,
-            r.image is not None)
+    return (
+        None if r.video is None else r.video.shape,
+        None if r.audio is None else r.audio.shape,
+        r.image is not None,
+    )
 
 
 def gt_mask_tensor(item: TrainItem) -> torch.Tensor | None:
@@ -97,7 +100,9 @@ def collate(items: list[TrainItem], features: dict | None = None, media: bool = 
                     g.features[name] = torch.stack([f[name] for f in feats])
             if "image" in feats[0]:
                 g.features["image"] = [torch.stack([f["image"][k] for f in feats]) for k in range(3)]
-                if raws[0].image is not None:  # pixels for the prompt decoder's frame stem (cheap, not cached)
+                if (
+                    raws[0].image is not None
+                ):  # pixels for the prompt decoder's frame stem (cheap, not cached)
                     g.features["frame"] = torch.stack([normalise(r.image[None])[0] for r in raws])
         else:
             if raws[0].video is not None:

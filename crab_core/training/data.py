@@ -96,8 +96,9 @@ def tokenize_item(raw: RawItem, tokenizer: CrabTokenizer) -> TrainItem:
 
 
 # ---------------------------------------------------------------------------------- media
-def task_media(task: str, frames: np.ndarray, wave: np.ndarray, frame_index: int | None,
-               question: str | None) -> tuple[str, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+def task_media(
+    task: str, frames: np.ndarray, wave: np.ndarray, frame_index: int | None, question: str | None
+) -> tuple[str, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     """Prompt and media of one clip for ``task``'s default variant.
 
     Args:
@@ -174,11 +175,23 @@ def synth_raw(seed: int, task: str, image_size: int, with_labels: bool = True) -
         labels = {"patch": maps[idx], "audible": audible, "gain": gain}
         if s.mask is not None and s.frame_index is not None:
             labels["seg_classes"] = seg_classes(maps[s.frame_index], s.mask)
-            labels["seg_map"] = maps[s.frame_index]  # (S, S) class map of the seg frame (crab_core.training.swap)
+            labels["seg_map"] = maps[
+                s.frame_index
+            ]  # (S, S) class map of the seg frame (crab_core.training.swap)
     gt = dict(s.gt)
     gt.pop("mask", None)
-    return RawItem(id=f"synthav-{seed}-{task}", task=task, prompt=prompt, output=s.output, video=video,
-                   audio=audio, image=image, mask=s.mask, gt=gt, labels=labels)
+    return RawItem(
+        id=f"synthav-{seed}-{task}",
+        task=task,
+        prompt=prompt,
+        output=s.output,
+        video=video,
+        audio=audio,
+        image=image,
+        mask=s.mask,
+        gt=gt,
+        labels=labels,
+    )
 
 
 def seg_classes(class_map: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -195,15 +208,22 @@ def _synth_job(job: tuple) -> RawItem:
     return synth_raw(*job)
 
 
-def synth_seeds(split: str, tasks: list[str], per_task: int, user_seed: int, start: int = 0) -> list[tuple[int, str]]:
+def synth_seeds(
+    split: str, tasks: list[str], per_task: int, user_seed: int, start: int = 0
+) -> list[tuple[int, str]]:
     """``(seed, task)`` of the samples ``start .. start + per_task - 1`` of each task of a split."""
     from ..synthav import task_seed
 
     return [(task_seed(split, t, k, user_seed), t) for k in range(start, start + per_task) for t in tasks]
 
 
-def render_synth(pairs: list[tuple[int, str]], image_size: int, workers: int = 1, with_labels: bool = True,
-                 progress: bool = False) -> list[RawItem]:
+def render_synth(
+    pairs: list[tuple[int, str]],
+    image_size: int,
+    workers: int = 1,
+    with_labels: bool = True,
+    progress: bool = False,
+) -> list[RawItem]:
     """Render many SynthAV samples (in ``workers`` processes), in the order of ``pairs``."""
     jobs = [(seed, task, image_size, with_labels) for seed, task in pairs]
     return progress_map(_synth_job, jobs, workers, "render SynthAV", progress, chunksize=8, min_parallel=9)
@@ -215,8 +235,11 @@ _ARRAYS = ("video", "audio", "image", "mask")
 
 def save_items(items: list[RawItem], path: str | Path) -> None:
     """Write items to one file (tensors + JSON text; loads with ``weights_only=True``)."""
-    blob: dict = {"meta": json.dumps([{"id": r.id, "task": r.task, "prompt": r.prompt, "output": r.output,
-                                       "gt": r.gt} for r in items])}
+    blob: dict = {
+        "meta": json.dumps(
+            [{"id": r.id, "task": r.task, "prompt": r.prompt, "output": r.output, "gt": r.gt} for r in items]
+        )
+    }
     for i, r in enumerate(items):
         for name in _ARRAYS:
             a = getattr(r, name)
@@ -235,13 +258,21 @@ def load_items(path: str | Path) -> list[RawItem]:
     for i, m in enumerate(json.loads(blob["meta"])):
         arrays = {n: blob[f"{i}.{n}"].numpy() if f"{i}.{n}" in blob else None for n in _ARRAYS}
         pre = f"{i}.labels."
-        labels = {k[len(pre):]: v.numpy() for k, v in blob.items() if k.startswith(pre)}
-        items.append(RawItem(m["id"], m["task"], m["prompt"], m["output"], gt=m["gt"], labels=labels, **arrays))
+        labels = {k[len(pre) :]: v.numpy() for k, v in blob.items() if k.startswith(pre)}
+        items.append(
+            RawItem(m["id"], m["task"], m["prompt"], m["output"], gt=m["gt"], labels=labels, **arrays)
+        )
     return items
 
 
-def cached_synth(cache: str | Path | None, pairs: list[tuple[int, str]], image_size: int, workers: int = 1,
-                 with_labels: bool = True, progress: bool = False) -> list[RawItem]:
+def cached_synth(
+    cache: str | Path | None,
+    pairs: list[tuple[int, str]],
+    image_size: int,
+    workers: int = 1,
+    with_labels: bool = True,
+    progress: bool = False,
+) -> list[RawItem]:
     """Render ``pairs`` once and keep them in ``cache`` (reused when present and complete)."""
     if cache is not None and Path(cache).is_file():
         items = load_items(cache)
@@ -273,26 +304,46 @@ def manifest_raw(row: dict, root: Path, image_size: int) -> RawItem:
     video, audio, image = path("video"), path("audio"), path("image")
     mode = pv.audio_mode if "audio" in pv.blocks else None
     segs = spec.num_frames if mode == "single" else pv.num_seconds
-    clip = load_clip(video=video if "video" in pv.blocks or image is None else None, audio=audio,
-                     task_frames=spec.num_frames, audio_mode=mode, image_size=image_size,
-                     frame_index=fi, audio_segments=segs)
+    clip = load_clip(
+        video=video if "video" in pv.blocks or image is None else None,
+        audio=audio,
+        task_frames=spec.num_frames,
+        audio_mode=mode,
+        image_size=image_size,
+        frame_index=fi,
+        audio_segments=segs,
+    )
     frames = None
     if clip.frames is not None:  # back to uint8 for compact storage (undo CLIP normalisation)
         frames = _denormalise(clip.frames)
-    img = load_image_uint8(image, image_size) if image else (frames[min(fi or 0, len(frames) - 1)]
-                                                             if frames is not None and spec.needs_mask else None)
+    img = (
+        load_image_uint8(image, image_size)
+        if image
+        else (frames[min(fi or 0, len(frames) - 1)] if frames is not None and spec.needs_mask else None)
+    )
     gt = dict(row.get("gt", {}))
     mask = None
     if spec.needs_mask and gt.get("mask"):
-        kind = "index" if gt.get("mask_format") == "index" else ("palette" if row["task"] == "avss" else "binary")
+        kind = (
+            "index"
+            if gt.get("mask_format") == "index"
+            else ("palette" if row["task"] == "avss" else "binary")
+        )
         m = mask_from_any(path_in(gt["mask"], root), image_size, kind)
         mask = m.reshape(image_size, image_size).numpy().astype(np.uint8)
         gt.pop("mask")
     prompt = build_prompt(spec, question=row.get("question"), frame_index=fi if pv.needs_ordinal else None)
-    return RawItem(id=str(row.get("id")), task=row["task"], prompt=prompt, output=row["output"],
-                   video=frames if "video" in pv.blocks else None,
-                   audio=None if clip.audio is None else clip.audio.numpy().astype(np.float16),
-                   image=img if ("image" in pv.blocks or spec.needs_mask) else None, mask=mask, gt=gt)
+    return RawItem(
+        id=str(row.get("id")),
+        task=row["task"],
+        prompt=prompt,
+        output=row["output"],
+        video=frames if "video" in pv.blocks else None,
+        audio=None if clip.audio is None else clip.audio.numpy().astype(np.float16),
+        image=img if ("image" in pv.blocks or spec.needs_mask) else None,
+        mask=mask,
+        gt=gt,
+    )
 
 
 def path_in(p: str, root: Path) -> str:
@@ -308,8 +359,9 @@ def _denormalise(frames: torch.Tensor) -> np.ndarray:
     return x.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def read_manifest(path: str | Path, image_size: int, tasks: list[str] | None = None,
-                  limit: int | None = None) -> list[RawItem]:
+def read_manifest(
+    path: str | Path, image_size: int, tasks: list[str] | None = None, limit: int | None = None
+) -> list[RawItem]:
     """Load the rows of a JSONL manifest (optionally only ``tasks``; at most ``limit`` rows)."""
     p = Path(path)
     if not p.is_file():

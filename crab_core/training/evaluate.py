@@ -38,8 +38,13 @@ HEADLINE = {
 
 
 @torch.no_grad()
-def generate_items(model: CrabModel, tokenizer: CrabTokenizer, items: list[TrainItem], batch_size: int = 16,
-                   max_new_tokens: int = 160) -> list[tuple[str, np.ndarray | None]]:
+def generate_items(
+    model: CrabModel,
+    tokenizer: CrabTokenizer,
+    items: list[TrainItem],
+    batch_size: int = 16,
+    max_new_tokens: int = 160,
+) -> list[tuple[str, np.ndarray | None]]:
     """Greedy answers (text without EOS) and mask outputs for ``items``, in order.
 
     Masks are ``(S, S)`` probabilities (binary tasks) or ``(C, S, S)`` logits (AVSS), or None.
@@ -49,18 +54,23 @@ def generate_items(model: CrabModel, tokenizer: CrabTokenizer, items: list[Train
     out: list[tuple[str, np.ndarray | None]] = []
     eos = model.config.llm.eos_token_id
     for s in range(0, len(items), batch_size):
-        chunk = items[s:s + batch_size]
+        chunk = items[s : s + batch_size]
         batch = collate(chunk)
         media = [None] * len(chunk)
         for g in batch.groups:
             need_seg = any(get_task(chunk[i].task).needs_mask for i in g.index)
-            for i, e in zip(g.index, model.encode_media_batch(g.video, g.audio, g.image, need_seg), strict=True):
+            for i, e in zip(
+                g.index, model.encode_media_batch(g.video, g.audio, g.image, need_seg), strict=True
+            ):
                 media[i] = e
-        samples = [CrabSample(input_ids=it.prompt_ids, media=m, task=it.task) for it, m in zip(chunk, media, strict=True)]
+        samples = [
+            CrabSample(input_ids=it.prompt_ids, media=m, task=it.task)
+            for it, m in zip(chunk, media, strict=True)
+        ]
         limit = min(max_new_tokens, max(get_task(it.task).max_new_tokens for it in chunk))
         gen = model.generate(samples, max_new_tokens=limit)
         for i in range(len(chunk)):
-            ids = gen.decode.sequences[i, :int(gen.decode.lengths[i])].tolist()
+            ids = gen.decode.sequences[i, : int(gen.decode.lengths[i])].tolist()
             ids = ids[:-1] if ids and ids[-1] == eos else ids
             m = gen.masks[i]
             if m is not None:
@@ -99,8 +109,14 @@ def _baseline(task: str, items: list[TrainItem]) -> dict:
         return {}
 
 
-def evaluate_items(model: CrabModel, tokenizer: CrabTokenizer, items: list[TrainItem], batch_size: int = 16,
-                   max_new_tokens: int = 160, examples: int = 2) -> dict:
+def evaluate_items(
+    model: CrabModel,
+    tokenizer: CrabTokenizer,
+    items: list[TrainItem],
+    batch_size: int = 16,
+    max_new_tokens: int = 160,
+    examples: int = 2,
+) -> dict:
     """Metrics per task, majority baselines, headline summary and a few example answers.
 
     Returns:
@@ -123,9 +139,15 @@ def evaluate_items(model: CrabModel, tokenizer: CrabTokenizer, items: list[Train
             _score(task, accs, text, mask, it)
         metrics = {name: acc.compute() for name, acc in accs.items()}
         base = _baseline(task, its)
-        res["tasks"][task] = {"n": len(its), "metrics": metrics, "baseline": base,
-                              "examples": [{"target": it.raw.output, "output": o[0]} for it, o in
-                                           zip(its[:examples], outs[:examples], strict=True)]}
+        res["tasks"][task] = {
+            "n": len(its),
+            "metrics": metrics,
+            "baseline": base,
+            "examples": [
+                {"target": it.raw.output, "output": o[0]}
+                for it, o in zip(its[:examples], outs[:examples], strict=True)
+            ],
+        }
         for name, key in HEADLINE.get(task, []):
             res["summary"][f"{task}/{key}"] = round(float(metrics[name].get(key, 0.0)), 4)
             if key in base:

@@ -41,15 +41,18 @@ def tower_outputs(model: CrabModel, raws: list[RawItem]) -> list[dict]:
         for i in range(len(raws)):
             out[i]["image"] = [f[i] for f in feats]
     if raws[0].audio is not None:
-        a = torch.stack([torch.from_numpy(r.audio.astype(np.float32)) for r in raws]).to(dev, model.audio_dtype)
+        a = torch.stack([torch.from_numpy(r.audio.astype(np.float32)) for r in raws]).to(
+            dev, model.audio_dtype
+        )
         tok = model.audio_encoder(a).to("cpu", half)
         for i in range(len(raws)):
             out[i]["audio"] = tok[i]
     return out
 
 
-def compute_features(model: CrabModel, raws: list[RawItem], batch_size: int = 32,
-                     progress: bool = False) -> dict[str, dict]:
+def compute_features(
+    model: CrabModel, raws: list[RawItem], batch_size: int = 32, progress: bool = False
+) -> dict[str, dict]:
     """``{item id: tower outputs}`` for every item (items grouped by media shape)."""
     from tqdm import tqdm
 
@@ -63,7 +66,7 @@ def compute_features(model: CrabModel, raws: list[RawItem], batch_size: int = 32
     bar = tqdm(total=len(raws), desc="tower features", disable=not progress)
     for members in groups.values():
         for s in range(0, len(members), batch_size):
-            chunk = members[s:s + batch_size]
+            chunk = members[s : s + batch_size]
             for r, f in zip(chunk, tower_outputs(model, chunk), strict=True):
                 feats[r.id] = f
             bar.update(len(chunk))

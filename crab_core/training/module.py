@@ -18,15 +18,32 @@ from .swap import prompt_swap_loss
 from .towers import TowerHeads, tower_loss
 
 #: Component names used by recipes for parameter groups / freezing.
-COMPONENTS = ("visual_encoder", "audio_encoder", "vl_projector", "al_projector", "llm_base", "embed_tokens",
-              "lm_head", "lora", "seg_module", "tower_heads")
+COMPONENTS = (
+    "visual_encoder",
+    "audio_encoder",
+    "vl_projector",
+    "al_projector",
+    "llm_base",
+    "embed_tokens",
+    "lm_head",
+    "lora",
+    "seg_module",
+    "tower_heads",
+)
 
 
 def component_of(name: str) -> str:
     """Component of a parameter name of :class:`CrabTrainModule` (see :data:`COMPONENTS`)."""
     name = name.removeprefix("model.")
     top = name.split(".", 1)[0]
-    if top in ("visual_encoder", "audio_encoder", "vl_projector", "al_projector", "seg_module", "tower_heads"):
+    if top in (
+        "visual_encoder",
+        "audio_encoder",
+        "vl_projector",
+        "al_projector",
+        "seg_module",
+        "tower_heads",
+    ):
         return top
     if "lora_" in name:
         return "lora"
@@ -80,15 +97,29 @@ class CrabTrainModule(nn.Module):
         return media
 
     def samples(self, batch: Batch, media: list[EncodedMedia]) -> list[CrabSample]:
-        return [CrabSample(input_ids=it.input_ids, media=m, task=it.task, labels=it.labels,
-                           gt_mask=None if g is None else g.to(self.model.device))
-                for it, m, g in zip(batch.items, media, batch.gt_masks, strict=True)]
+        return [
+            CrabSample(
+                input_ids=it.input_ids,
+                media=m,
+                task=it.task,
+                labels=it.labels,
+                gt_mask=None if g is None else g.to(self.model.device),
+            )
+            for it, m, g in zip(batch.items, media, batch.gt_masks, strict=True)
+        ]
 
     def text_samples(self, batch: Batch) -> list[CrabSample]:
         """Answer texts alone (``<s> answer </s>``, no media): language pretraining of a scratch LLM."""
         bos = torch.tensor([self.model.config.llm.bos_token_id])
-        return [CrabSample(input_ids=torch.cat([bos, it.answer_ids]), media=EncodedMedia(), task="text",
-                           labels=torch.cat([torch.full_like(bos, -100), it.answer_ids])) for it in batch.items]
+        return [
+            CrabSample(
+                input_ids=torch.cat([bos, it.answer_ids]),
+                media=EncodedMedia(),
+                task="text",
+                labels=torch.cat([torch.full_like(bos, -100), it.answer_ids]),
+            )
+            for it in batch.items
+        ]
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.objective == "towers":
@@ -100,8 +131,11 @@ class CrabTrainModule(nn.Module):
         heads = self.tower_heads
         seg_probe = heads.seg_probe if self.seg_probe_weight > 0 and heads is not None else None
         swap = self.seg_swap_weight > 0 and self.mask_loss
-        out = self.model(self.samples(batch, media), compute_masks=self.mask_loss,
-                         return_seg_embeddings=seg_probe is not None or swap)
+        out = self.model(
+            self.samples(batch, media),
+            compute_masks=self.mask_loss,
+            return_seg_embeddings=seg_probe is not None or swap,
+        )
         res = {"loss": out.loss, "lm_loss": out.lm_loss}
         if seg_probe is not None:
             res["seg_probe_loss"] = self.seg_probe_loss(seg_probe, batch, out)
@@ -125,7 +159,9 @@ class CrabTrainModule(nn.Module):
         keep = [k for k, i in enumerate(out.seg_rows) if "seg_classes" in batch.items[i].raw.labels]
         if not keep:
             return zero
-        tgt = torch.stack([torch.from_numpy(batch.items[out.seg_rows[k]].raw.labels["seg_classes"]) for k in keep])
+        tgt = torch.stack(
+            [torch.from_numpy(batch.items[out.seg_rows[k]].raw.labels["seg_classes"]) for k in keep]
+        )
         return probe(out.seg_embeddings[keep], tgt.to(out.seg_embeddings.device))
 
     def media_probe_loss(self, batch: Batch, media: list[EncodedMedia]) -> torch.Tensor:
@@ -141,5 +177,7 @@ class CrabTrainModule(nn.Module):
             a = m.features.get("audio")
             uniform = get_task(it.task).variant().audio_mode == "uniform"  # one 1-s window per second
             if a is not None and uniform and "audible" in lab and a.shape[0] == lab["audible"].shape[0] * q_a:
-                audio.append((a, torch.from_numpy(lab["audible"]), torch.from_numpy(lab["gain"].astype("float32"))))
+                audio.append(
+                    (a, torch.from_numpy(lab["audible"]), torch.from_numpy(lab["gain"].astype("float32")))
+                )
         return probe_loss(self.tower_heads.probes, video, audio)

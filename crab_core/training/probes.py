@@ -43,7 +43,9 @@ def frame_targets(maps: torch.Tensor, num_classes: int = NUM_CLASSES) -> tuple[t
         in ``[0, 1]`` (zeros where not visible).
     """
     s = maps.shape[-1]
-    onehot = maps.long().unsqueeze(1) == torch.arange(1, num_classes + 1, device=maps.device).view(1, -1, 1, 1)
+    onehot = maps.long().unsqueeze(1) == torch.arange(1, num_classes + 1, device=maps.device).view(
+        1, -1, 1, 1
+    )
     cols, rows = onehot.any(2), onehot.any(3)  # (N, K, S): x occupancy, y occupancy
     visible = cols.any(-1)
     pos = torch.arange(s, device=maps.device, dtype=torch.float32)
@@ -60,7 +62,9 @@ def frame_targets(maps: torch.Tensor, num_classes: int = NUM_CLASSES) -> tuple[t
     return visible.float(), boxes
 
 
-def audio_label_loss(logit: torch.Tensor, loud: torch.Tensor, audible: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+def audio_label_loss(
+    logit: torch.Tensor, loud: torch.Tensor, audible: torch.Tensor, gain: torch.Tensor
+) -> torch.Tensor:
     """BCE(audible) + MSE(gain_db / 10) on the audible classes; every argument ``(N, K)``."""
     bce = F.binary_cross_entropy_with_logits(logit, audible)
     mse = (((loud - gain / 10.0) ** 2) * audible).sum() / audible.sum().clamp_min(1.0)
@@ -77,7 +81,9 @@ class MediaProbes(nn.Module):
         num_classes: object classes ``K``.
     """
 
-    def __init__(self, d_model: int, video_queries: int, audio_queries: int, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(
+        self, d_model: int, video_queries: int, audio_queries: int, num_classes: int = NUM_CLASSES
+    ) -> None:
         super().__init__()
         self.k, self.q_v, self.q_a = num_classes, video_queries, audio_queries
         self.video = nn.Linear(video_queries * d_model, 5 * num_classes)
@@ -97,8 +103,11 @@ class MediaProbes(nn.Module):
         return audio_label_loss(out[..., 0], out[..., 1], audible, gain)
 
 
-def probe_loss(probes: MediaProbes, video: list[tuple[torch.Tensor, torch.Tensor]],
-               audio: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def probe_loss(
+    probes: MediaProbes,
+    video: list[tuple[torch.Tensor, torch.Tensor]],
+    audio: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
     """Summed probe losses of a batch.
 
     Args:
@@ -112,8 +121,11 @@ def probe_loss(probes: MediaProbes, video: list[tuple[torch.Tensor, torch.Tensor
     if audio:
         tok = torch.cat([t.reshape(-1, probes.q_a, t.shape[-1]) for t, _, _ in audio])
         dev = tok.device
-        loss = loss + probes.audio_loss(tok, torch.cat([a for _, a, _ in audio]).to(dev).float(),
-                                        torch.cat([g for _, _, g in audio]).to(dev).float())
+        loss = loss + probes.audio_loss(
+            tok,
+            torch.cat([a for _, a, _ in audio]).to(dev).float(),
+            torch.cat([g for _, _, g in audio]).to(dev).float(),
+        )
     return loss
 
 

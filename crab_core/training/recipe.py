@@ -186,16 +186,44 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
         # BEATs-tiny alone first: it learns far slower than the vision tower (per-second audible F1
         # 0.97 after 2000 steps of 8 clips at 2e-3, 0.21 after 300 steps at 5e-3;
         # benchmarks/tiny_training_choices.py)
-        Phase("audio", n(2000), ("audio_encoder", "tower_heads"), uniform_audio, lr=2e-3, batch_size=8,
-              objective="towers"),
-        Phase("towers", n(1000), ("visual_encoder", "audio_encoder", *proj, "tower_heads"), every, lr=2e-3,
-              batch_size=8, objective="towers"),
-        Phase("align", n(1600), (*proj, *llm, "tower_heads"), {**every, "caption": 0.5}, lr=2e-3,
-              batch_size=16, probe_weight=0.5),
+        Phase(
+            "audio",
+            n(2000),
+            ("audio_encoder", "tower_heads"),
+            uniform_audio,
+            lr=2e-3,
+            batch_size=8,
+            objective="towers",
+        ),
+        Phase(
+            "towers",
+            n(1000),
+            ("visual_encoder", "audio_encoder", *proj, "tower_heads"),
+            every,
+            lr=2e-3,
+            batch_size=8,
+            objective="towers",
+        ),
+        Phase(
+            "align",
+            n(1600),
+            (*proj, *llm, "tower_heads"),
+            {**every, "caption": 0.5},
+            lr=2e-3,
+            batch_size=16,
+            probe_weight=0.5,
+        ),
         # AVQA and ARIG (the furthest from their targets) get twice the share of the other tasks
-        Phase("instruct", n(INSTRUCT_STEPS), ("lora", *proj, "tower_heads"),
-              {**every, "caption": 0.3, "avqa": 2.0, "arig": 2.0},
-              lr=2e-3, lr_scale={"vl_projector": 0.5, "al_projector": 0.5}, batch_size=16, probe_weight=0.5),
+        Phase(
+            "instruct",
+            n(INSTRUCT_STEPS),
+            ("lora", *proj, "tower_heads"),
+            {**every, "caption": 0.3, "avqa": 2.0, "arig": 2.0},
+            lr=2e-3,
+            lr_scale={"vl_projector": 0.5, "al_projector": 0.5},
+            batch_size=16,
+            probe_weight=0.5,
+        ),
         # v5: the prompt decoder (SegConfig.decoder="prompt") and I-LoRA train together, so the mask loss
         # shapes what the LLM writes into the seg tokens (v4 trained the seg module alone: its decoder
         # ignored the prompt, swap IoU 1.00, issue #13). The other tasks stay in the mix with their LM
@@ -205,11 +233,23 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
         # variance 0.40 -> 0.74) and the counterfactual-prompt loss (crab_core.training.swap) makes the
         # decoder read them: with the first two alone the decoder still ignored its prompt after 600 steps
         # (swap IoU 0.99 / 0.93; runs of benchmarks/seg_selection.py, see docs/deviations.md).
-        Phase("seg", n(SEG_STEPS), ("seg_module", "lora", "tower_heads"),
-              {**{t: 0.5 for t in ALL_TASKS if t not in SEG_TASKS}, "caption": 0.1,
-               **{t: 1.0 for t in SEG_TASKS}, "avss": 2.0},
-              lr=2e-3, lr_scale={"lora": 0.25}, batch_size=8, mask_loss=True, seg_probe_weight=1.0,
-              seg_swap_weight=1.0),
+        Phase(
+            "seg",
+            n(SEG_STEPS),
+            ("seg_module", "lora", "tower_heads"),
+            {
+                **{t: 0.5 for t in ALL_TASKS if t not in SEG_TASKS},
+                "caption": 0.1,
+                **{t: 1.0 for t in SEG_TASKS},
+                "avss": 2.0,
+            },
+            lr=2e-3,
+            lr_scale={"lora": 0.25},
+            batch_size=8,
+            mask_loss=True,
+            seg_probe_weight=1.0,
+            seg_swap_weight=1.0,
+        ),
     )
 
 
@@ -217,27 +257,76 @@ def crab_tiny_recipe() -> Recipe:
     """The recipe of the shipped ``crab-tiny`` (2 CPU cores, at most 90 minutes)."""
     from ..presets import crab_tiny
 
-    return Recipe(name="crab-tiny", model=crab_tiny(), data=DataSpec(synth_per_task=1000, workers=2),
-                  phases=_tiny_phases(), eval_every=0, checkpoint_every=50)
+    return Recipe(
+        name="crab-tiny",
+        model=crab_tiny(),
+        data=DataSpec(synth_per_task=1000, workers=2),
+        phases=_tiny_phases(),
+        eval_every=0,
+        checkpoint_every=50,
+    )
 
 
 def micro_config() -> CrabConfig:
     """A very small geometry of the same classes (tests, smoke runs)."""
     return CrabConfig(
         name="crab-micro",
-        vision=VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                            image_size=32, patch_size=8, projection_dim=32, select_layers=(1, 1, 2)),
-        audio=BeatsConfig(embed_dim=16, encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-                          encoder_attention_heads=2, conv_pos=16, conv_pos_groups=4, finetuned_model=False),
-        vl_qformer=QFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                 num_query_tokens=2, encoder_width=32),
-        al_qformer=QFormerConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                 num_query_tokens=2, encoder_width=32),
-        llm=LLMConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512),
+        vision=VisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            projection_dim=32,
+            select_layers=(1, 1, 2),
+        ),
+        audio=BeatsConfig(
+            embed_dim=16,
+            encoder_layers=1,
+            encoder_embed_dim=32,
+            encoder_ffn_embed_dim=64,
+            encoder_attention_heads=2,
+            conv_pos=16,
+            conv_pos_groups=4,
+            finetuned_model=False,
+        ),
+        vl_qformer=QFormerConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_query_tokens=2,
+            encoder_width=32,
+        ),
+        al_qformer=QFormerConfig(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_query_tokens=2,
+            encoder_width=32,
+        ),
+        llm=LLMConfig(
+            vocab_size=400,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+        ),
         lora=ILoraConfig(r=4, alpha=8.0, dropout=0.05, num_heads=3),
-        seg=SegConfig(prompt_embed_dim=16, mlp_dim=32, num_heads=2, num_queries=4, low_res_mask_size=16,
-                      image_size=32, decoder="prompt", pixel_dim=8),
+        seg=SegConfig(
+            prompt_embed_dim=16,
+            mlp_dim=32,
+            num_heads=2,
+            num_queries=4,
+            low_res_mask_size=16,
+            image_size=32,
+            decoder="prompt",
+            pixel_dim=8,
+        ),
         compat=CompatConfig(mode="corrected"),
     )
 
@@ -246,16 +335,53 @@ def smoke_recipe() -> Recipe:
     """A seconds-long run of every phase on a micro model (CI)."""
     every = {t: 1.0 for t in ALL_TASKS}
     phases = (
-        Phase("towers", 2, ("visual_encoder", "audio_encoder", "tower_heads"), every, lr=1e-3, batch_size=2,
-              objective="towers"),
-        Phase("align", 2, ("vl_projector", "al_projector", "llm_base", "embed_tokens", "lm_head"),
-              {"caption": 1.0}, lr=1e-3, batch_size=2),
-        Phase("instruct", 3, ("lora", "vl_projector", "al_projector"), every, lr=1e-3, batch_size=2, grad_accum=2),
-        Phase("seg", 2, ("seg_module", "lora", "tower_heads"), {t: 1.0 for t in SEG_TASKS}, lr=1e-3, batch_size=4,
-              mask_loss=True, seg_probe_weight=1.0, seg_swap_weight=1.0),
+        Phase(
+            "towers",
+            2,
+            ("visual_encoder", "audio_encoder", "tower_heads"),
+            every,
+            lr=1e-3,
+            batch_size=2,
+            objective="towers",
+        ),
+        Phase(
+            "align",
+            2,
+            ("vl_projector", "al_projector", "llm_base", "embed_tokens", "lm_head"),
+            {"caption": 1.0},
+            lr=1e-3,
+            batch_size=2,
+        ),
+        Phase(
+            "instruct",
+            3,
+            ("lora", "vl_projector", "al_projector"),
+            every,
+            lr=1e-3,
+            batch_size=2,
+            grad_accum=2,
+        ),
+        Phase(
+            "seg",
+            2,
+            ("seg_module", "lora", "tower_heads"),
+            {t: 1.0 for t in SEG_TASKS},
+            lr=1e-3,
+            batch_size=4,
+            mask_loss=True,
+            seg_probe_weight=1.0,
+            seg_swap_weight=1.0,
+        ),
     )
-    return Recipe(name="smoke", model=micro_config(), data=DataSpec(synth_per_task=2, val_per_task=1, workers=1),
-                  phases=phases, checkpoint_every=2, log_every=1, tokenizer_samples=4)
+    return Recipe(
+        name="smoke",
+        model=micro_config(),
+        data=DataSpec(synth_per_task=2, val_per_task=1, workers=1),
+        phases=phases,
+        checkpoint_every=2,
+        log_every=1,
+        tokenizer_samples=4,
+    )
 
 
 RECIPES: dict[str, Callable[[], Recipe]] = {"crab-tiny": crab_tiny_recipe, "smoke": smoke_recipe}

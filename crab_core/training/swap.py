@@ -44,8 +44,13 @@ def prompt_swap_loss(model, batch, media, out, max_pairs: int = 16) -> torch.Ten
     rows = []
     for k, i in enumerate(out.seg_rows):
         lab = batch.items[i].raw.labels
-        if (batch.items[i].task in SWAP_TASKS and "seg_map" in lab and "seg_classes" in lab
-                and media[i].seg_features is not None and media[i].seg_frame is not None):
+        if (
+            batch.items[i].task in SWAP_TASKS
+            and "seg_map" in lab
+            and "seg_classes" in lab
+            and media[i].seg_features is not None
+            and media[i].seg_frame is not None
+        ):
             rows.append((k, i))
     pairs = [(a, b) for a in rows for b in rows if a[1] != b[1]][:max_pairs]
     if not pairs:
@@ -54,7 +59,11 @@ def prompt_swap_loss(model, batch, media, out, max_pairs: int = 16) -> torch.Ten
     emb = torch.stack([out.seg_embeddings[kb] for _, (kb, _) in pairs])
     feats = [torch.stack([media[ia].seg_features[s] for (_, ia), _ in pairs]) for s in range(2)]
     frames = torch.stack([media[ia].seg_frame for (_, ia), _ in pairs])
-    gt = torch.stack([swap_target(batch.items[ia].raw.labels["seg_map"], batch.items[ib].raw.labels["seg_classes"])
-                      for (_, ia), (_, ib) in pairs]).to(dev)
+    gt = torch.stack(
+        [
+            swap_target(batch.items[ia].raw.labels["seg_map"], batch.items[ib].raw.labels["seg_classes"])
+            for (_, ia), (_, ib) in pairs
+        ]
+    ).to(dev)
     tasks = [batch.items[ib].task for _, (_, ib) in pairs]
     return seg(emb, feats, tasks, gt, frames=frames).mask_loss

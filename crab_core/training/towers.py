@@ -46,17 +46,29 @@ class TowerHeads(nn.Module):
         seg_probe: optional linear probe on the seg-token states (:class:`SegTokenProbe`).
     """
 
-    def __init__(self, vis_dim: int, aud_dim: int, patch: int, sub: int = 2, num_layers: int = 2,
-                 num_classes: int = NUM_CLASSES, probes: MediaProbes | None = None,
-                 seg_probe: SegTokenProbe | None = None) -> None:
+    def __init__(
+        self,
+        vis_dim: int,
+        aud_dim: int,
+        patch: int,
+        sub: int = 2,
+        num_layers: int = 2,
+        num_classes: int = NUM_CLASSES,
+        probes: MediaProbes | None = None,
+        seg_probe: SegTokenProbe | None = None,
+    ) -> None:
         super().__init__()
         self.probes = probes
         self.seg_probe = seg_probe
         self.patch, self.sub, self.num_classes = patch, sub, num_classes
         self.cells = (patch // sub) ** 2
-        self.dense = nn.ModuleList(nn.Linear(vis_dim, self.cells * (num_classes + 1)) for _ in range(num_layers))
+        self.dense = nn.ModuleList(
+            nn.Linear(vis_dim, self.cells * (num_classes + 1)) for _ in range(num_layers)
+        )
         self.audio_attn = nn.Linear(aud_dim, num_classes)  # per-class attention logits over the tokens
-        self.audio = nn.Sequential(nn.Linear(aud_dim, aud_dim), nn.GELU(), nn.Linear(aud_dim, 2 * num_classes))
+        self.audio = nn.Sequential(
+            nn.Linear(aud_dim, aud_dim), nn.GELU(), nn.Linear(aud_dim, 2 * num_classes)
+        )
 
     def dense_loss(self, feats: list[torch.Tensor], maps: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the dense heads.
@@ -68,7 +80,7 @@ class TowerHeads(nn.Module):
         n, s = maps.shape[0], maps.shape[-1]
         g, c = s // self.patch, self.patch // self.sub
         # (N, S, S) -> labels of sub-blocks, ordered (patch row, patch col, cell row, cell col)
-        lab = maps[:, self.sub // 2::self.sub, self.sub // 2::self.sub]  # (N, g*c, g*c)
+        lab = maps[:, self.sub // 2 :: self.sub, self.sub // 2 :: self.sub]  # (N, g*c, g*c)
         lab = lab.reshape(n, g, c, g, c).permute(0, 1, 3, 2, 4).reshape(n, g * g, c * c)
         loss = maps.new_zeros((), dtype=torch.float32)
         for head, f in zip(self.dense, reversed(feats), strict=False):
@@ -86,7 +98,9 @@ class TowerHeads(nn.Module):
         return audio_label_loss(per[:, idx, idx], per[:, idx, k + idx], audible, gain)
 
 
-def tower_loss(model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: int = 64) -> dict[str, torch.Tensor]:
+def tower_loss(
+    model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: int = 64
+) -> dict[str, torch.Tensor]:
     """Supervised tower losses of a micro-batch (SynthAV items with tower labels).
 
     A tower is skipped when neither it nor its projector (under the probes) trains. Video frames with their class maps and 1-s audio windows with their per-second labels are
@@ -103,7 +117,13 @@ def tower_loss(model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: in
             frames.append(normalise(r.video))
             maps.append(torch.from_numpy(lab["patch"]).long())
         uniform = get_task(r.task).variant().audio_mode == "uniform"  # 1-s windows, one per second
-        if want_a and r.audio is not None and "audible" in lab and uniform and r.audio.shape[0] == lab["audible"].shape[0]:
+        if (
+            want_a
+            and r.audio is not None
+            and "audible" in lab
+            and uniform
+            and r.audio.shape[0] == lab["audible"].shape[0]
+        ):
             auds.append(torch.from_numpy(r.audio.astype("float32")))
             audible.append(torch.from_numpy(lab["audible"]).float())
             gain.append(torch.from_numpy(lab["gain"].astype("float32")))

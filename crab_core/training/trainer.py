@@ -50,6 +50,7 @@ def _lr_lambda(steps: int, warmup_ratio: float):
         if s < warm:
             return (s + 1) / warm
         return max(0.0, (steps - s) / max(1, steps - warm))
+
     return f
 
 
@@ -58,9 +59,12 @@ def default_accelerator(cpu: bool | None = None) -> Accelerator:
     set to tolerate parameters a mixed-task step does not use."""
     kw = {}
     if "ACCELERATE_MIXED_PRECISION" not in os.environ:
-        kw["mixed_precision"] = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(cpu=bool(cpu), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-                       **kw)
+        kw["mixed_precision"] = (
+            "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+        )
+    return Accelerator(
+        cpu=bool(cpu), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)], **kw
+    )
 
 
 class Trainer:
@@ -76,9 +80,16 @@ class Trainer:
         cache_dir: where rendered SynthAV tensors are cached (default ``out_dir/cache``).
     """
 
-    def __init__(self, recipe: Recipe, out_dir: str | Path, accelerator: Accelerator | None = None,
-                 max_minutes: float | None = None, eval_every: int | None = None, progress: bool = True,
-                 cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: str | Path,
+        accelerator: Accelerator | None = None,
+        max_minutes: float | None = None,
+        eval_every: int | None = None,
+        progress: bool = True,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.recipe = recipe
         self.out = Path(out_dir)
         self.acc = accelerator or default_accelerator()
@@ -103,12 +114,22 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.tokenizer = CrabTokenizer.train_bpe(corpus(samples_per_task=r.tokenizer_samples), cfg)
         model = build_model(cfg, seed=r.seed)
-        probes = MediaProbes(cfg.llm.hidden_size, cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens)
+        probes = MediaProbes(
+            cfg.llm.hidden_size, cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens
+        )
         # only built when a phase uses it (keeps the other recipes' init and checkpoints unchanged)
-        seg_probe = (SegTokenProbe(cfg.llm.hidden_size, cfg.seg.num_seg_tokens)
-                     if any(p.seg_probe_weight > 0 for p in r.phases) else None)
-        heads = TowerHeads(cfg.vision.hidden_size, cfg.audio.encoder_embed_dim, cfg.vision.patch_size, probes=probes,
-                           seg_probe=seg_probe)
+        seg_probe = (
+            SegTokenProbe(cfg.llm.hidden_size, cfg.seg.num_seg_tokens)
+            if any(p.seg_probe_weight > 0 for p in r.phases)
+            else None
+        )
+        heads = TowerHeads(
+            cfg.vision.hidden_size,
+            cfg.audio.encoder_embed_dim,
+            cfg.vision.patch_size,
+            probes=probes,
+            seg_probe=seg_probe,
+        )
         self.module = CrabTrainModule(model, heads).to(self.acc.device)
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
         for path in r.data.manifests:
@@ -130,8 +151,14 @@ class Trainer:
         pairs = synth_seeds(split, list(self.recipe.tasks), per_task, d.user_seed)
         key = hashlib.sha1(json.dumps([pairs, size, with_labels, LABELS_VERSION]).encode()).hexdigest()[:12]
         with self.acc.main_process_first():
-            return cached_synth(self.cache_dir / f"{split}-{key}.pt", pairs, size, d.workers, with_labels,
-                                progress=self.progress)
+            return cached_synth(
+                self.cache_dir / f"{split}-{key}.pt",
+                pairs,
+                size,
+                d.workers,
+                with_labels,
+                progress=self.progress,
+            )
 
     # ------------------------------------------------------------------ data position
     def micro_batch(self, phase_index: int, step: int, micro: int) -> Batch:
@@ -167,14 +194,20 @@ class Trainer:
         for name, prm in self.module.named_parameters():
             if prm.requires_grad:
                 groups.setdefault(component_of(name), []).append(prm)
-        params = [{"params": v, "lr": p.lr * p.lr_scale.get(k, 1.0), "name": k} for k, v in sorted(groups.items())]
+        params = [
+            {"params": v, "lr": p.lr * p.lr_scale.get(k, 1.0), "name": k} for k, v in sorted(groups.items())
+        ]
         opt = torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(p.steps, p.warmup_ratio))
         return opt, sched
 
     def _run_phase(self, pi: int, state: dict | None) -> bool:
         p, acc = self.recipe.phases[pi], self.acc
-        self.module.objective, self.module.mask_loss, self.module.text_only = p.objective, p.mask_loss, p.text_only
+        self.module.objective, self.module.mask_loss, self.module.text_only = (
+            p.objective,
+            p.mask_loss,
+            p.text_only,
+        )
         self.module.probe_weight, self.module.seg_probe_weight = p.probe_weight, p.seg_probe_weight
         self.module.seg_swap_weight = p.seg_swap_weight
         counts = self.module.set_trainable(p.trainable)
@@ -214,7 +247,9 @@ class Trainer:
                     out = wrapped(batch)
                     acc.backward(out["loss"])
                     if acc.sync_gradients and p.max_grad_norm > 0:
-                        acc.clip_grad_norm_([q for q in self.module.parameters() if q.requires_grad], p.max_grad_norm)
+                        acc.clip_grad_norm_(
+                            [q for q in self.module.parameters() if q.requires_grad], p.max_grad_norm
+                        )
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                 for k, v in out.items():
@@ -229,9 +264,16 @@ class Trainer:
             self.history.append({"phase": p.name, "step": step, "loss": sums["loss"]})
             if step % self.recipe.log_every == 0 or step == p.steps:
                 now = time.perf_counter()
-                self._log({"phase": p.name, "step": step, **{k: round(v, 5) for k, v in sums.items()},
-                           "lr": sched.get_last_lr()[0], "samples_per_s": round(seen / max(now - tick, 1e-9), 2),
-                           "elapsed_s": round(now - self._t0, 1)})
+                self._log(
+                    {
+                        "phase": p.name,
+                        "step": step,
+                        **{k: round(v, 5) for k, v in sums.items()},
+                        "lr": sched.get_last_lr()[0],
+                        "samples_per_s": round(seen / max(now - tick, 1e-9), 2),
+                        "elapsed_s": round(now - self._t0, 1),
+                    }
+                )
                 tick, seen = now, 0
             if self.eval_every and step % self.eval_every == 0 and p.objective == "lm":
                 self.run_eval(tag=f"{p.name}@{step}")
@@ -239,8 +281,11 @@ class Trainer:
             if step % self.recipe.checkpoint_every == 0 or step == p.steps or over:
                 self.save_checkpoint(pi, step, sched)
             if over and step < p.steps:
-                log.info("time limit reached in phase %s at step %d: checkpoint saved, resume with --resume",
-                         p.name, step)
+                log.info(
+                    "time limit reached in phase %s at step %d: checkpoint saved, resume with --resume",
+                    p.name,
+                    step,
+                )
                 bar.close()
                 return False
         bar.close()
@@ -265,9 +310,15 @@ class Trainer:
         acc.save_state(str(tmp), safe_serialization=True)
         if acc.is_main_process:
             self.elapsed = time.perf_counter() - self._t0
-            state = {"recipe": self.recipe.name, "phase": phase_index, "phase_name": self.recipe.phases[phase_index].name,
-                     "step": step, "scheduler": sched.state_dict(), "elapsed_s": self.elapsed,
-                     "history": self.history}
+            state = {
+                "recipe": self.recipe.name,
+                "phase": phase_index,
+                "phase_name": self.recipe.phases[phase_index].name,
+                "step": step,
+                "scheduler": sched.state_dict(),
+                "elapsed_s": self.elapsed,
+                "history": self.history,
+            }
             (tmp / STATE_FILE).write_text(json.dumps(state))
             if final.exists():
                 shutil.rmtree(final)
@@ -281,7 +332,9 @@ class Trainer:
             raise CheckpointError(f"{path}: no checkpoint to resume from")
         state = json.loads(path.read_text())
         if state.get("recipe") != self.recipe.name:
-            raise CheckpointError(f"checkpoint is from recipe {state.get('recipe')!r}, not {self.recipe.name!r}")
+            raise CheckpointError(
+                f"checkpoint is from recipe {state.get('recipe')!r}, not {self.recipe.name!r}"
+            )
         return state
 
     # ------------------------------------------------------------------ logs, eval, export
@@ -308,8 +361,11 @@ class Trainer:
         """Write the trained model in ``save_pretrained`` format (main process)."""
         from ..checkpoint.pretrained import save_pretrained
 
-        card = {"recipe": self.recipe.to_dict(), "train_time_s": round(time.perf_counter() - self._t0, 1),
-                **(extra or {})}
+        card = {
+            "recipe": self.recipe.to_dict(),
+            "train_time_s": round(time.perf_counter() - self._t0, 1),
+            **(extra or {}),
+        }
         card["recipe"]["model"] = self.recipe.model.name
         if self.acc.is_main_process:
             self.model.eval()

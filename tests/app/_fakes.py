@@ -43,16 +43,40 @@ class FakeRecord:
         return FakeRequest(self.result.task)
 
 
-def fake_trace(n_frames: int = 3, n_seconds: int = 3, q: int = 2, n_answer: int = 4, layers: int = 2,
-               heads: int = 3, seed: int = 0) -> RoutingTrace:
+def fake_trace(
+    n_frames: int = 3,
+    n_seconds: int = 3,
+    q: int = 2,
+    n_answer: int = 4,
+    layers: int = 2,
+    heads: int = 3,
+    seed: int = 0,
+) -> RoutingTrace:
     rng = np.random.default_rng(seed)
-    kinds = ["text"] * 3 + ["video"] * (n_frames * q) + ["audio"] * (n_seconds * q) + ["text"] * 2 + \
-        ["answer"] * n_answer
-    units = [-1] * 3 + [i // q for i in range(n_frames * q)] + [i // q for i in range(n_seconds * q)] + \
-        [-1] * (2 + n_answer)
+    kinds = (
+        ["text"] * 3
+        + ["video"] * (n_frames * q)
+        + ["audio"] * (n_seconds * q)
+        + ["text"] * 2
+        + ["answer"] * n_answer
+    )
+    units = (
+        [-1] * 3
+        + [i // q for i in range(n_frames * q)]
+        + [i // q for i in range(n_seconds * q)]
+        + [-1] * (2 + n_answer)
+    )
     n, projs = len(kinds), ["q_proj", "v_proj"]
     logits = rng.normal(size=(n, layers, len(projs), heads))
     w = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    return RoutingTrace(list(range(layers)), projs, w.astype(np.float32),
-                        rng.random((n, layers, len(projs), heads)).astype(np.float32), np.array(kinds),
-                        np.array(units), np.arange(n), np.arange(n), [f"t{i}" for i in range(n)])
+    return RoutingTrace(
+        list(range(layers)),
+        projs,
+        w.astype(np.float32),
+        rng.random((n, layers, len(projs), heads)).astype(np.float32),
+        np.array(kinds),
+        np.array(units),
+        np.arange(n),
+        np.arange(n),
+        [f"t{i}" for i in range(n)],
+    )

@@ -10,8 +10,15 @@ from crab_core.checkpoint.io import read_state_dict
 from crab_core.config import LORA_TARGETS
 from crab_core.model.builder import build_model
 
-IN_OUT_7B = {"q_proj": (4096, 4096), "k_proj": (4096, 4096), "v_proj": (4096, 4096), "o_proj": (4096, 4096),
-             "gate_proj": (4096, 11008), "up_proj": (4096, 11008), "down_proj": (11008, 4096)}
+IN_OUT_7B = {
+    "q_proj": (4096, 4096),
+    "k_proj": (4096, 4096),
+    "v_proj": (4096, 4096),
+    "o_proj": (4096, 4096),
+    "gate_proj": (4096, 11008),
+    "up_proj": (4096, 11008),
+    "down_proj": (11008, 4096),
+}
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +72,20 @@ def test_official_projector_and_seg_keys(model_7b, state_7b, fixtures_dir):
     ours, dropped = _check_rows(rows, state_7b)
     # every official key is either loaded or a documented never-used tensor
     assert len(ours) + len(dropped) == len(rows)
-    assert all(any(t in d for t in ("word_embeddings", "position_embeddings", "position_ids", ".cls.",
-                                    ".intermediate.", ".output.")) for d in dropped)
+    assert all(
+        any(
+            t in d
+            for t in (
+                "word_embeddings",
+                "position_embeddings",
+                "position_ids",
+                ".cls.",
+                ".intermediate.",
+                ".output.",
+            )
+        )
+        for d in dropped
+    )
     # and our projectors/seg module have nothing the files do not provide (except PE buffers)
     covered = set(ours)
     for prefix in ("vl_projector.", "al_projector.", "seg_module."):
@@ -79,14 +98,26 @@ def test_lora_and_llm_keys_7b(state_7b):
     assert len(ours) == 32 * 7 * 3 and not dropped  # B heads are stacked into one tensor
     lora_params = [k for k in state_7b if "lora_" in k]
     assert sorted(lora_params) == sorted(ours)
-    llm_rows = [("model.embed_tokens.weight", (32017, 4096)), ("lm_head.weight", (32017, 4096)),
-                ("model.norm.weight", (4096,))]
-    llm_rows += [(f"model.layers.{i}.self_attn.{m}.weight", (4096, 4096)) for i in range(32)
-                 for m in ("q_proj", "k_proj", "v_proj", "o_proj")]
-    llm_rows += [(f"model.layers.{i}.mlp.{m}.weight", IN_OUT_7B[m][::-1]) for i in range(32) for m in
-                 ("gate_proj", "up_proj", "down_proj")]
-    llm_rows += [(f"model.layers.{i}.{n}.weight", (4096,)) for i in range(32)
-                 for n in ("input_layernorm", "post_attention_layernorm")]
+    llm_rows = [
+        ("model.embed_tokens.weight", (32017, 4096)),
+        ("lm_head.weight", (32017, 4096)),
+        ("model.norm.weight", (4096,)),
+    ]
+    llm_rows += [
+        (f"model.layers.{i}.self_attn.{m}.weight", (4096, 4096))
+        for i in range(32)
+        for m in ("q_proj", "k_proj", "v_proj", "o_proj")
+    ]
+    llm_rows += [
+        (f"model.layers.{i}.mlp.{m}.weight", IN_OUT_7B[m][::-1])
+        for i in range(32)
+        for m in ("gate_proj", "up_proj", "down_proj")
+    ]
+    llm_rows += [
+        (f"model.layers.{i}.{n}.weight", (4096,))
+        for i in range(32)
+        for n in ("input_layernorm", "post_attention_layernorm")
+    ]
     _check_rows(llm_rows, state_7b)
     n_lora = sum(torch.Size(state_7b[k]).numel() for k in lora_params)
     assert n_lora == 45_162_496  # crab-reference.md section 2, H=3

@@ -32,9 +32,15 @@ def _released(model, tmp_path, which):
     """Write a file laid out like the reference's finetune / avs files (torch.save zip)."""
     sd = model.state_dict()
     if which == "finetune":
-        keep = {k: v for k, v in sd.items() if "lora_" in k or k.startswith(("vl_projector.", "al_projector."))}
+        keep = {
+            k: v for k, v in sd.items() if "lora_" in k or k.startswith(("vl_projector.", "al_projector."))
+        }
     else:
-        keep = {k: v for k, v in sd.items() if k.startswith("seg_module.") or "embed_tokens" in k or "lm_head" in k}
+        keep = {
+            k: v
+            for k, v in sd.items()
+            if k.startswith("seg_module.") or "embed_tokens" in k or "lm_head" in k
+        }
     ref = ours_to_reference(keep)
     ref = {k: v for k, v in ref.items() if not k.endswith("positional_encoding_gaussian_matrix")}
     path = tmp_path / f"{which}_weights.bin"
@@ -53,8 +59,9 @@ def test_finetune_then_avs_load(trained, tmp_path):
         assert torch.equal(fresh.state_dict()[k], ref[k]), k
     report = load_reference_files(fresh, [avs], report)
     assert any("positional-encoding" in n for n in report.notes)
-    assert torch.equal(fresh.state_dict()["llm.base_model.model.lm_head.weight"],
-                       ref["llm.base_model.model.lm_head.weight"])
+    assert torch.equal(
+        fresh.state_dict()["llm.base_model.model.lm_head.weight"], ref["llm.base_model.model.lm_head.weight"]
+    )
     # only what the reference never saves: PE buffers, and (corrected mode) the fusion weights
     seg_missing = [k for k in report.missing if k.startswith("seg_module.")]
     assert all(k.endswith(("positional_encoding_gaussian_matrix", "_fusion")) for k in seg_missing)
@@ -95,7 +102,9 @@ class _Evil:
         return (print, ("pwned",))
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "dir", "text", "truncated", "evil", "not_dict", "bad_st"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "empty", "dir", "text", "truncated", "evil", "not_dict", "bad_st"]
+)
 def test_bad_files_give_clear_errors(kind, tmp_path, trained):
     p = tmp_path / "ckpt.bin"
     if kind == "empty":

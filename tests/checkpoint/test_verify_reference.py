@@ -21,8 +21,18 @@ def checks(fixtures_dir):
 
 def test_every_component_within_tolerance(checks):
     comps = {c.component for c in checks}
-    assert comps == {"a_ilora", "b_vl_projector", "c_al_projector", "d_fbank", "d_beats", "e_clip",
-                     "e_image_preprocess", "f_seg", "g_end2end", "h_avs_forward"}
+    assert comps == {
+        "a_ilora",
+        "b_vl_projector",
+        "c_al_projector",
+        "d_fbank",
+        "d_beats",
+        "e_clip",
+        "e_image_preprocess",
+        "f_seg",
+        "g_end2end",
+        "h_avs_forward",
+    }
     bad = [c for c in checks if not c.ok(1e-4)]
     assert not bad, bad
     # the fixture README's acceptance: atol 1e-5 for float tensors; the fbank (an independent
@@ -56,7 +66,12 @@ def test_cli_exit_codes(fixtures_dir, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_module_entry_point(fixtures_dir):
-    proc = subprocess.run([sys.executable, "-m", "crab_core", "verify-reference", str(fixtures_dir)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "crab_core", "verify-reference", str(fixtures_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "g_end2end" in proc.stdout

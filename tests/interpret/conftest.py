@@ -19,8 +19,12 @@ def tiny_pipe():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cfg = crab_tiny()
-    pipe = CrabPipeline(build_model(cfg, seed=0), CrabTokenizer.train_bpe(corpus(samples_per_task=0), cfg),
-                        name="tiny-test", trained=False)
+    pipe = CrabPipeline(
+        build_model(cfg, seed=0),
+        CrabTokenizer.train_bpe(corpus(samples_per_task=0), cfg),
+        name="tiny-test",
+        trained=False,
+    )
     randomize_heads(pipe.model, std=0.5, seed=0)
     yield pipe
     torch.set_num_threads(threads)

@@ -11,7 +11,11 @@ from crab_core.tasks import parse
 
 
 def test_variants_change_answers_and_nll(tiny_pipe, ave_raw):
-    gt = {"event": "drum", "range": [2, 5], "segments": ["background"] * 2 + ["drum"] * 3 + ["background"] * 5}
+    gt = {
+        "event": "drum",
+        "range": [2, 5],
+        "segments": ["background"] * 2 + ["drum"] * 3 + ["background"] * 5,
+    }
     ref = "I see a drum. <event> drum </event> <range> 2,5 </range>"
     outs = run_variants(tiny_pipe, ave_raw, gt=gt, max_new_tokens=6, reference=ref)
     names = [o.variant.name for o in outs]
@@ -44,6 +48,9 @@ def test_scorer_tasks():
     s.update(res, {"mask": None, "null": True})
     assert s.compute() == {"null_s.s": 0.0}
     s = Scorer("avqa")
-    s.update(TaskResult("avqa", "<answer> yes </answer>", None), {"answer": "yes", "question_type": "Audio/Existential"})
+    s.update(
+        TaskResult("avqa", "<answer> yes </answer>", None),
+        {"answer": "yes", "question_type": "Audio/Existential"},
+    )
     assert s.compute()["avqa_accuracy.accuracy"] == 1.0
     assert Scorer("caption").compute() == {}

@@ -22,15 +22,21 @@ def test_attribution_levels(tiny_pipe, ave_raw):
 
 
 def test_zero_baseline_embeddings_only(tiny_pipe, ave_raw):
-    att = attribute(tiny_pipe, ave_raw, answer_ids=[30], baseline="zero", n_steps=4, pixels=False, fbank=False)
+    att = attribute(
+        tiny_pipe, ave_raw, answer_ids=[30], baseline="zero", n_steps=4, pixels=False, fbank=False
+    )
     assert att.patch_scores is None and att.fbank_time is None
     with pytest.raises(ValueError):
         attribute(tiny_pipe, ave_raw, answer_ids=[30], baseline="blur")
 
 
 def test_localization_helpers():
-    scene = {"objects": [{"class": "drum", "visible": [[1, 3]], "sounding": [[2, 4]]},
-                         {"class": "bell", "visible": [], "sounding": [[0, 10]]}]}
+    scene = {
+        "objects": [
+            {"class": "drum", "visible": [[1, 3]], "sounding": [[2, 4]]},
+            {"class": "bell", "visible": [], "sounding": [[0, 10]]},
+        ]
+    }
     assert object_units(scene, "drum") == ({1, 2}, {2, 3})
     assert localization_ratio([1, 1, 1, 1], [0, 1]) == pytest.approx(1.0)
     assert localization_ratio([3, 1, 1, 1], [0]) == pytest.approx(3.0)

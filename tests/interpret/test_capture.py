@@ -75,8 +75,12 @@ def test_decode_steps_join_like_one_forward(tiny_pipe, ave_raw):
     fed = out.trace.token_ids[np.isin(out.trace.kinds, ["answer", "seg"])].tolist()
     batch = model.prepare([make_sample(ave_raw, media, fed)])
     with torch.no_grad(), capture_routing(model) as rec:
-        model.llm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask,
-                  position_ids=batch.position_ids, use_cache=False)
+        model.llm(
+            inputs_embeds=batch.inputs_embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        )
     full = rec.trace(batch)
     np.testing.assert_allclose(full.weights, out.trace.weights, atol=1e-4)
     np.testing.assert_allclose(full.norms, out.trace.norms, atol=1e-3, rtol=1e-3)

@@ -53,12 +53,32 @@ def test_resampled_wav_equals_librosa(tmp_path):
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize("ext,codec", [("m4a", "aac"), ("aac", "aac"), ("flac", "flac"), ("ogg", "libvorbis"),
-                                       ("mp3", "libmp3lame"), ("mp4", "aac")])
+@pytest.mark.parametrize(
+    "ext,codec",
+    [
+        ("m4a", "aac"),
+        ("aac", "aac"),
+        ("flac", "flac"),
+        ("ogg", "libvorbis"),
+        ("mp3", "libmp3lame"),
+        ("mp4", "aac"),
+    ],
+)
 def test_generated_formats(tmp_path, ext, codec):
     path = tmp_path / f"tone.{ext}"
-    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050:duration=1",
-           "-c:a", codec, str(path)]
+    cmd = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=22050:duration=1",
+        "-c:a",
+        codec,
+        str(path),
+    ]
     if subprocess.run(cmd, check=False).returncode != 0:
         pytest.skip(f"this ffmpeg cannot encode {codec}")
     wave = load_audio(path)

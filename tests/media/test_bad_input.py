@@ -34,19 +34,51 @@ def _ffmpeg(*args):
 def media(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     silent = root / "silent.mp4"
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "2", "-an", "-pix_fmt", "yuv420p", silent)
+    _ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "2", "-an", "-pix_fmt", "yuv420p", silent
+    )
     with_audio = root / "with_audio.mp4"
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-f", "lavfi", "-i",
-            "sine=frequency=440:sample_rate=16000", "-t", "2", "-pix_fmt", "yuv420p", "-c:a", "aac", with_audio)
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x64:rate=10",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=16000",
+        "-t",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        with_audio,
+    )
     faststart = root / "faststart.mp4"
-    _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=10", "-t", "2", "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", faststart)
+    _ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x64:rate=10",
+        "-t",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "+faststart",
+        faststart,
+    )
     return root, silent, with_audio, faststart
 
 
 def test_missing_files(tmp_path):
-    for loader, name in [(lambda p: load_video_frames(p, 4, 32), "gone.mp4"), (load_audio, "gone.wav"),
-                         (lambda p: load_image(p, 32), "gone.jpg"), (lambda p: load_binary_mask(p, 32), "gone.png")]:
+    for loader, name in [
+        (lambda p: load_video_frames(p, 4, 32), "gone.mp4"),
+        (load_audio, "gone.wav"),
+        (lambda p: load_image(p, 32), "gone.jpg"),
+        (lambda p: load_binary_mask(p, 32), "gone.png"),
+    ]:
         with pytest.raises(MediaError, match=f"not found: {name}"):
             loader(tmp_path / name)
 
@@ -119,8 +151,12 @@ def test_directory(tmp_path):
 
 
 def test_unsupported_extension(tmp_path):
-    for name, loader in [("clip.xyz", lambda p: load_video_frames(p, 4, 32)), ("sound.txt", load_audio),
-                         ("pic.docx", lambda p: load_image(p, 32)), ("mask.svg", lambda p: load_palette_mask(p, 8))]:
+    for name, loader in [
+        ("clip.xyz", lambda p: load_video_frames(p, 4, 32)),
+        ("sound.txt", load_audio),
+        ("pic.docx", lambda p: load_image(p, 32)),
+        ("mask.svg", lambda p: load_palette_mask(p, 8)),
+    ]:
         path = tmp_path / name
         path.write_bytes(b"\x00\x01\x02\x03" * 16)
         with pytest.raises(MediaError, match=f"{name} has unsupported extension"):
@@ -143,7 +179,9 @@ def test_size_and_duration_limits(media):
     _, silent, _, _ = media
     with pytest.raises(MediaError, match="larger than the limit"):
         check_file(silent, "video", max_bytes=100)
-    with pytest.raises(MediaError, match=r"the video silent.mp4 is 2 s long; the limit is 1 s \(--max-duration\)"):
+    with pytest.raises(
+        MediaError, match=r"the video silent.mp4 is 2 s long; the limit is 1 s \(--max-duration\)"
+    ):
         load_clip(silent, task_frames=4, audio_mode=None, image_size=32, max_duration_s=1.0)
 
 

@@ -60,15 +60,20 @@ def test_empty_video_counts_one_and_class_mean():
     assert segment_level_f1(z, z, z, z) == {"audio": 1.0, "visual": 1.0, "audio_visual": 1.0, "event": 1.0}
     assert event_level_f1(z, z, z, z)["event"] == 1.0
     # two classes in audio: class 0 perfect (F=1), class 1 predicted 2 s but absent (F=0) -> mean 0.5
-    pa = np.zeros((2, 10)); pa[0, :3] = 1; pa[1, 5:7] = 1  # noqa: E702
-    ga = np.zeros((2, 10)); ga[0, :3] = 1  # noqa: E702
+    pa = np.zeros((2, 10))
+    pa[0, :3] = 1
+    pa[1, 5:7] = 1  # noqa: E702
+    ga = np.zeros((2, 10))
+    ga[0, :3] = 1  # noqa: E702
     assert segment_level_f1(pa, z, ga, z)["audio"] == pytest.approx(0.5)
     assert segment_level_f1(pa, z, ga, z)["visual"] == 1.0
 
 
 def test_avvp_majority_baseline():
-    gts = [{"audio": [_ev("dog", (0, 10))], "visual": [_ev("dog", (0, 10))]},
-           {"audio": [_ev("dog", (0, 5))], "visual": []}]
+    gts = [
+        {"audio": [_ev("dog", (0, 10))], "visual": [_ev("dog", (0, 10))]},
+        {"audio": [_ev("dog", (0, 5))], "visual": []},
+    ]
     # "dog everywhere" beats "nothing": video 1 all 1.0; video 2 a TP5 FP5 -> 2/3, v FP -> 0, av FP -> 0
     out = majority_baseline("avvp", gts)
     assert out["segment_audio"] == pytest.approx((1 + 2 / 3) / 2)

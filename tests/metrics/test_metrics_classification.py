@@ -44,11 +44,17 @@ def test_avqa_accuracy_per_type_and_modality():
 
 
 def test_majority_baselines_ave_avqa():
-    gts = [{"event": "drum", "range": [2, 6]}, {"event": "drum", "range": [2, 6]}, {"event": "dog", "range": [0, 10]}]
+    gts = [
+        {"event": "drum", "range": [2, 6]},
+        {"event": "drum", "range": [2, 6]},
+        {"event": "dog", "range": [0, 10]},
+    ]
     # always "drum on [2,6)": 10/10 + 10/10 + 0/10 (dog video gets drum/background)
     assert majority_baseline("ave", gts) == {"accuracy": pytest.approx(20 / 30)}
-    q = [{"answer": a, "question_type": t} for a, t in [("2", "A/C"), ("2", "A/C"), ("3", "A/C"),
-                                                           ("yes", "V/E"), ("no", "V/E"), ("no", "V/E")]]
+    q = [
+        {"answer": a, "question_type": t}
+        for a, t in [("2", "A/C"), ("2", "A/C"), ("3", "A/C"), ("yes", "V/E"), ("no", "V/E"), ("no", "V/E")]
+    ]
     out = majority_baseline("avqa", q)  # "2" for A/C and "no" for V/E: 2/3 each
     assert out["accuracy"] == pytest.approx(4 / 6)
     assert out["accuracy/type/A/C"] == pytest.approx(2 / 3)

@@ -34,7 +34,7 @@ def _reference_sd(fixtures_dir: Path, modality: str) -> dict[str, torch.Tensor]:
         for key in f.keys():
             if key.startswith(root):
                 t = f.get_tensor(key)
-                out[key[len(root):]] = t.float() if t.is_floating_point() else t
+                out[key[len(root) :]] = t.float() if t.is_floating_point() else t
     return out
 
 
@@ -42,10 +42,16 @@ def _tiny_projector(fixtures_dir: Path, modality: str) -> QFormerProjector:
     cfg = json.loads((fixtures_dir / "config.json").read_text())
     bert, over = cfg["qformer_bert_config"], cfg["qformer_overrides"]
     return QFormerProjector(
-        modality, encoder_width=over[f"encoder_width_{modality}"], hidden_size=bert["hidden_size"],
-        num_layers=over["num_hidden_layers"], num_heads=bert["num_attention_heads"],
-        intermediate_size=bert["intermediate_size"], num_query_tokens=cfg[f"{modality}_query_token_nums"],
-        d_model=cfg["d_model"], mlp_depth=cfg["projector_mlp_depth"], layer_norm_eps=bert["layer_norm_eps"],
+        modality,
+        encoder_width=over[f"encoder_width_{modality}"],
+        hidden_size=bert["hidden_size"],
+        num_layers=over["num_hidden_layers"],
+        num_heads=bert["num_attention_heads"],
+        intermediate_size=bert["intermediate_size"],
+        num_query_tokens=cfg[f"{modality}_query_token_nums"],
+        d_model=cfg["d_model"],
+        mlp_depth=cfg["projector_mlp_depth"],
+        layer_norm_eps=bert["layer_norm_eps"],
     )
 
 
@@ -64,8 +70,11 @@ def test_dropped_keys_are_the_documented_unused_ones(loaded):
     modality, _, ref, ours, dropped = loaded
     assert len(ours) + len(dropped) == len(ref)
     for key in dropped:
-        assert re.search(r"word_embeddings|position_embeddings|position_ids|\.cls\."
-                         r"|layer\.\d+\.(intermediate|output)\.", key), key
+        assert re.search(
+            r"word_embeddings|position_embeddings|position_ids|\.cls\."
+            r"|layer\.\d+\.(intermediate|output)\.",
+            key,
+        ), key
         assert "_query" not in key
     assert any(".cls.predictions.decoder.weight" in k for k in dropped)
 
@@ -141,7 +150,7 @@ def _official_rows(fixtures_dir: Path, modality: str) -> tuple[dict[str, list[in
     for line in path.read_text().splitlines():
         if line.startswith(root):
             key, shape = line.split("\t")[:2]
-            key = key[len(root):]
+            key = key[len(root) :]
             rows[key] = [int(s) for s in re.findall(r"\d+", shape.split("]")[0])]
             if "[buffer]" in shape:
                 buffers.add(key)

@@ -13,9 +13,22 @@ from crab_core.model.seg.seg_module import SegModule
 
 def _module(**kw) -> SegModule:
     torch.manual_seed(0)
-    return SegModule(32, 24, prompt_embed_dim=16, mlp_dim=32, num_heads=2, num_queries=4, low_res_mask_size=16,
-                     image_size=32, patch_size=8, num_avss_classes=5, loss_reduction="mean", decoder="prompt",
-                     pixel_dim=8, **kw)
+    return SegModule(
+        32,
+        24,
+        prompt_embed_dim=16,
+        mlp_dim=32,
+        num_heads=2,
+        num_queries=4,
+        low_res_mask_size=16,
+        image_size=32,
+        patch_size=8,
+        num_avss_classes=5,
+        loss_reduction="mean",
+        decoder="prompt",
+        pixel_dim=8,
+        **kw,
+    )
 
 
 def _batch(b: int = 3):
@@ -23,9 +36,13 @@ def _batch(b: int = 3):
     emb = torch.randn(b, 6, 32, generator=g)
     feats = [torch.randn(b, 2 * 16, 24, generator=g) for _ in range(2)]  # 2 frames of a 4x4 grid
     frames = torch.randn(b, 3, 32, 32, generator=g)
-    gt = torch.stack([(torch.rand(1, 32, 32, generator=g) > 0.7).float(),
-                      torch.randint(0, 5, (1, 32, 32), generator=g).float(),
-                      torch.zeros(1, 32, 32)])[:b]
+    gt = torch.stack(
+        [
+            (torch.rand(1, 32, 32, generator=g) > 0.7).float(),
+            torch.randint(0, 5, (1, 32, 32), generator=g).float(),
+            torch.zeros(1, 32, 32),
+        ]
+    )[:b]
     return emb, feats, ["s4", "avss", "ms3"][:b], gt, frames
 
 
@@ -45,7 +62,9 @@ def test_batched_equals_one_by_one():
     emb, feats, tasks, _, frames = _batch()
     whole = model(emb, feats, tasks, frames=frames).pred_masks
     for i in range(3):
-        single = model(emb[i:i + 1], [f[i:i + 1] for f in feats], tasks[i:i + 1], frames=frames[i:i + 1])
+        single = model(
+            emb[i : i + 1], [f[i : i + 1] for f in feats], tasks[i : i + 1], frames=frames[i : i + 1]
+        )
         torch.testing.assert_close(single.pred_masks[0], whole[i], atol=1e-5, rtol=1e-5)
 
 
@@ -84,7 +103,7 @@ def test_learns_to_select_the_named_object():
         frames = torch.randn(n, 3, 32, 32) * 0.1
         gt = torch.zeros(n, 1, 32, 32)
         for i, w in enumerate(which.tolist()):
-            gt[i, 0, 8:24, (4 if w == 0 else 20):(12 if w == 0 else 28)] = 1
+            gt[i, 0, 8:24, (4 if w == 0 else 20) : (12 if w == 0 else 28)] = 1
             frames[i, :, 8:24, 4:12] += 1.0
             frames[i, :, 8:24, 20:28] += 1.0
         feats = [torch.randn(n, 16, 24) * 0.1 for _ in range(2)]

@@ -30,7 +30,7 @@ SCENARIOS = ("s4_avss", "ms3_s4", "avss_avss")
 def ref_weights(fixtures_dir: Path) -> dict[str, torch.Tensor]:
     """Reference seg-module tensors, keys relative to ``seg_module.``, bf16 -> fp32."""
     sd = load_file(fixtures_dir / "weights.safetensors")
-    return {k[len(PREFIX):]: v.float() for k, v in sd.items() if k.startswith(PREFIX)}
+    return {k[len(PREFIX) :]: v.float() for k, v in sd.items() if k.startswith(PREFIX)}
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,13 @@ def tiny_kwargs(fixtures_dir: Path) -> dict:
     cfg = json.loads((fixtures_dir / "config.json").read_text())
     seg = cfg["seg"]
     return dict(
-        d_model=cfg["d_model"], vit_dim=seg["vit_image_embedding_dim"], num_queries=seg["avs_query_num"],
-        low_res_mask_size=seg["low_res_mask_size"], image_size=seg["image_size"],
-        patch_size=seg["patch_size"], decoder_depth=seg["mask_decoder_transformer_depth"],
+        d_model=cfg["d_model"],
+        vit_dim=seg["vit_image_embedding_dim"],
+        num_queries=seg["avs_query_num"],
+        low_res_mask_size=seg["low_res_mask_size"],
+        image_size=seg["image_size"],
+        patch_size=seg["patch_size"],
+        decoder_depth=seg["mask_decoder_transformer_depth"],
         query_generator_layers=seg["query_generator_num_layers"],
     )
 
@@ -64,8 +68,11 @@ def ref_model(tiny_kwargs, ref_weights) -> SegModule:
 def f_seg(fixtures_dir: Path):
     meta = json.loads((fixtures_dir / "f_seg" / "meta.json").read_text())
     tasks = {s["name"]: s["tasks"] for s in meta["scenarios"]}
-    return (tasks, load_file(fixtures_dir / "f_seg" / "inputs.safetensors"),
-            load_file(fixtures_dir / "f_seg" / "outputs.safetensors"))
+    return (
+        tasks,
+        load_file(fixtures_dir / "f_seg" / "inputs.safetensors"),
+        load_file(fixtures_dir / "f_seg" / "outputs.safetensors"),
+    )
 
 
 def _run(model: SegModule, f_seg, name: str, with_gt: bool = True):
@@ -99,7 +106,7 @@ def test_matches_reference_goldens(ref_model, f_seg, name):
     assert keys
     worst = 0.0
     for key in keys:
-        field, *idx = key[len(name) + 1:].split(".")
+        field, *idx = key[len(name) + 1 :].split(".")
         got, want = _select(out, field, idx), golden[key]
         assert got.shape == want.shape, key
         err = (got - want).abs().max().item()
@@ -171,15 +178,16 @@ def _official_rows(shared: Path) -> dict[str, tuple[int, ...]]:
             continue
         key, shape = line.split("\t")
         dims = re.match(r"\[([^\]]*)\]", shape.strip()).group(1)
-        rows[key[len("model.seg_module."):]] = tuple(int(d) for d in dims.split(",") if d.strip())
+        rows[key[len("model.seg_module.") :]] = tuple(int(d) for d in dims.split(",") if d.strip())
     return rows
 
 
 def test_7b_key_list_on_meta(fixtures_dir: Path):
     rows = _official_rows(fixtures_dir.parent)
     with torch.device("meta"):
-        model = SegModule.from_config(SegConfig(), d_model=4096, vit_dim=1024, patch_size=14,
-                                      compat=CompatConfig(mode="reference"))
+        model = SegModule.from_config(
+            SegConfig(), d_model=4096, vit_dim=1024, patch_size=14, compat=CompatConfig(mode="reference")
+        )
     ref = ours_to_reference(model.state_dict())
     assert set(ref) == set(rows)
     assert {k: tuple(v.shape) for k, v in ref.items()} == rows
@@ -189,16 +197,28 @@ def test_7b_key_list_on_meta(fixtures_dir: Path):
 
 # ----------------------------------------------------------------------------- corrected mode
 def _tiny_corrected(mode: str = "corrected") -> SegModule:
-    seg = SegConfig(prompt_embed_dim=32, mlp_dim=32, num_heads=4, num_queries=4, low_res_mask_size=16,
-                    image_size=28, num_avss_classes=5)
+    seg = SegConfig(
+        prompt_embed_dim=32,
+        mlp_dim=32,
+        num_heads=4,
+        num_queries=4,
+        low_res_mask_size=16,
+        image_size=28,
+        num_avss_classes=5,
+    )
     return SegModule.from_config(seg, d_model=16, vit_dim=8, patch_size=14, compat=CompatConfig(mode=mode))
 
 
 def _tiny_batch():
     emb = torch.randn(3, 6, 16)
     feats = [torch.randn(3, 2 * 4, 8) for _ in range(2)]  # 2 frames of a 2x2 patch grid
-    gt = torch.stack([(torch.rand(1, 28, 28) > 0.5).float(), torch.randint(0, 5, (1, 28, 28)).float(),
-                      torch.zeros(1, 28, 28)])
+    gt = torch.stack(
+        [
+            (torch.rand(1, 28, 28) > 0.5).float(),
+            torch.randint(0, 5, (1, 28, 28)).float(),
+            torch.zeros(1, 28, 28),
+        ]
+    )
     return emb, feats, ["s4", "avss", "avqa"], gt
 
 

@@ -22,8 +22,15 @@ def test_splice_places_features_and_left_pads():
     f0 = {V: [torch.full((4, 4), -1.0)], A: [torch.full((2, 4), -2.0)]}
     f1 = {V: [torch.full((2, 4), -3.0)]}
     labels = [torch.tensor([IGNORE_INDEX] * 5 + [7]), torch.tensor([IGNORE_INDEX, IGNORE_INDEX, 8])]
-    b = splice_batch([ids0, ids1], [f0, f1], embed, pad_token_id=2, placeholder_kinds=KINDS, labels=labels,
-                     tokens_per_unit={V: 2, A: 1})
+    b = splice_batch(
+        [ids0, ids1],
+        [f0, f1],
+        embed,
+        pad_token_id=2,
+        placeholder_kinds=KINDS,
+        labels=labels,
+        tokens_per_unit={V: 2, A: 1},
+    )
     assert b.inputs_embeds.shape == (2, 10, 4)
     assert b.attention_mask.tolist() == [[1] * 10, [0] * 6 + [1] * 4]
     assert b.position_ids[1].tolist() == [0] * 6 + [0, 1, 2, 3]
@@ -31,7 +38,9 @@ def test_splice_places_features_and_left_pads():
     assert b.inputs_embeds[0, 2:6, 0].tolist() == [-1.0] * 4
     assert b.inputs_embeds[1, :6, 0].tolist() == [2.0] * 6  # pad embedding
     assert b.labels[0].tolist() == [IGNORE_INDEX] * 9 + [7]
-    assert b.kinds[0].tolist() == [KIND_TEXT] * 2 + [KIND_VIDEO] * 4 + [KIND_TEXT] + [KIND_AUDIO] * 2 + [KIND_TEXT]
+    assert b.kinds[0].tolist() == [KIND_TEXT] * 2 + [KIND_VIDEO] * 4 + [KIND_TEXT] + [KIND_AUDIO] * 2 + [
+        KIND_TEXT
+    ]
     assert b.unit_index[0].tolist() == [-1, -1, 0, 0, 1, 1, -1, 0, 1, -1]
     assert b.token_ids[0, 2:6].tolist() == [V] * 4
 

@@ -33,15 +33,24 @@ def test_every_task_runs(pipe, synth):
     rows = read_manifest(synth)
     assert {r["task"] for r in rows} == set(TASKS)
     for r in rows:
-        res = pipe.run(r["task"], video=r.get("video"), audio=r.get("audio"), image=r.get("image"),
-                       question=r.get("question"), frame_index=r.get("frame_index"), max_new_tokens=4)
+        res = pipe.run(
+            r["task"],
+            video=r.get("video"),
+            audio=r.get("audio"),
+            image=r.get("image"),
+            question=r.get("question"),
+            frame_index=r.get("frame_index"),
+            max_new_tokens=4,
+        )
         assert isinstance(res.text, str) and res.parsed is not None
         assert set(res.timings) >= {"load", "encode", "generate", "total"}
 
 
 def test_features_are_cached_for_follow_up_questions(pipe, synth):
     row = next(r for r in read_manifest(synth) if r["task"] == "avqa")
-    first = pipe.run("avqa", video=row["video"], question="How many instruments are sounding?", max_new_tokens=2)
+    first = pipe.run(
+        "avqa", video=row["video"], question="How many instruments are sounding?", max_new_tokens=2
+    )
     again = pipe.run("avqa", video=row["video"], question="Is the drum making sound?", max_new_tokens=2)
     assert not first.cached or again.cached
     assert again.cached and again.timings["encode"] == 0.0
@@ -81,8 +90,9 @@ def test_task_errors(pipe, synth):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "crab_core", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "crab_core", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -92,8 +102,17 @@ def test_infer_and_eval_cli(synth, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["task"] == "ave" and "parsed" in out
-    proc = _cli("eval", "--data", str(synth), "--tasks", "ave,arig", "--json", "--no-progress",
-                "--max-new-tokens", "6")
+    proc = _cli(
+        "eval",
+        "--data",
+        str(synth),
+        "--tasks",
+        "ave,arig",
+        "--json",
+        "--no-progress",
+        "--max-new-tokens",
+        "6",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rep = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(rep["metrics"]) == {"ave", "arig"}

@@ -40,7 +40,9 @@ def test_same_seed_same_bytes(split_dirs):
             if key in row:
                 assert (ma.parent / row[key]).read_bytes() == (mb.parent / row[key]).read_bytes()
         if "mask" in row["gt"]:
-            assert (ma.parent / row["gt"]["mask"]).read_bytes() == (mb.parent / row["gt"]["mask"]).read_bytes()
+            assert (ma.parent / row["gt"]["mask"]).read_bytes() == (
+                mb.parent / row["gt"]["mask"]
+            ).read_bytes()
         idx = list(range(0, 8 * clip_seconds(row["task"]), 8))
         va = decord.VideoReader(str(ma.parent / row["video"])).get_batch(idx).asnumpy()
         vb = decord.VideoReader(str(mb.parent / row["video"])).get_batch(idx).asnumpy()
@@ -101,8 +103,22 @@ def test_balance_report_sums(split_dirs):
 
 
 def test_cli(tmp_path):
-    rc = main_synth(["--out", str(tmp_path), "--split", "test-compositional", "--num", "2", "--seed", "1",
-                     "--tasks", "caption,ave", "--image-size", "32"])
+    rc = main_synth(
+        [
+            "--out",
+            str(tmp_path),
+            "--split",
+            "test-compositional",
+            "--num",
+            "2",
+            "--seed",
+            "1",
+            "--tasks",
+            "caption,ave",
+            "--image-size",
+            "32",
+        ]
+    )
     assert rc == 0
     rows = _rows(tmp_path / "test-compositional" / "manifest.jsonl")
     assert [r["task"] for r in rows] == ["caption", "ave"]

@@ -31,14 +31,17 @@ def _flags(ranges, n=10):
 
 def test_ave_range_matches_truth():
     for s in _samples("ave"):
-        m = re.search(r"<event> (\w+) </event>, and the time range is <range> (\d+),(\d+) </range>\.$", s.output)
+        m = re.search(
+            r"<event> (\w+) </event>, and the time range is <range> (\d+),(\d+) </range>\.$", s.output
+        )
         assert m, s.output
         cls, a, b = m.group(1), int(m.group(2)), int(m.group(3))
         assert s.gt["event"] == cls and s.gt["range"] == [a, b] and 0 <= a < b <= 10
         assert s.gt["segments"] == [cls if a <= t < b else "background" for t in range(10)]
         for t in range(10):  # exactly the range's seconds have an audio-visual class, and it is `cls`
-            av = [o["class"] for o in s.meta["objects"]
-                  if _flags(o["visible"])[t] and _flags(o["sounding"])[t]]
+            av = [
+                o["class"] for o in s.meta["objects"] if _flags(o["visible"])[t] and _flags(o["sounding"])[t]
+            ]
             assert av == ([cls] if a <= t < b else [])
 
 
@@ -46,8 +49,10 @@ def test_avvp_blocks_match_gt_and_truth():
     for s in _samples("avvp"):
         for tag, key, field in (("audio_event", "audio", "sounding"), ("visual_event", "visual", "visible")):
             blocks = re.findall(rf"<{tag}>(\w+),((?:\(\d+ \d+\))+)</{tag}>", s.output)
-            parsed = [{"event": c, "ranges": [[int(x), int(y)] for x, y in re.findall(r"\((\d+) (\d+)\)", r)]}
-                      for c, r in blocks]
+            parsed = [
+                {"event": c, "ranges": [[int(x), int(y)] for x, y in re.findall(r"\((\d+) (\d+)\)", r)]}
+                for c, r in blocks
+            ]
             assert parsed == s.gt[key]
             truth = [{"event": o["class"], "ranges": o[field]} for o in s.meta["objects"] if o[field]]
             assert parsed == truth
@@ -82,8 +87,11 @@ def test_avqa_answers_and_balance():
 
 def test_arig_box_and_sole_source():
     for s in _samples("arig", size=224):
-        m = re.search(r"The sounding object is (\w+)\. Its coordinate of top left corner is \((\d+),(\d+)\) and "
-                      r"coordinate of bottom right corner is \((\d+),(\d+)\)$", s.output)
+        m = re.search(
+            r"The sounding object is (\w+)\. Its coordinate of top left corner is \((\d+),(\d+)\) and "
+            r"coordinate of bottom right corner is \((\d+),(\d+)\)$",
+            s.output,
+        )
         assert m, s.output
         assert m.group(1) == s.gt["object"] and [int(m.group(k)) for k in range(2, 6)] == s.gt["box"]
         t = s.frame_index
@@ -118,8 +126,9 @@ def test_multi_source_masks(task):
         assert s.output.endswith(SEG_TOKENS)
         t, n = s.frame_index, (5 if task == "ms3" else 10)
         assert s.frames.shape[0] == n and 0 <= t < n
-        names = [o["class"] for o in s.meta["objects"]
-                 if o["slot"] is not None and _flags(o["sounding"], n)[t]]
+        names = [
+            o["class"] for o in s.meta["objects"] if o["slot"] is not None and _flags(o["sounding"], n)[t]
+        ]
         assert s.gt["objects"] == names and names
         values = set(np.unique(s.mask).tolist()) - {0}
         if task == "avss":

@@ -73,7 +73,13 @@ def test_render_sample_is_deterministic(task):
     seed = sample_seed("train", 5, 11)
     a, b = render_sample(seed, task, 64), render_sample(seed, task, 64)
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
-    assert (a.output, a.question, a.gt, a.meta, a.frame_index) == (b.output, b.question, b.gt, b.meta, b.frame_index)
+    assert (a.output, a.question, a.gt, a.meta, a.frame_index) == (
+        b.output,
+        b.question,
+        b.gt,
+        b.meta,
+        b.frame_index,
+    )
     if a.mask is not None:
         assert np.array_equal(a.mask, b.mask)
     c = render_sample(sample_seed("train", 5, 12), task, 64)
@@ -82,7 +88,9 @@ def test_render_sample_is_deterministic(task):
 
 def test_clip_seconds_table():
     assert CLIP_SECONDS == {"s4": 5, "ms3": 5, "arig": 5}
-    assert [clip_seconds(t) for t in TASKS] == [5 if t in ("s4", "ms3", "arig") else NUM_SECONDS for t in TASKS]
+    assert [clip_seconds(t) for t in TASKS] == [
+        5 if t in ("s4", "ms3", "arig") else NUM_SECONDS for t in TASKS
+    ]
 
 
 @pytest.mark.parametrize("task", TASKS)

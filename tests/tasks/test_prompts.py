@@ -69,27 +69,72 @@ def test_spec_is_frozen_and_picklable():
     ("task", "kwargs", "expected"),
     [
         ("ave", {}, V + A + "Please describe the events and time range that occurred in the video."),
-        ("avvp", {}, V + A + "Please determine the events that occur based on the visual and audio information in "
-         "the video, as well as the start and end times of these events."),
-        ("avvp", {"variant": "quick_start"}, V + A + "Please determine the events that occur based on the visual "
-         "and audio information, as well as the start and end time of these events."),
-        ("avqa", {"question": "Is the violin playing?"}, V + A + "Please answer this question: Is the violin playing?"),
-        ("arig", {}, I + A + "Please recognize the category of object that makes the sound and then output the "
-         "location coordinates."),
-        ("arig", {"variant": "train"}, I + A + "Please recognize the category of object that makes the sound and "
-         "then output its location coordinates."),
-        ("arig", {"variant": "quick_start"}, I + A + "Please output the location coordinates of sounding object."),
+        (
+            "avvp",
+            {},
+            V + A + "Please determine the events that occur based on the visual and audio information in "
+            "the video, as well as the start and end times of these events.",
+        ),
+        (
+            "avvp",
+            {"variant": "quick_start"},
+            V + A + "Please determine the events that occur based on the visual "
+            "and audio information, as well as the start and end time of these events.",
+        ),
+        (
+            "avqa",
+            {"question": "Is the violin playing?"},
+            V + A + "Please answer this question: Is the violin playing?",
+        ),
+        (
+            "arig",
+            {},
+            I + A + "Please recognize the category of object that makes the sound and then output the "
+            "location coordinates.",
+        ),
+        (
+            "arig",
+            {"variant": "train"},
+            I + A + "Please recognize the category of object that makes the sound and "
+            "then output its location coordinates.",
+        ),
+        (
+            "arig",
+            {"variant": "quick_start"},
+            I + A + "Please output the location coordinates of sounding object.",
+        ),
         ("s4", {"frame_index": 2}, V + A + SEG.format("third")),
-        ("s4", {"variant": "quick_start"}, I + A + "Please segment out the object that makes the sound in the image."),
+        (
+            "s4",
+            {"variant": "quick_start"},
+            I + A + "Please segment out the object that makes the sound in the image.",
+        ),
         ("ms3", {"frame_index": 4}, V + A + SEG.format("fifth")),
         ("ms3", {"variant": "test", "frame_index": 0}, V + A + SEG.format("third")),
-        ("avss", {}, I + A + "Please recognize the category of the object making the sound in the image and segment it out."),
+        (
+            "avss",
+            {},
+            I
+            + A
+            + "Please recognize the category of the object making the sound in the image and segment it out.",
+        ),
         ("avss", {"variant": "train", "frame_index": 9}, V + A + SEG.format("tenth")),
-        ("ref-avs", {"question": "The Dog"}, V + A + I + "Please segment out the corresponding object in the image "
-         "based on the referential expression: The Dog"),
-        ("ref-avs", {"question": "The Dog", "variant": "train", "frame_index": 1}, V + A + "Please segment out the dog "
-         "at the second second in the video."),
-        ("ref-avs", {"question": "The Dog", "variant": "quick_start"}, I + A + "Please segment out the dog in the image."),
+        (
+            "ref-avs",
+            {"question": "The Dog"},
+            V + A + I + "Please segment out the corresponding object in the image "
+            "based on the referential expression: The Dog",
+        ),
+        (
+            "ref-avs",
+            {"question": "The Dog", "variant": "train", "frame_index": 1},
+            V + A + "Please segment out the dog at the second second in the video.",
+        ),
+        (
+            "ref-avs",
+            {"question": "The Dog", "variant": "quick_start"},
+            I + A + "Please segment out the dog in the image.",
+        ),
         ("caption", {}, V + A + "Please describe this video and audio."),
         ("caption", {"variant": "test"}, V + A + "Please describe this video."),
     ],
@@ -100,8 +145,12 @@ def test_instruction_texts_exact(task, kwargs, expected):
 
 def test_build_prompt_is_wrapped_instruction():
     spec = get_task("avqa")
-    assert build_prompt(spec, question="How many?") == wrap_chat(build_instruction(spec, question="How many?"))
-    assert build_prompt(spec, question="How many?").startswith("<s>[INST] <<SYS>>\nYou are a helpful assistant.")
+    assert build_prompt(spec, question="How many?") == wrap_chat(
+        build_instruction(spec, question="How many?")
+    )
+    assert build_prompt(spec, question="How many?").startswith(
+        "<s>[INST] <<SYS>>\nYou are a helpful assistant."
+    )
 
 
 def test_inputs_and_audio_modes():
@@ -150,30 +199,53 @@ def test_frame_index_checks():
     with pytest.raises(TaskError):
         build_instruction(get_task("avss"), variant="train", frame_index=-1)
     assert [ordinal(i) for i in range(10)] == [
-        "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth"]
+        "first",
+        "second",
+        "third",
+        "fourth",
+        "fifth",
+        "sixth",
+        "seventh",
+        "eighth",
+        "ninth",
+        "tenth",
+    ]
     with pytest.raises(TaskError):
         ordinal(10)
 
 
 def test_render_targets_exact():
     ave = render_target("ave", {"event": "drum", "range": [2, 6]}, reasoning="A drum is seen and heard.")
-    assert ave == ("A drum is seen and heard. Therefore, the audible and visible event in the video is "
-                   "<event> drum </event>, and the time range is <range> 2,6 </range>.")
+    assert ave == (
+        "A drum is seen and heard. Therefore, the audible and visible event in the video is "
+        "<event> drum </event>, and the time range is <range> 2,6 </range>."
+    )
     assert render_target("avqa", {"answer": "saxophone"}) == "So the answer is <answer> saxophone </answer>."
     box = {"object": "drum", "box": [10, 20, 110, 120]}
-    assert render_target("arig", box) == "The sounding object is drum. Its coordinates are <obj>(10,20)(110,120)</obj>."
+    assert (
+        render_target("arig", box)
+        == "The sounding object is drum. Its coordinates are <obj>(10,20)(110,120)</obj>."
+    )
     assert render_target("arig", box, variant="train") == (
         "The sounding object is drum. Its coordinate of top left corner is (10,20) and coordinate of bottom "
-        "right corner is (110,120)")
+        "right corner is (110,120)"
+    )
     assert render_target("s4", {"object": "dog"}, frame_index=0) == (
         "The object making the sound in the video is dog. The mask of the object that makes the sound at the "
-        f"first second is {MASK}")
-    assert render_target("avss", {}) == f"The category of the sound-making object and its mask image are {MASK}"
+        f"first second is {MASK}"
+    )
+    assert (
+        render_target("avss", {}) == f"The category of the sound-making object and its mask image are {MASK}"
+    )
     assert render_target("ref-avs", {"object": None}, question="the loud dog") == f"the loud dog is {MASK}"
-    assert render_target("ref-avs", {"object": "dog"}, variant="train", frame_index=2, question="the loud dog") == (
-        f"At the third second in the video, the loud dog is dog. Its mask is {MASK}")
+    assert render_target(
+        "ref-avs", {"object": "dog"}, variant="train", frame_index=2, question="the loud dog"
+    ) == (f"At the third second in the video, the loud dog is dog. Its mask is {MASK}")
     avvp = render_target("avvp", {"audio": [{"event": "Speech", "ranges": [[0, 3], [5, 10]]}], "visual": []})
-    assert avvp == "The audio events are <audio_event>Speech,(0 3),(5 10)</audio_event>. There is no visual event."
+    assert (
+        avvp
+        == "The audio events are <audio_event>Speech,(0 3),(5 10)</audio_event>. There is no visual event."
+    )
     legacy = render_target("avvp", {"visual": [{"event": "Chainsaw", "ranges": [[0, 10]]}]}, legacy_tags=True)
     assert "<visual>Chainsaw,(0 10)</visual>" in legacy
     assert render_target("caption", {"caption": " A dog barks. "}) == "A dog barks."

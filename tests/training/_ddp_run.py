@@ -13,7 +13,9 @@ from tests.training.conftest_recipes import micro_recipe
 def main() -> None:
     out, cache = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
-    trainer = Trainer(micro_recipe(), out, accelerator=default_accelerator(cpu=True), progress=False, cache_dir=cache)
+    trainer = Trainer(
+        micro_recipe(), out, accelerator=default_accelerator(cpu=True), progress=False, cache_dir=cache
+    )
     trainer.setup()
     assert trainer.train()
     h = hashlib.sha256()

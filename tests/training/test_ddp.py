@@ -19,8 +19,18 @@ def test_two_process_ranks_agree(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [str(launcher), "launch", "--config_file", str(ROOT / "configs/accelerate/cpu-2proc.yaml"),
-           "--main_process_port", str(port), "-m", "tests.training._ddp_run", str(tmp_path / "run"), str(tmp_path / "cache")]
+    cmd = [
+        str(launcher),
+        "launch",
+        "--config_file",
+        str(ROOT / "configs/accelerate/cpu-2proc.yaml"),
+        "--main_process_port",
+        str(port),
+        "-m",
+        "tests.training._ddp_run",
+        str(tmp_path / "run"),
+        str(tmp_path / "cache"),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=230)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [(tmp_path / "run" / f"rank{i}.txt").read_text().split("\n") for i in range(2)]

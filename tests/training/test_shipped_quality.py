@@ -32,8 +32,15 @@ FLOORS = {
 def scores():
     torch.manual_seed(0)
     model, tok, _ = load_pretrained(MODEL)
-    items = train_cli.test_items(tok, model.config.vision.image_size, "test", 10, seed=2026,
-                       tasks=["ave", "avvp", "s4", "ms3"], workers=1)
+    items = train_cli.test_items(
+        tok,
+        model.config.vision.image_size,
+        "test",
+        10,
+        seed=2026,
+        tasks=["ave", "avvp", "s4", "ms3"],
+        workers=1,
+    )
     return evaluate_items(model, tok, items)["summary"]
 
 

@@ -26,18 +26,37 @@ def test_swap_target_paints_the_named_classes():
 
 def _setup(tasks):
     torch.manual_seed(0)
-    seg = SegModule(32, 24, prompt_embed_dim=16, mlp_dim=32, num_heads=2, num_queries=4, low_res_mask_size=16,
-                    image_size=32, patch_size=8, num_avss_classes=5, loss_reduction="mean", decoder="prompt",
-                    pixel_dim=8)
+    seg = SegModule(
+        32,
+        24,
+        prompt_embed_dim=16,
+        mlp_dim=32,
+        num_heads=2,
+        num_queries=4,
+        low_res_mask_size=16,
+        image_size=32,
+        patch_size=8,
+        num_avss_classes=5,
+        loss_reduction="mean",
+        decoder="prompt",
+        pixel_dim=8,
+    )
     items, media = [], []
     for k, task in enumerate(tasks):
         seg_map = np.zeros((32, 32), np.int8)
-        seg_map[:, k * 8:(k + 1) * 8] = k + 1
+        seg_map[:, k * 8 : (k + 1) * 8] = k + 1
         classes = np.zeros(10, np.uint8)
         classes[k] = 1
-        items.append(SimpleNamespace(task=task, raw=SimpleNamespace(labels={"seg_map": seg_map, "seg_classes": classes})))
-        media.append(SimpleNamespace(seg_features=[torch.randn(16, 24), torch.randn(16, 24)],
-                                     seg_frame=torch.randn(3, 32, 32)))
+        items.append(
+            SimpleNamespace(
+                task=task, raw=SimpleNamespace(labels={"seg_map": seg_map, "seg_classes": classes})
+            )
+        )
+        media.append(
+            SimpleNamespace(
+                seg_features=[torch.randn(16, 24), torch.randn(16, 24)], seg_frame=torch.randn(3, 32, 32)
+            )
+        )
     emb = torch.randn(len(tasks), 6, 32, requires_grad=True)
     out = SimpleNamespace(seg_embeddings=emb, seg_rows=list(range(len(tasks))))
     return SimpleNamespace(seg_module=seg), SimpleNamespace(items=items), media, out

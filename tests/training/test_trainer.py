@@ -23,10 +23,24 @@ def _trainer(recipe, out, cache, **kw):
 
 
 def test_loss_falls(tmp_path, cache):
-    phase = Phase("fit", 12, ("lora", "vl_projector", "al_projector", "llm_base", "embed_tokens", "lm_head"),
-                  {"caption": 1.0}, lr=3e-3, batch_size=2, warmup_ratio=0.0)
-    recipe = Recipe("fit", micro_config(), DataSpec(synth_per_task=2, val_per_task=0, workers=1), (phase,),
-                    checkpoint_every=100, log_every=4, tokenizer_samples=2)
+    phase = Phase(
+        "fit",
+        12,
+        ("lora", "vl_projector", "al_projector", "llm_base", "embed_tokens", "lm_head"),
+        {"caption": 1.0},
+        lr=3e-3,
+        batch_size=2,
+        warmup_ratio=0.0,
+    )
+    recipe = Recipe(
+        "fit",
+        micro_config(),
+        DataSpec(synth_per_task=2, val_per_task=0, workers=1),
+        (phase,),
+        checkpoint_every=100,
+        log_every=4,
+        tokenizer_samples=2,
+    )
     t = _trainer(recipe, tmp_path, cache)
     assert t.train()
     losses = [h["loss"] for h in t.history]
@@ -114,8 +128,15 @@ def test_seg_probe_phase_trains_lora_through_seg_token_states(tmp_path, cache):
     """``seg_probe_weight`` adds the seg-token probe loss (no mask decoder run) and its gradient reaches I-LoRA."""
     from crab_core.training.recipe import SEG_TASKS
 
-    phase = Phase("probe", 1, ("lora", "tower_heads"), {t: 1.0 for t in SEG_TASKS}, lr=1e-3, batch_size=4,
-                  seg_probe_weight=1.0)
+    phase = Phase(
+        "probe",
+        1,
+        ("lora", "tower_heads"),
+        {t: 1.0 for t in SEG_TASKS},
+        lr=1e-3,
+        batch_size=4,
+        seg_probe_weight=1.0,
+    )
     recipe = micro_recipe(steps=1, tasks=SEG_TASKS).replace(phases=(phase,))
     t = _trainer(recipe, tmp_path, cache)
     assert all("seg_classes" in it.raw.labels for it in t.items)

@@ -9,4 +9,11 @@ from .seg_module import (
     reference_to_ours,
 )
 
-__all__ = ["FUSION_KEYS", "PE_BUFFER_KEYS", "SegModule", "SegOutput", "ours_to_reference", "reference_to_ours"]
+__all__ = [
+    "FUSION_KEYS",
+    "PE_BUFFER_KEYS",
+    "SegModule",
+    "SegOutput",
+    "ours_to_reference",
+    "reference_to_ours",
+]

@@ -61,8 +61,9 @@ class MLP(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in _widths(input_dim, hidden_dim, output_dim,
-                                                                         num_layers))
+        self.layers = nn.ModuleList(
+            nn.Linear(i, o) for i, o in _widths(input_dim, hidden_dim, output_dim, num_layers)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """``(..., input_dim)`` -> ``(..., output_dim)``."""
@@ -84,8 +85,9 @@ class ConvMLP(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(nn.Conv2d(i, o, kernel_size=1)
-                                    for i, o in _widths(input_dim, hidden_dim, output_dim, num_layers))
+        self.layers = nn.ModuleList(
+            nn.Conv2d(i, o, kernel_size=1) for i, o in _widths(input_dim, hidden_dim, output_dim, num_layers)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, input_dim, H, W)`` -> ``(B, output_dim, H, W)``."""

@@ -79,8 +79,13 @@ def avss_ce(logits: Tensor, target: Tensor, balance: float = 0.0) -> Tensor:
     return (1.0 - balance) * pixel_mean + balance * (per_class / counts).mean()
 
 
-def mask_loss(pred_masks: Sequence[Tensor], gt_mask: Tensor, task_names: Sequence[str],
-              reduction: str = "sum", avss_balance: float = 0.0) -> Tensor:
+def mask_loss(
+    pred_masks: Sequence[Tensor],
+    gt_mask: Tensor,
+    task_names: Sequence[str],
+    reduction: str = "sum",
+    avss_balance: float = 0.0,
+) -> Tensor:
     """Total mask loss of a batch.
 
     Args:

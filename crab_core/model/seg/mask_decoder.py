@@ -45,10 +45,19 @@ class MaskDecoderMultiScale(nn.Module):
         chain_query_generator: Fix the reference's un-chained query generator.
     """
 
-    def __init__(self, transformer_dim: int, num_queries: int, depth: int = 2, num_heads: int = 8,
-                 mlp_dim: int = 2048, attention_downsample_rate: int = 2, scales: int = 2,
-                 query_generator_layers: int = 2, num_avss_classes: int = 71,
-                 chain_query_generator: bool = False) -> None:
+    def __init__(
+        self,
+        transformer_dim: int,
+        num_queries: int,
+        depth: int = 2,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+        attention_downsample_rate: int = 2,
+        scales: int = 2,
+        query_generator_layers: int = 2,
+        num_avss_classes: int = 71,
+        chain_query_generator: bool = False,
+    ) -> None:
         super().__init__()
         if transformer_dim % 8:
             raise ValueError(f"transformer_dim must be a multiple of 8, got {transformer_dim}")
@@ -58,8 +67,9 @@ class MaskDecoderMultiScale(nn.Module):
             TwoWayTransformer(depth, d, num_heads, mlp_dim, attention_downsample_rate) for _ in range(scales)
         )
         self.avs_query_tokens = nn.Embedding(num_queries, d)
-        self.query_generator = QueryGenerator(query_generator_layers, d, num_heads, mlp_dim,
-                                              chain=chain_query_generator)
+        self.query_generator = QueryGenerator(
+            query_generator_layers, d, num_heads, mlp_dim, chain=chain_query_generator
+        )
         self.hyper_mlp_out = ConvMLP(num_queries, d, d8, 3)
         self.hyper_mlp = MLP(d, d, d8, 3)
         self.output_upscaling = nn.Sequential(
@@ -73,8 +83,14 @@ class MaskDecoderMultiScale(nn.Module):
         self.binary_classifier = nn.Conv2d(d8, 1, kernel_size=1, bias=False)
         self.avss_classifier = nn.Conv2d(d8, num_avss_classes, kernel_size=1, bias=False)
 
-    def _image_source(self, image_embedding: Tensor, image_pe: Tensor, dense: Tensor, level: int,
-                      previous_logits: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _image_source(
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        dense: Tensor,
+        level: int,
+        previous_logits: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
         if level == 0:
             return image_embedding + dense, image_pe
         if previous_logits is None:
@@ -87,8 +103,16 @@ class MaskDecoderMultiScale(nn.Module):
         dense = F.interpolate(dense.float(), size=(h, w), mode="bilinear", align_corners=False).to(dense)
         return src + dense, pe
 
-    def forward(self, image_embedding: Tensor, image_pe: Tensor, prompt: Tensor, dense: Tensor, level: int,
-                task_name: str, previous_logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        prompt: Tensor,
+        dense: Tensor,
+        level: int,
+        task_name: str,
+        previous_logits: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
         """Decode one level.
 
         Args:

@@ -41,8 +41,12 @@ class FrameStem(nn.Module):
         super().__init__()
         mid = max(out_dim // 2, 8)
         self.net = nn.Sequential(
-            nn.Conv2d(3, mid, kernel_size=3, stride=2, padding=1), LayerNorm2d(mid), nn.GELU(),
-            nn.Conv2d(mid, out_dim, kernel_size=3, stride=2, padding=1), LayerNorm2d(out_dim), nn.GELU(),
+            nn.Conv2d(3, mid, kernel_size=3, stride=2, padding=1),
+            LayerNorm2d(mid),
+            nn.GELU(),
+            nn.Conv2d(mid, out_dim, kernel_size=3, stride=2, padding=1),
+            LayerNorm2d(out_dim),
+            nn.GELU(),
         )
 
     def forward(self, frame: Tensor) -> Tensor:
@@ -69,9 +73,19 @@ class PromptMaskDecoder(nn.Module):
         torch.Size([5, 16, 16])
     """
 
-    def __init__(self, transformer_dim: int, num_prompt_tokens: int, scales: int, depth: int = 2,
-                 num_heads: int = 8, mlp_dim: int = 2048, attention_downsample_rate: int = 2,
-                 num_avss_classes: int = 71, pixel_dim: int = 32, image_size: int = 224) -> None:
+    def __init__(
+        self,
+        transformer_dim: int,
+        num_prompt_tokens: int,
+        scales: int,
+        depth: int = 2,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+        attention_downsample_rate: int = 2,
+        num_avss_classes: int = 71,
+        pixel_dim: int = 32,
+        image_size: int = 224,
+    ) -> None:
         super().__init__()
         if image_size % 4:
             raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
@@ -89,7 +103,9 @@ class PromptMaskDecoder(nn.Module):
             nn.Conv2d(pixel_dim, pixel_dim, kernel_size=3, padding=1), LayerNorm2d(pixel_dim), nn.GELU()
         )
         self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(pixel_dim, pixel_dim, kernel_size=2, stride=2), LayerNorm2d(pixel_dim), nn.GELU()
+            nn.ConvTranspose2d(pixel_dim, pixel_dim, kernel_size=2, stride=2),
+            LayerNorm2d(pixel_dim),
+            nn.GELU(),
         )
         self.hyper_mlp = MLP(d, d, pixel_dim, 3)
 
@@ -102,13 +118,17 @@ class PromptMaskDecoder(nn.Module):
         b, _, d = keys.shape
         img = keys.transpose(1, 2).reshape(b, d, grid, grid)
         quarter = self.image_size // 4
-        img = F.interpolate(self.image_to_pixel(img), size=(quarter, quarter), mode="bilinear", align_corners=False)
+        img = F.interpolate(
+            self.image_to_pixel(img), size=(quarter, quarter), mode="bilinear", align_corners=False
+        )
         stem = self.stem(frames.to(img.dtype))
         if stem.shape[-1] != quarter:
             stem = F.interpolate(stem, size=(quarter, quarter), mode="bilinear", align_corners=False)
         return self.output_upscaling(self.pixel_fuse(img + stem))
 
-    def _decode(self, image: Tensor, pe: Tensor, prompts: Tensor, frames: Tensor, out_tokens: Tensor) -> Tensor:
+    def _decode(
+        self, image: Tensor, pe: Tensor, prompts: Tensor, frames: Tensor, out_tokens: Tensor
+    ) -> Tensor:
         """One group of samples sharing their output tokens ``(N, D)``; returns ``(B, N, S/2, S/2)``."""
         b = image.shape[0]
         n_out = out_tokens.shape[0]
@@ -119,8 +139,9 @@ class PromptMaskDecoder(nn.Module):
         _, c, h, w = pixels.shape
         return (hyper @ pixels.view(b, c, h * w)).view(b, n_out, h, w)
 
-    def forward(self, grids: Tensor, prompts: Tensor, frames: Tensor, task_names: list[str],
-                pe: Tensor | None = None) -> list[Tensor]:
+    def forward(
+        self, grids: Tensor, prompts: Tensor, frames: Tensor, task_names: list[str], pe: Tensor | None = None
+    ) -> list[Tensor]:
         """Decode a batch.
 
         Args:

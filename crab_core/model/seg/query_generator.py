@@ -29,7 +29,9 @@ class QueryGeneratorLayer(nn.Module):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(embed_dim, num_heads, batch_first=True)
-        self.ffn = nn.Sequential(nn.Linear(embed_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, embed_dim))
+        self.ffn = nn.Sequential(
+            nn.Linear(embed_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, embed_dim)
+        )
         self.norm1 = nn.LayerNorm(embed_dim)
         self.norm2 = nn.LayerNorm(embed_dim)
         self.norm3 = nn.LayerNorm(embed_dim)
@@ -58,14 +60,16 @@ class QueryGenerator(nn.Module):
         torch.Size([1, 10, 32])
     """
 
-    def __init__(self, num_layers: int, embed_dim: int, num_heads: int, hidden_dim: int,
-                 chain: bool = False) -> None:
+    def __init__(
+        self, num_layers: int, embed_dim: int, num_heads: int, hidden_dim: int, chain: bool = False
+    ) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError("QueryGenerator needs at least one layer")
         self.chain = chain
-        self.layers = nn.ModuleList(QueryGeneratorLayer(embed_dim, num_heads, hidden_dim)
-                                    for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            QueryGeneratorLayer(embed_dim, num_heads, hidden_dim) for _ in range(num_layers)
+        )
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)

@@ -110,13 +110,30 @@ class SegModule(nn.Module):
         [torch.Size([1, 56, 56]), torch.Size([71, 56, 56])]
     """
 
-    def __init__(self, d_model: int, vit_dim: int, prompt_embed_dim: int = 256, mlp_dim: int = 2048,
-                 num_heads: int = 8, attention_downsample_rate: int = 2, decoder_depth: int = 2,
-                 num_queries: int = 300, query_generator_layers: int = 2, low_res_mask_size: int = 112,
-                 image_size: int = 224, patch_size: int = 14, scales: int = 2, tokens_per_scale: int = 3,
-                 num_avss_classes: int = 71, chain_query_generator: bool = False,
-                 learnable_fusion: bool = False, loss_reduction: str = "sum",
-                 avss_balance: float = 0.0, decoder: str = "reference", pixel_dim: int = 32) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        vit_dim: int,
+        prompt_embed_dim: int = 256,
+        mlp_dim: int = 2048,
+        num_heads: int = 8,
+        attention_downsample_rate: int = 2,
+        decoder_depth: int = 2,
+        num_queries: int = 300,
+        query_generator_layers: int = 2,
+        low_res_mask_size: int = 112,
+        image_size: int = 224,
+        patch_size: int = 14,
+        scales: int = 2,
+        tokens_per_scale: int = 3,
+        num_avss_classes: int = 71,
+        chain_query_generator: bool = False,
+        learnable_fusion: bool = False,
+        loss_reduction: str = "sum",
+        avss_balance: float = 0.0,
+        decoder: str = "reference",
+        pixel_dim: int = 32,
+    ) -> None:
         super().__init__()
         if image_size % patch_size:
             raise ValueError("image_size must be a multiple of patch_size")
@@ -137,21 +154,36 @@ class SegModule(nn.Module):
         if decoder == "reference":
             self.no_mask_embed = nn.Embedding(1, d)
         self.image_feature_neck = nn.Sequential(
-            nn.Conv2d(vit_dim, d, kernel_size=1, bias=False), LayerNorm2d(d),
-            nn.Conv2d(d, d, kernel_size=3, padding=1, bias=False), LayerNorm2d(d),
+            nn.Conv2d(vit_dim, d, kernel_size=1, bias=False),
+            LayerNorm2d(d),
+            nn.Conv2d(d, d, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(d),
         )
         self.pe_layer = PositionEmbeddingRandom(d // 2)
         if decoder == "prompt":
             self.prompt_decoder = PromptMaskDecoder(
-                d, scales * tokens_per_scale, scales, depth=decoder_depth, num_heads=num_heads, mlp_dim=mlp_dim,
-                attention_downsample_rate=attention_downsample_rate, num_avss_classes=num_avss_classes,
-                pixel_dim=pixel_dim, image_size=image_size,
+                d,
+                scales * tokens_per_scale,
+                scales,
+                depth=decoder_depth,
+                num_heads=num_heads,
+                mlp_dim=mlp_dim,
+                attention_downsample_rate=attention_downsample_rate,
+                num_avss_classes=num_avss_classes,
+                pixel_dim=pixel_dim,
+                image_size=image_size,
             )
             return
         self.mask_decoder = MaskDecoderMultiScale(
-            d, num_queries, depth=decoder_depth, num_heads=num_heads, mlp_dim=mlp_dim,
-            attention_downsample_rate=attention_downsample_rate, scales=scales,
-            query_generator_layers=query_generator_layers, num_avss_classes=num_avss_classes,
+            d,
+            num_queries,
+            depth=decoder_depth,
+            num_heads=num_heads,
+            mlp_dim=mlp_dim,
+            attention_downsample_rate=attention_downsample_rate,
+            scales=scales,
+            query_generator_layers=query_generator_layers,
+            num_avss_classes=num_avss_classes,
             chain_query_generator=chain_query_generator,
         )
         if learnable_fusion:
@@ -159,19 +191,32 @@ class SegModule(nn.Module):
             self.scale_fusion = nn.Parameter(torch.full((scales,), 1.0 / scales))
 
     @classmethod
-    def from_config(cls, seg: SegConfig, d_model: int, vit_dim: int, patch_size: int,
-                    compat: CompatConfig) -> SegModule:
+    def from_config(
+        cls, seg: SegConfig, d_model: int, vit_dim: int, patch_size: int, compat: CompatConfig
+    ) -> SegModule:
         """Build from a :class:`SegConfig`; the loss reduction is ``"sum"`` only in reference mode."""
         return cls(
-            d_model=d_model, vit_dim=vit_dim, prompt_embed_dim=seg.prompt_embed_dim, mlp_dim=seg.mlp_dim,
-            num_heads=seg.num_heads, attention_downsample_rate=seg.attention_downsample_rate,
-            decoder_depth=seg.decoder_depth, num_queries=seg.num_queries,
-            query_generator_layers=seg.query_generator_layers, low_res_mask_size=seg.low_res_mask_size,
-            image_size=seg.image_size, patch_size=patch_size, scales=seg.scales,
-            tokens_per_scale=seg.tokens_per_scale, num_avss_classes=seg.num_avss_classes,
-            chain_query_generator=compat.chain_query_generator, learnable_fusion=compat.learnable_fusion,
+            d_model=d_model,
+            vit_dim=vit_dim,
+            prompt_embed_dim=seg.prompt_embed_dim,
+            mlp_dim=seg.mlp_dim,
+            num_heads=seg.num_heads,
+            attention_downsample_rate=seg.attention_downsample_rate,
+            decoder_depth=seg.decoder_depth,
+            num_queries=seg.num_queries,
+            query_generator_layers=seg.query_generator_layers,
+            low_res_mask_size=seg.low_res_mask_size,
+            image_size=seg.image_size,
+            patch_size=patch_size,
+            scales=seg.scales,
+            tokens_per_scale=seg.tokens_per_scale,
+            num_avss_classes=seg.num_avss_classes,
+            chain_query_generator=compat.chain_query_generator,
+            learnable_fusion=compat.learnable_fusion,
             loss_reduction="sum" if compat.mode == "reference" else "mean",
-            avss_balance=seg.avss_balance, decoder=seg.decoder, pixel_dim=seg.pixel_dim,
+            avss_balance=seg.avss_balance,
+            decoder=seg.decoder,
+            pixel_dim=seg.pixel_dim,
         )
 
     def _fusion_weights(self, ref: Tensor) -> tuple[Tensor, Tensor]:
@@ -183,8 +228,9 @@ class SegModule(nn.Module):
         """
         if self.learnable_fusion:
             return self.token_fusion.to(ref.dtype), self.scale_fusion.to(ref.dtype)
-        token_w = torch.full((self.scales, self.tokens_per_scale), 1.0 / self.tokens_per_scale,
-                             device=ref.device).to(ref.dtype)
+        token_w = torch.full(
+            (self.scales, self.tokens_per_scale), 1.0 / self.tokens_per_scale, device=ref.device
+        ).to(ref.dtype)
         scale_w = torch.full((self.scales,), 1.0 / self.scales, device=ref.device).to(ref.dtype)
         return token_w, scale_w
 
@@ -212,8 +258,9 @@ class SegModule(nn.Module):
             grids.append(feat.reshape(b, n // (g * g), g, g, c)[:, 0].permute(0, 3, 1, 2))
         return torch.stack(grids, dim=1)
 
-    def _decode_sample(self, neck: Tensor, prompts: Tensor, task: str, pe: Tensor,
-                       scale_w: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    def _decode_sample(
+        self, neck: Tensor, prompts: Tensor, task: str, pe: Tensor, scale_w: Tensor
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """Decode one sample: ``neck`` ``(scales, D, g, g)``, ``prompts`` ``(scales, D)``."""
         g, low = self.grid, self.low_res_mask_size
         dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, g, g)
@@ -223,7 +270,12 @@ class SegModule(nn.Module):
         level_logits, qg_outs = [], []
         for level in range(self.scales):
             logits, qg_out = self.mask_decoder(
-                neck[level].unsqueeze(0), pe, prompts[level].reshape(1, 1, -1), dense, level, task,
+                neck[level].unsqueeze(0),
+                pe,
+                prompts[level].reshape(1, 1, -1),
+                dense,
+                level,
+                task,
                 previous_logits=logits,
             )
             level_logits.append(logits)
@@ -234,8 +286,13 @@ class SegModule(nn.Module):
         mask = F.interpolate(fused.float(), size, mode="bilinear", align_corners=False).to(fused)
         return mask[0], level_logits, qg_outs
 
-    def _forward_prompt(self, seg_embeddings: Tensor, multi_scale_features: list[Tensor], task_names: list[str],
-                        frames: Tensor | None) -> SegOutput:
+    def _forward_prompt(
+        self,
+        seg_embeddings: Tensor,
+        multi_scale_features: list[Tensor],
+        task_names: list[str],
+        frames: Tensor | None,
+    ) -> SegOutput:
         """The prompt decoder's path (``decoder="prompt"``): one batched decode, then bilinear to ``image_size``."""
         if frames is None:
             raise ValueError("the prompt decoder needs the frames (B, 3, image_size, image_size)")
@@ -246,12 +303,22 @@ class SegModule(nn.Module):
         pe = self.pe_layer((self.grid, self.grid)).unsqueeze(0)
         low = self.prompt_decoder(neck, proj, frames.to(neck.dtype), task_names, pe)
         size = (self.image_size, self.image_size)
-        masks = [F.interpolate(m.unsqueeze(0).float(), size, mode="bilinear", align_corners=False)[0].to(m)
-                 for m in low]
-        return SegOutput(pred_masks=masks, level_logits=[[m.unsqueeze(0)] for m in low], text_hidden_fcs_out=proj)
+        masks = [
+            F.interpolate(m.unsqueeze(0).float(), size, mode="bilinear", align_corners=False)[0].to(m)
+            for m in low
+        ]
+        return SegOutput(
+            pred_masks=masks, level_logits=[[m.unsqueeze(0)] for m in low], text_hidden_fcs_out=proj
+        )
 
-    def forward(self, seg_embeddings: Tensor, multi_scale_features: list[Tensor], task_names: list[str],
-                gt_mask: Tensor | None = None, frames: Tensor | None = None) -> SegOutput:
+    def forward(
+        self,
+        seg_embeddings: Tensor,
+        multi_scale_features: list[Tensor],
+        task_names: list[str],
+        gt_mask: Tensor | None = None,
+        frames: Tensor | None = None,
+    ) -> SegOutput:
         """Predict masks (and the mask loss when ``gt_mask`` is given).
 
         Args:
@@ -271,8 +338,9 @@ class SegModule(nn.Module):
         if self.decoder == "prompt":
             out = self._forward_prompt(seg_embeddings, multi_scale_features, task_names, frames)
             if gt_mask is not None:
-                out.mask_loss = mask_loss(out.pred_masks, gt_mask, task_names, self.loss_reduction,
-                                          self.avss_balance)
+                out.mask_loss = mask_loss(
+                    out.pred_masks, gt_mask, task_names, self.loss_reduction, self.avss_balance
+                )
             return out
         token_w, scale_w = self._fusion_weights(seg_embeddings)
         proj = self.text_proj(seg_embeddings)
@@ -281,14 +349,16 @@ class SegModule(nn.Module):
         pe = self.pe_layer((self.grid, self.grid)).unsqueeze(0)
         out = SegOutput(pred_masks=[], text_hidden_fcs_out=proj)
         for i in range(b):
-            mask, lv, qg = self._decode_sample(self.image_feature_neck(grids[i]), prompts[i], task_names[i],
-                                               pe, scale_w)
+            mask, lv, qg = self._decode_sample(
+                self.image_feature_neck(grids[i]), prompts[i], task_names[i], pe, scale_w
+            )
             out.pred_masks.append(mask)
             out.level_logits.append(lv)
             out.query_generator_out.append(qg)
         if gt_mask is not None:
-            out.mask_loss = mask_loss(out.pred_masks, gt_mask, task_names, self.loss_reduction,
-                                     self.avss_balance)
+            out.mask_loss = mask_loss(
+                out.pred_masks, gt_mask, task_names, self.loss_reduction, self.avss_balance
+            )
         return out
 
 
@@ -317,7 +387,7 @@ _PREFIX_TABLE = (
 def _rename(key: str, table: tuple[tuple[str, str], ...]) -> str | None:
     for src, dst in table:
         if key.startswith(src):
-            return dst + key[len(src):]
+            return dst + key[len(src) :]
     return None
 
 

@@ -75,8 +75,14 @@ class TwoWayAttentionBlock(nn.Module):
         skip_first_layer_pe: First block: self-attention without PE and without residual.
     """
 
-    def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int,
-                 attention_downsample_rate: int = 2, skip_first_layer_pe: bool = False) -> None:
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        attention_downsample_rate: int = 2,
+        skip_first_layer_pe: bool = False,
+    ) -> None:
         super().__init__()
         self.self_attn = Attention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim)
@@ -88,7 +94,9 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Update ``queries`` ``(B, Nq, D)`` and ``keys`` ``(B, Nk, D)``; PEs have the same shapes."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
@@ -126,18 +134,22 @@ class TwoWayTransformer(nn.Module):
         (torch.Size([1, 5, 32]), torch.Size([1, 16, 32]))
     """
 
-    def __init__(self, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int,
-                 attention_downsample_rate: int = 2) -> None:
+    def __init__(
+        self, depth: int, embedding_dim: int, num_heads: int, mlp_dim: int, attention_downsample_rate: int = 2
+    ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, attention_downsample_rate,
-                                 skip_first_layer_pe=(i == 0))
+            TwoWayAttentionBlock(
+                embedding_dim, num_heads, mlp_dim, attention_downsample_rate, skip_first_layer_pe=(i == 0)
+            )
             for i in range(depth)
         )
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Run the transformer.
 
         Args:
