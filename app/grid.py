@@ -119,16 +119,20 @@ def head_grid(
             f'<div class="crab-card" data-variant="{html.escape(row.name)}">'
             f"<h4>{html.escape(row.name)} {badge}</h4>"
             f'<div class="crab-answer">{answer}</div>'
-            f'<div class="crab-parsed">{render.markdown_inline(render.answer_summary(task, res.parsed))}</div>'
+            '<div class="crab-parsed">'
+            f"{render.markdown_inline(render.answer_summary(task, res.parsed))}</div>"
             f'<div class="crab-drawing">{drawing}</div>'
-            f'<div class="crab-metrics">vs normal: <b>{_fmt(row.vs_normal) if row.name != "normal" else "—"}</b>'
-            f" · vs ground truth: <b>{_fmt(row.vs_gt)}</b> · NLL of {html.escape(reference_label)}: <b>{nll}</b>"
+            '<div class="crab-metrics">vs normal: '
+            f"<b>{_fmt(row.vs_normal) if row.name != 'normal' else '—'}</b>"
+            f" · vs ground truth: <b>{_fmt(row.vs_gt)}</b>"
+            f" · NLL of {html.escape(reference_label)}: <b>{nll}</b>"
             "</div></div>"
         )
     legend = (
         '<p class="crab-grid-legend"><mark class="crab-ins">new or changed words</mark> '
         '<del class="crab-del">words of the normal answer that are gone</del> · <b>only hN</b>: every token '
-        "routed to head N alone · <b>without hN</b>: head N removed, the other heads keep their router weights "
+        "routed to head N alone · <b>without hN</b>: head N removed, "
+        "the other heads keep their router weights "
         "· NLL: mean per-token negative log-likelihood (nats) of the reference answer under that routing "
         "(lower = the variant finds it more likely)</p>"
     )

@@ -81,7 +81,8 @@ def loaded_weights_digest(name: str) -> str | None:
 
 
 def quality_markdown(name: str, trained: bool, results_dir: Path | None = None) -> str:
-    """The quality table of ``crab_core.reports`` for the loaded model, or a sentence saying why there is none.
+    """The quality table of ``crab_core.reports`` for the loaded model, or a sentence saying why there
+    is none.
 
     Only results of the same model name are shown and, once results files record the weights'
     digest, only those of the loaded weights.

@@ -142,14 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     ok = bool(lat) and not errs and all(per_user)
     text = "\n".join(
         [
-            f"{args.users} gradio_client users, {args.seconds:.0f} s, each on its own 10-s SynthAV clip and task "
-            f"({', '.join(u.row['task'] for u in users)}), alternating `/run` (uploaded every call) and `/intervene` "
+            f"{args.users} gradio_client users, {args.seconds:.0f} s, "
+            "each on its own 10-s SynthAV clip and task "
+            f"({', '.join(u.row['task'] for u in users)}), "
+            "alternating `/run` (uploaded every call) and `/intervene` "
             f"(head {{0,1,2}} ablated), answers capped at {args.tokens} tokens, queue concurrency 1; "
             f"{time.strftime('%Y-%m-%d %H:%M')}. Every reply is compared with the answer that user got when "
             "alone (the users' answers all differ, so a reply for another user's clip or run fails).",
             "",
-            f"- requests answered and checked: {len(lat)} (per user: {per_user}); wrong or failed: {len(errs)}"
-            + (f" (first: {errs[0]})" if errs else ""),
+            f"- requests answered and checked: {len(lat)} (per user: {per_user}); "
+            f"wrong or failed: {len(errs)}" + (f" (first: {errs[0]})" if errs else ""),
             f"- latency under load: median {statistics.median(lat):.2f} s, max {max(lat):.2f} s"
             if lat
             else "- no answers",

@@ -71,19 +71,22 @@ def measure(reps: int, tokens: int) -> dict:
 def report(res: dict, reps: int, tokens: int) -> str:
     med_first, med_follow = statistics.median(res["first"]), statistics.median(res["follow"])
     ok = lambda v, t: "yes" if v <= t else "**no**"  # noqa: E731
+    trained = (srv.ROOT / "assets" / "crab-tiny" / "model.safetensors").is_file()
     return "\n".join(
         [
             f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, shared CPU; model: crab-tiny "
-            f"({'trained weights' if (srv.ROOT / 'assets' / 'crab-tiny' / 'model.safetensors').is_file() else 'random weights'}), "
+            f"({'trained weights' if trained else 'random weights'}), "
             f"answers capped at {tokens} tokens; {reps} clips; "
             f"{time.strftime('%Y-%m-%d %H:%M')}.",
             "",
             "| measure | median (s) | all (s) | target (s) | met |",
             "|---|---|---|---|---|",
-            f"| app start to ready (`python app.py`) | {res['ready']:.2f} | - | 15 | {ok(res['ready'], 15)} |",
+            f"| app start to ready (`python app.py`) | {res['ready']:.2f} | - | 15 | "
+            f"{ok(res['ready'], 15)} |",
             f"| 10-s clip: upload -> answer + routing views (AVE) | {med_first:.2f} | "
             f"{', '.join(f'{x:.2f}' for x in res['first'])} | 1.5 | {ok(med_first, 1.5)} |",
-            f"| follow-up question, same clip (AVQA, cached features: {res['cached']}/{reps}) | {med_follow:.2f} | "
+            f"| follow-up question, same clip (AVQA, cached features: {res['cached']}/{reps}) | "
+            f"{med_follow:.2f} | "
             f"{', '.join(f'{x:.2f}' for x in res['follow'])} | 0.5 | {ok(med_follow, 0.5)} |",
         ]
     )

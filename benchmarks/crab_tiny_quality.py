@@ -39,7 +39,8 @@ SPLITS = {"test": 101, "test-compositional": 102}
 
 
 def make_split(root: Path, split: str, seed: int, per_task: int, tasks: tuple[str, ...] = ()) -> Path:
-    """Write ``split`` under ``root/seed{seed}`` with ``python -m crab_core synth`` unless it is already there.
+    """Write ``split`` under ``root/seed{seed}`` with ``python -m crab_core synth`` unless it is
+    already there.
 
     ``tasks``: only these tasks (default: all nine), ``per_task`` samples each.
     """
@@ -88,8 +89,8 @@ def score(model: str, manifest: Path) -> dict:
 
 
 def model_weights_digest(model: str) -> str | None:
-    """:func:`crab_core.reports.weights_digest` of the model folder's ``model.safetensors`` (None without one),
-    so that reports never mix results of different weights under one model name."""
+    """:func:`crab_core.reports.weights_digest` of the model folder's ``model.safetensors`` (None
+    without one), so that reports never mix results of different weights under one model name."""
     from crab_core.pipeline import TINY_DIR
 
     path = (TINY_DIR if model == "crab-tiny" else Path(model)) / "model.safetensors"
@@ -221,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     md = (
         f"# crab-tiny quality on fresh SynthAV splits\n\n`python benchmarks/crab_tiny_quality.py --model "
-        f"{args.model} --per-task {args.per_task}{extra}{' --tasks ' + args.tasks if tasks else ''}` (same path as `python -m crab_core eval`; split seeds "
+        f"{args.model} --per-task {args.per_task}{extra}{' --tasks ' + args.tasks if tasks else ''}` "
+        "(same path as `python -m crab_core eval`; split seeds "
         f"{used}).\n\n" + table(results)
     )
     per_type = avqa_type_table(results)

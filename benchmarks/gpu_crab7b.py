@@ -97,7 +97,8 @@ def main() -> int:
         "| measure | value |",
         "|---|---|",
         f"| build + materialise | {build_s:.1f} s |",
-        f"| AVQA forward (encode 10 frames + 10x2 s audio, LLM over {seq_len} tokens) | {fwd_s * 1000:.1f} ms |",
+        f"| AVQA forward (encode 10 frames + 10x2 s audio, LLM over {seq_len} tokens) | "
+        f"{fwd_s * 1000:.1f} ms |",
         f"| greedy generation of {n} tokens (prefill included) | {gen_s:.2f} s |",
         f"| decode tokens/s | {n / gen_s:.1f} |",
         f"| peak GPU memory | {peak:.1f} GiB |",

@@ -251,9 +251,8 @@ def main() -> None:
         f"1-min load average before/after: {load0:.2f} / {os.getloadavg()[0]:.2f} "
         "(other jobs share the 2 cores; contention inflates multi-thread timings)  \n"
         f"Command: `python benchmarks/ilora.py --seq {args.seq} --reps {args.reps} "
-        f"--branch-reps {args.branch_reps} --stat {args.stat} --threads {args.threads} --clock {args.clock}`\n\n"
-        + table
-        + "\n"
+        f"--branch-reps {args.branch_reps} --stat {args.stat} --threads {args.threads} "
+        f"--clock {args.clock}`\n\n" + table + "\n"
     )
     header = (
         "# I-LoRA layer benchmark\n\nOutputs and gradients (input, A, B heads, router) of ours and "

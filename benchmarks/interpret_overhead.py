@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Interpretability overhead (crab-tiny, CPU)",
         "",
-        f"{datetime.date.today()} · {platform.processor() or platform.machine()} · torch {torch.__version__} · "
+        f"{datetime.date.today()} · {platform.processor() or platform.machine()} · "
+        f"torch {torch.__version__} · "
         f"{args.threads} thread(s) · model: {pipe.name} · AVE prompt of {cap['prompt']} positions, "
         f"{cap['tokens']} generated tokens, median of {args.reps}",
         "",

@@ -2,7 +2,8 @@
 
 For 10 s, 60 s, 10 min and 60 min inputs of four kinds (a video with its own audio track of that length;
 a video-only file plus a separate audio file of that length; a 10-s video whose audio track has that
-length; a 10-s video-only file plus a separate audio file of that length), runs ``python -m crab_core infer --model crab-tiny --task ave ... --max-duration 3600`` in a fresh
+length; a 10-s video-only file plus a separate audio file of that length), runs
+``python -m crab_core infer --model crab-tiny --task ave ... --max-duration 3600`` in a fresh
 process and reads its peak resident memory (``ru_maxrss`` from ``os.wait4``, the child and the ffmpeg
 processes it waited for). Each input is also run at the default limit (60 s) to show that longer ones are
 rejected with a one-line error. Inputs are generated with ffmpeg in a temporary folder (deleted after).
@@ -140,7 +141,8 @@ def report(
         header(command, torch.get_num_threads()),
         "",
         f"Each cell: peak RSS of `python -m crab_core infer --model crab-tiny --task ave <media> "
-        f"--max-new-tokens {tokens} --max-duration 3600` in a fresh process (ru_maxrss from os.wait4), and its "
+        f"--max-new-tokens {tokens} --max-duration 3600` in a fresh process (ru_maxrss from os.wait4), "
+        "and its "
         f"ratio to the 10-s input of the same kind. Flat means every ratio <= {max_ratio}.",
         "",
         "| kind | length | peak RSS (MiB) | ratio to 10 s | wall (s) | at the default limit (60 s) |",

@@ -188,7 +188,8 @@ def run_arm(
     )
     trainer = Trainer(recipe.replace(phases=tuple(phases)), out / name, cache_dir=cache, progress=False)
     trainer.setup()
-    # the shipped model's own tokenizer: the recipe's (retrained) one may differ from the shipped weights' vocabulary
+    # the shipped model's own tokenizer: the recipe's (retrained) one may differ from the shipped
+    # weights' vocabulary
     trainer.tokenizer = CrabTokenizer.from_dir(TINY_DIR / "tokenizer", recipe.model)
     trainer.items = [tokenize_item(x, trainer.tokenizer) for x in trainer.raws]
     trainer.val_items = [tokenize_item(x.raw, trainer.tokenizer) for x in trainer.val_items]
@@ -336,7 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     md = "# crab-tiny: does the mask decoder select the sounding object?\n\n" + header(
         cmd, torch.get_num_threads()
     )
-    md += f"\n\nS4 samples: {len(s4)} of the `test` split (seed {SPLITS['test']}). Arm training minutes: {minutes}.\n\n"
+    md += (
+        f"\n\nS4 samples: {len(s4)} of the `test` split (seed {SPLITS['test']}). "
+        f"Arm training minutes: {minutes}.\n\n"
+    )
     md += table(results)
     md += (
         "\nPer-frame IoU here scores an empty target 1 when the predicted mask is empty, else 0 "

@@ -56,4 +56,5 @@ class InterpretError(InternalError):
 
 
 class OutputError(CrabError):
-    """An output file cannot be written (missing or read-only folder, wrong extension, a folder in its place)."""
+    """An output file cannot be written (missing or read-only folder, wrong extension, a folder in its
+    place)."""

@@ -140,7 +140,8 @@ def resolve_path(base: Path, value: Any, field: str, allow_outside: bool) -> str
         raise RowError(f"'{field}' {value!r:.80} cannot be resolved ({exc})") from exc
     if not allow_outside and not full.is_relative_to(base):
         raise RowError(
-            f"'{field}' {value!r:.80} resolves outside the manifest's folder (pass --allow-outside to accept it)"
+            f"'{field}' {value!r:.80} resolves outside the manifest's folder "
+            "(pass --allow-outside to accept it)"
         )
     return str(full)
 

@@ -56,7 +56,8 @@ class CrabPipeline:
         max_duration_s: float = DEFAULT_MAX_DURATION_S,
     ) -> None:
         self.model = model.eval()
-        #: longest accepted stream in seconds (video, audio track, separate audio); per call: ``max_duration_s=``
+        #: longest accepted stream in seconds (video, audio track, separate audio);
+        #: per call: ``max_duration_s=``
         self.max_duration_s = validate_limit(max_duration_s)
         self.tokenizer = tokenizer
         self.name = name

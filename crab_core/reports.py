@@ -349,7 +349,8 @@ def quality_table(results: Sequence[SplitResult], folder: str = "benchmarks/resu
     legend = (
         f"Model: {model}. Bold: target met. In brackets: the majority / trivial baseline on the same "
         "split (`-`: the results file has none). n: samples scored per task (in a cell when it differs "
-        "from its column's; `?`: not recorded in the results file). Range over seeds: min–max over every result of this model on that split "
+        "from its column's; `?`: not recorded in the results file). Range over seeds: min–max over "
+        "every result of this model on that split "
         "(each results file is other fresh seeds; n = their samples together), not the best one."
     )
     parts = ["\n".join(lines), legend, _verdict(mine), "\n".join(["From:", *_sources(mine, folder)])]

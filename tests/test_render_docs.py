@@ -36,7 +36,8 @@ render_docs = _module("scripts/render_docs.py", "render_docs")
 
 
 def test_committed_docs_are_up_to_date():
-    """CI fails here when README / MODEL_CARD drift from benchmarks/results (fix: python scripts/render_docs.py)."""
+    """CI fails here when README / MODEL_CARD drift from benchmarks/results (fix: python
+    scripts/render_docs.py)."""
     proc = subprocess.run(
         [sys.executable, "scripts/render_docs.py", "--check"],
         cwd=REPO,
@@ -138,8 +139,8 @@ def test_quality_table_values_baselines_n_and_range(results_dir):
     assert "on some: AVE accuracy (1 of 5)" in table and "Ref-AVS null S (lower is better) (1 of 4)" in table
     assert "AVVP segment F1 visual" in table.split("on every result: ")[1].split(";")[0]
     assert (
-        "`benchmarks/results/crab_tiny_quality_ave200.json`: `python benchmarks/crab_tiny_quality.py --seed-301`"
-        in table
+        "`benchmarks/results/crab_tiny_quality_ave200.json`: "
+        "`python benchmarks/crab_tiny_quality.py --seed-301`" in table
     )
 
 
@@ -199,7 +200,10 @@ def test_huge_and_missing_results_files_are_refused_without_reading(tmp_path):
         find_results(tmp_path / "absent")
 
 
-DOC = "# Title\nprose 0.5 stays\n<!-- BEGIN generated:crab-tiny-quality -->\nold table\n<!-- END generated:crab-tiny-quality -->\ntail\n"
+DOC = (
+    "# Title\nprose 0.5 stays\n<!-- BEGIN generated:crab-tiny-quality -->\nold table\n"
+    "<!-- END generated:crab-tiny-quality -->\ntail\n"
+)
 
 
 def test_render_replaces_only_the_region(results_dir):
@@ -246,8 +250,8 @@ def test_benchmark_uses_the_report_targets_and_records_its_run(tmp_path):
     args = bench.argparse.Namespace(model="crab-tiny", per_task=200, tasks="ave", name="q_ave")
     cmd = bench.command_line(args, {"test": 301}, ("ave",))
     assert (
-        cmd
-        == "python benchmarks/crab_tiny_quality.py --model crab-tiny --per-task 200 --seeds test=301 --tasks ave --name q_ave"
+        cmd == "python benchmarks/crab_tiny_quality.py --model crab-tiny --per-task 200 --seeds test=301 "
+        "--tasks ave --name q_ave"
     )
     w = tmp_path / "model.safetensors"
     w.write_bytes(b"weights" * 1000)

@@ -168,12 +168,14 @@ def check_geometry(cfg: CrabConfig, where: str = "config.json") -> None:
         ),
         (
             cfg.llm.num_attention_heads % cfg.llm.num_key_value_heads == 0,
-            f"llm.num_attention_heads {cfg.llm.num_attention_heads} is not a multiple of llm.num_key_value_heads "
+            f"llm.num_attention_heads {cfg.llm.num_attention_heads} is not a multiple of "
+            "llm.num_key_value_heads "
             f"{cfg.llm.num_key_value_heads}",
         ),
         (
             cfg.audio.encoder_embed_dim % cfg.audio.conv_pos_groups == 0,
-            f"audio.encoder_embed_dim {cfg.audio.encoder_embed_dim} is not divisible by audio.conv_pos_groups "
+            f"audio.encoder_embed_dim {cfg.audio.encoder_embed_dim} is not divisible by "
+            "audio.conv_pos_groups "
             f"{cfg.audio.conv_pos_groups}",
         ),
     ]
@@ -338,7 +340,8 @@ def check_weights(cfg: CrabConfig, weights: str | Path, where: str = "config.jso
     size = p.stat().st_size
     if need * elem > size:
         raise CheckpointError(
-            f"{where}: describes a model of at least {need / 1e6:.1f} M parameters ({need * elem / 1e6:.1f} MB), "
+            f"{where}: describes a model of at least {need / 1e6:.1f} M parameters "
+            f"({need * elem / 1e6:.1f} MB), "
             f"but {p.name} holds only {size / 1e6:.1f} MB; the config does not belong to these weights"
         )
     expected = _expected_shapes(cfg, with_seg=any(k.startswith("seg_module.") for k in header), where=where)

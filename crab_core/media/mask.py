@@ -33,8 +33,8 @@ MASK_KINDS = ("binary", "palette", "index", "auto")
 def avsbench_palette(num_classes: int = AVSS_NUM_CLASSES) -> np.ndarray:
     """The AVSBench (v1 and v2) colour palette: the VOC-style bit-interleaving generator.
 
-    Class ``j``'s colour takes bits 0/1/2 of ``j`` for R/G/B at bit position 7, bits 3/4/5 at position 6, and so
-    on (so class 0 is black, 1 is (128, 0, 0), 2 is (0, 128, 0), ...).
+    Class ``j``'s colour takes bits 0/1/2 of ``j`` for R/G/B at bit position 7, bits 3/4/5 at position 6,
+    and so on (so class 0 is black, 1 is (128, 0, 0), 2 is (0, 128, 0), ...).
 
     Args:
         num_classes: Number of classes (71 for AVSBench-semantic).
@@ -144,7 +144,8 @@ def load_palette_mask(
     strict: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Tensor:
-    """AVSBench-semantic RGB palette mask -> class indices (``convert('RGB')``, NEAREST resize, palette lookup).
+    """AVSBench-semantic RGB palette mask -> class indices (``convert('RGB')``, NEAREST resize, palette
+    lookup).
 
     Args:
         path: RGB palette PNG (``labels_rgb``).
@@ -210,7 +211,8 @@ def load_index_mask(
 
 
 def guess_mask_kind(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
-    """Guess a mask's kind: P-mode -> ``"index"``, RGB(A) with non-gray colours -> ``"palette"``, else ``"binary"``.
+    """Guess a mask's kind: P-mode -> ``"index"``, RGB(A) with non-gray colours -> ``"palette"``, else
+    ``"binary"``.
 
     Single-channel masks are taken as binary (AVSBench binary masks hold arbitrary gray levels such as 45, or
     9 and 41); pass ``kind="index"`` explicitly for gray-level index PNGs.

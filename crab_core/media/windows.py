@@ -43,7 +43,8 @@ class Window:
 
 
 def _window(start: int, avail: int, window: int, cap: int, left_pad: bool) -> Window:
-    """The reference's ``_fit(wave[start:start+avail], window, left_pad)`` cut to its first ``cap`` samples."""
+    """The reference's ``_fit(wave[start:start+avail], window, left_pad)`` cut to its first ``cap``
+    samples."""
     avail = max(0, avail)
     pad = max(0, window - avail) if left_pad else 0
     length = min(window, cap)

@@ -134,7 +134,10 @@ def event_level_f1(
 
 
 class AVVPMetric:
-    """Accumulator for AVVP. ``compute()`` keys: ``{segment,event}_{audio,visual,audio_visual,type_av,event_av}``."""
+    """Accumulator for AVVP.
+
+    ``compute()`` keys: ``{segment,event}_{audio,visual,audio_visual,type_av,event_av}``.
+    """
 
     def __init__(self, num_segments: int = NUM_SEGMENTS) -> None:
         self.num_segments = num_segments

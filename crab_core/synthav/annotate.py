@@ -21,7 +21,8 @@ Answer layouts (the tag formats of crab-reference.md section 4, each after a rea
 - Ref-AVS: ``At the {nth} second in the video, {exp} is X. Its mask is <mask_start>...<mask_end>``
   (``X`` = ``nothing`` for a null expression).
 
-Every output parses with :func:`crab_core.tasks.parse` (the contract; ``tests/synthav/test_synthav_parsers.py``).
+Every output parses with :func:`crab_core.tasks.parse` (the contract;
+``tests/synthav/test_synthav_parsers.py``).
 - AVQA: see :mod:`crab_core.synthav.avqa`; caption: one or two plain sentences.
 """
 
@@ -106,7 +107,8 @@ def build_ave(rng: np.random.Generator, split: str, stratum: float) -> Target:
     e = int(rng.integers(s + min(2, hi - s), hi + 1))
     scene = _set_sounding(scene, i, [s <= t < e for t in range(scene.num_seconds)])
     out = (
-        f"{T.scene_sentences(scene)} So the audible and visible event in the video is <event> {cls} </event>, "
+        f"{T.scene_sentences(scene)} So the audible and visible event in the video is "
+        f"<event> {cls} </event>, "
         f"and the time range is <range> {s},{e} </range>."
     )
     return Target(scene, out, {"event": cls, "range": [s, e], "segments": T.segments(cls, s, e)})
@@ -161,7 +163,10 @@ def _seg_text(names: list[str], t: int) -> str:
     """The reference's S4 / MS3 answer layout (``tasks.render_target``); several objects are joined
     with ``and`` (the ``gt['object']`` of MS3), nothing is written ``nothing``."""
     subject = f"The object making the sound in the video is {' and '.join(names) if names else 'nothing'}."
-    return f"{subject} The mask of the object that makes the sound at the {T.ORDINALS[t]} second is {T.SEG_TOKENS}"
+    return (
+        f"{subject} The mask of the object that makes the sound at the {T.ORDINALS[t]} second is "
+        f"{T.SEG_TOKENS}"
+    )
 
 
 def build_s4(rng: np.random.Generator, split: str, stratum: float) -> Target:
@@ -297,7 +302,8 @@ def build_ref_avs(rng: np.random.Generator, split: str, stratum: float) -> Targe
                 return None
             t = int(rng.integers(scene.num_seconds))
             out = (
-                f"{T.scene_sentences(scene)} No object in the video fits. At the {T.ORDINALS[t]} second in the "
+                f"{T.scene_sentences(scene)} No object in the video fits. "
+                f"At the {T.ORDINALS[t]} second in the "
                 f"video, {exp} is nothing. Its mask is {T.SEG_TOKENS}"
             )
             return Target(

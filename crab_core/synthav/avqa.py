@@ -160,7 +160,8 @@ def _where_av(scene, rng, ans, u) -> Asked:
         if o is None or o.slot != ans:
             return None
         return "Where is the loudest sounding object?", (
-            f"The question asks where the loudest sounding object is. The loudest sound comes from the {o.cls}. "
+            "The question asks where the loudest sounding object is. "
+            f"The loudest sound comes from the {o.cls}. "
             f"The {o.cls} is {T.WHERE[ans]}."
         )
     order = _order(scene)
@@ -193,8 +194,10 @@ def _left_of_first(scene: Scene, order: list[SceneObject], ans: str) -> Asked:
     if not left or left[-1].cls != ans:
         return None
     why = (
-        f"The question asks which object is to the left of the first sounding object. {T.onset_sentence(order)} "
-        f"The {first.cls} sounds first and is {T.WHERE[first.slot]}. The {ans} is to the left of the {first.cls}."
+        "The question asks which object is to the left of the first sounding object. "
+        f"{T.onset_sentence(order)} "
+        f"The {first.cls} sounds first and is {T.WHERE[first.slot]}. "
+        f"The {ans} is to the left of the {first.cls}."
     )
     return "What is the object to the left of the first sounding object?", why
 

@@ -1,9 +1,10 @@
 """SynthAV generator: render samples in memory or write a split (media files + JSONL manifest).
 
 Sample ``i`` of a split does task ``tasks[i % len(tasks)]``, as that task's ``k = i // len(tasks)``-th
-sample, with seed :func:`task_seed` (split, task, k, user seed) inside the split's seed range. :func:`render_sample` returns arrays (the training fast
-path); :func:`generate_split` writes exactly those arrays to files, so both paths give the same
-samples (the mp4 is the lossy H.264/AAC copy of the same frames and wav).
+sample, with seed :func:`task_seed` (split, task, k, user seed) inside the split's seed range.
+:func:`render_sample` returns arrays (the training fast path); :func:`generate_split` writes exactly
+those arrays to files, so both paths give the same samples (the mp4 is the lossy H.264/AAC copy of
+the same frames and wav).
 
 Clip durations (one data table, :data:`world.CLIP_SECONDS`; :func:`world.clip_seconds`), following
 AVSBench for its object tasks so that the task registry (``spec.num_frames`` = 5, ordinals

@@ -17,8 +17,9 @@ World parameters (the values ``docs`` and the generator docstring refer to):
 - Looks: size 20-28 % of the frame (bird 13-17 %), shade x0.8-1.15, rotation +-15 degrees.
 - Sounds: pitch +-3 semitones, tempo x0.8-1.25, gain -18..0 dB (RMS).
 - Visible seconds (clip of n s): the whole clip (65 %) or one interval of 0.4 n .. n - 1 s (4-9 s
-  of a 10-s clip, 2-4 s of a 5-s clip); at least one object is visible for >= 0.8 n s. Sounding seconds: 1 or 2 runs inside the visible interval (on-screen objects only
-  sound while visible), or none (a silent object, 25 %).
+  of a 10-s clip, 2-4 s of a 5-s clip); at least one object is visible for >= 0.8 n s. Sounding
+  seconds: 1 or 2 runs inside the visible interval (on-screen objects only sound while visible), or
+  none (a silent object, 25 %).
 - Background: a muted colour with one of 5 textures; white noise at an SNR of 10-30 dB.
 """
 

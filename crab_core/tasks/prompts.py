@@ -261,7 +261,8 @@ def render_ave(gt: dict, reasoning: str = "") -> str:
     s, e = gt["range"]
     lead = "Therefore, the" if reasoning.strip() else "The"
     return (
-        f"{_prefix(reasoning)}{lead} audible and visible event in the video is <event> {gt['event']} </event>, "
+        f"{_prefix(reasoning)}{lead} audible and visible event in the video is "
+        f"<event> {gt['event']} </event>, "
         f"and the time range is <range> {int(s)},{int(e)} </range>."
     )
 
@@ -310,10 +311,16 @@ def render_seg(task: str, gt: dict, variant: str, frame_index: int | None, quest
     if task == "ref-avs":
         q = validate_question(question)
         if variant == "train":
-            return f"At the {ordinal(_need(frame_index))} second in the video, {q} is {obj}. Its mask is {MASK_SPAN}"
+            return (
+                f"At the {ordinal(_need(frame_index))} second in the video, {q} is {obj}. "
+                f"Its mask is {MASK_SPAN}"
+            )
         return f"{q} is {MASK_SPAN}"
     if task == "ms3" and variant == "test":  # reference bug, kept faithful for this variant
-        return f"The object making the sound in the video is {obj}. The mask of the object that makes the sound in the third second is {MASK_SPAN}"
+        return (
+            f"The object making the sound in the video is {obj}. "
+            f"The mask of the object that makes the sound in the third second is {MASK_SPAN}"
+        )
     nth = ordinal(_need(frame_index))
     return (
         f"The object making the sound in the video is {obj}. The mask of the object that makes the "

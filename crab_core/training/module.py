@@ -165,7 +165,8 @@ class CrabTrainModule(nn.Module):
         return probe(out.seg_embeddings[keep], tgt.to(out.seg_embeddings.device))
 
     def media_probe_loss(self, batch: Batch, media: list[EncodedMedia]) -> torch.Tensor:
-        """Probe losses (:mod:`crab_core.training.probes`) on the video / per-second audio tokens of SynthAV items."""
+        """Probe losses (:mod:`crab_core.training.probes`) on the video / per-second audio tokens of
+        SynthAV items."""
         video, audio = [], []
         q_v = self.model.config.vl_qformer.num_query_tokens
         q_a = self.model.config.al_qformer.num_query_tokens

@@ -13,10 +13,10 @@ and predict SynthAV's per-second ground truth:
 :class:`SegTokenProbe` reads the LLM's last-layer states of the six seg tokens (the mask decoder's
 prompt) and predicts which classes the target mask holds (BCE; none for an empty target). In
 crab-tiny v3 those states carried the class weakly (34 % of their variance across S4 samples,
-spread 0.24 of their mean norm; v4: 30 %, ``seg_selection_v4.md``) and the decoder ignores them; a 500-step I-LoRA phase with this
-probe raises the class share to 0.73, yet the decoder still does not learn to select the sounding
-object within the seg stage (``benchmarks/results/seg_selection.md``), so the shipped recipe
-does not use it.
+spread 0.24 of their mean norm; v4: 30 %, ``seg_selection_v4.md``) and the decoder ignores them; a
+500-step I-LoRA phase with this probe raises the class share to 0.73, yet the decoder still does not
+learn to select the sounding object within the seg stage (``benchmarks/results/seg_selection.md``),
+so the shipped recipe does not use it.
 
 Being linear, a probe can only succeed when the information is linearly readable from the tokens,
 which is what attention in the LLM needs. The heads train with the projectors (``probe_weight`` of
@@ -98,7 +98,8 @@ class MediaProbes(nn.Module):
         return bce + l1
 
     def audio_loss(self, tokens: torch.Tensor, audible: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-        """``tokens`` ``(N, Q_a, D)``; ``audible`` / ``gain`` (dB) ``(N, K)`` -> BCE + MSE(gain / 10 | audible)."""
+        """``tokens`` ``(N, Q_a, D)``; ``audible`` / ``gain`` (dB) ``(N, K)`` ->
+        BCE + MSE(gain / 10 | audible)."""
         out = self.audio(tokens.float().flatten(1)).view(-1, self.k, 2)
         return audio_label_loss(out[..., 0], out[..., 1], audible, gain)
 

@@ -78,8 +78,9 @@ class Phase:
         probe_weight: weight of the linear media-token probes' loss (:mod:`crab_core.training.probes`)
             added to the LM loss; 0 = off. (The ``towers`` objective adds the probes whenever the
             projectors are trainable.)
-        seg_probe_weight: weight of the seg-token probe's loss (:class:`~crab_core.training.probes.SegTokenProbe`:
-            the LLM states of the seg tokens must tell which classes the target mask holds); 0 = off.
+        seg_probe_weight: weight of the seg-token probe's loss
+            (:class:`~crab_core.training.probes.SegTokenProbe`: the LLM states of the seg tokens must
+            tell which classes the target mask holds); 0 = off.
         seg_swap_weight: weight of the counterfactual-prompt mask loss (:mod:`crab_core.training.swap`:
             the seg tokens of one S4 / MS3 item decoded on another item's frame must segment the classes
             they name there); 0 = off. Needs ``mask_loss``.

@@ -20,7 +20,8 @@ SWAP_TASKS = ("s4", "ms3")
 
 
 def swap_target(seg_map: np.ndarray, classes: np.ndarray) -> torch.Tensor:
-    """``(S, S)`` class map + ``(K,)`` multi-hot classes -> ``(1, S, S)`` float {0, 1} mask of those classes."""
+    """``(S, S)`` class map + ``(K,)`` multi-hot classes -> ``(1, S, S)`` float {0, 1} mask of those
+    classes."""
     wanted = np.flatnonzero(classes) + 1
     return torch.from_numpy(np.isin(seg_map, wanted).astype(np.float32))[None]
 

@@ -103,8 +103,9 @@ def tower_loss(
 ) -> dict[str, torch.Tensor]:
     """Supervised tower losses of a micro-batch (SynthAV items with tower labels).
 
-    A tower is skipped when neither it nor its projector (under the probes) trains. Video frames with their class maps and 1-s audio windows with their per-second labels are
-    pooled over the batch (at most ``max_frames`` frames, chosen evenly).
+    A tower is skipped when neither it nor its projector (under the probes) trains. Video frames with
+    their class maps and 1-s audio windows with their per-second labels are pooled over the batch (at
+    most ``max_frames`` frames, chosen evenly).
     """
     frames, maps, auds, audible, gain = [], [], [], [], []
     probes = heads.probes

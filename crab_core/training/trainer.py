@@ -1,4 +1,5 @@
-"""The trainer: recipe phases on ``accelerate`` (CPU, one GPU, DDP / FSDP / DeepSpeed via ``accelerate launch``).
+"""The trainer: recipe phases on ``accelerate`` (CPU, one GPU, DDP / FSDP / DeepSpeed via
+``accelerate launch``).
 
 Per phase: freeze all but the phase's components, one AdamW parameter group per component,
 linear warmup + linear decay, gradient accumulation (``accelerator.accumulate``), bf16 autocast

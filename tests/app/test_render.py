@@ -12,7 +12,10 @@ from tests.app._fakes import FakeRecord, FakeResult, fake_trace
 AVE = "So the event is <event> guitar </event>, and the time range is <range> 5,7 </range>."
 AVVP = "<audio_event> dog (2,5) </audio_event> <visual_event> bell (0,10), car (3,4) </visual_event>"
 ARIG = "The sounding object is guitar. <obj> (20,40),(100,120) </obj>"
-SEG = "At the first second the object is drum. <mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end>"
+SEG = (
+    "At the first second the object is drum. "
+    "<mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end>"
+)
 
 
 def test_highlight_labels_tag_contents_and_seg_tokens():

@@ -55,7 +55,8 @@ def test_seg_video_prompt_maps(tiny_pipe, task):
 
 
 def test_seg_image_prompt_maps(tiny_pipe, tmp_path):
-    """S4 from an image + audio file (AVSBench's frame + wav) runs the image prompt: an image map, no frames."""
+    """S4 from an image + audio file (AVSBench's frame + wav) runs the image prompt: an image map, no
+    frames."""
     from PIL import Image
 
     from crab_core.interpret.inputs import Request, load_input

@@ -1,4 +1,5 @@
-"""Video sampling and decoding: reference frame indices, decord decoding, duration limits, CLIP preprocessing."""
+"""Video sampling and decoding: reference frame indices, decord decoding, duration limits, CLIP
+preprocessing."""
 
 from __future__ import annotations
 

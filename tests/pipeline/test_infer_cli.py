@@ -202,7 +202,8 @@ def test_shared_defaults_match_the_library():
 def test_help_imports_no_torch():
     code = (
         "import sys; from crab_core import cli_infer, cli_eval; cli_infer.build_parser().format_help(); "
-        "cli_eval.build_parser().format_help(); print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))"
+        "cli_eval.build_parser().format_help(); "
+        "print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr[-1000:]

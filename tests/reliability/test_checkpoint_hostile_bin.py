@@ -67,9 +67,11 @@ def test_refusal_message_keeps_only_the_reason():
     text = (
         "Weights only load failed. This file can still be loaded, to do so you have two options, do those "
         "steps only if you trust the source of the checkpoint.\n\t(1) In PyTorch 2.6, we changed the default "
-        "value of the `weights_only` argument in `torch.load` from `False` to `True`. Re-running `torch.load` "
+        "value of the `weights_only` argument in `torch.load` from `False` to `True`. "
+        "Re-running `torch.load` "
         "with `weights_only` set to `False` will likely succeed, but it can result in arbitrary code "
-        "execution.\n\t(2) Alternatively, to load with `weights_only=True` please check the recommended steps "
+        "execution.\n\t(2) Alternatively, to load with `weights_only=True` "
+        "please check the recommended steps "
         "in the following error message.\n\tWeightsUnpickler error: Unsupported global: GLOBAL "
         "builtins.exec was not an allowed global by default. Please use "
         "`torch.serialization.add_safe_globals([exec])` to allowlist this global if you trust this class."

@@ -166,7 +166,8 @@ def test_cli_all_rows_failed_is_an_error(tmp_path, capsys):
     rc, out, err = _eval_cli(capsys, "--data", str(path))
     assert rc == 1 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
-        f"error: {path}: no row could be scored (5 failed; first: row 1 (ave): 'gt' must be an object, got list [\"drum\", 2, 6])"
+        f"error: {path}: no row could be scored (5 failed; first: row 1 (ave): "
+        "'gt' must be an object, got list [\"drum\", 2, 6])"
     )
     assert "5 row(s) failed" in out and "accuracy" not in out
     rc, out, err = _eval_cli(capsys, "--data", str(path), "--json")

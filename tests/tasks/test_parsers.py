@@ -165,7 +165,8 @@ def test_arig_examples():
 def test_seg_examples():
     full = parse_seg(
         "<s>The object making the sound in the video is guitar. The mask of the object that makes "
-        "the sound at the second second is <mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end></s>"
+        "the sound at the second second is "
+        "<mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end></s>"
     )
     assert (full.object, full.has_seg_tokens, full.num_seg_tokens, full.frame_index) == ("guitar", True, 6, 1)
     skipped = parse_seg(

@@ -26,7 +26,10 @@ from crab_core.tasks import (
 V = "This is a video:\n<video_start><video><video_end>\n"
 A = "This is an audio:\n<audio_start><audio><audio_end>\n"
 I = "This is an image:\n<image_start><image><image_end>\n"  # noqa: E741
-SEG = "Please recognize the category of object making sound in the video, and then segment out the object that makes the sound at the {} second of the video."
+SEG = (
+    "Please recognize the category of object making sound in the video, and then segment out the object "
+    "that makes the sound at the {} second of the video."
+)
 MASK = "<mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end>"
 
 

@@ -125,7 +125,8 @@ def test_tower_loss_skips_frozen_towers(tmp_path, cache):
 
 
 def test_seg_probe_phase_trains_lora_through_seg_token_states(tmp_path, cache):
-    """``seg_probe_weight`` adds the seg-token probe loss (no mask decoder run) and its gradient reaches I-LoRA."""
+    """``seg_probe_weight`` adds the seg-token probe loss (no mask decoder run) and its gradient reaches
+    I-LoRA."""
     from crab_core.training.recipe import SEG_TASKS
 
     phase = Phase(

@@ -1,4 +1,5 @@
-"""Prompt-token mask decoder: the corrected, SAM-style form our own training uses (``SegConfig.decoder="prompt"``).
+"""Prompt-token mask decoder: the corrected, SAM-style form our own training uses
+(``SegConfig.decoder="prompt"``).
 
 The reference's decoder (:mod:`.mask_decoder`) feeds the fused seg-token prompt as the *only key*
 of its query generator's cross-attention; with one key the softmax is 1, every query receives the
@@ -114,7 +115,8 @@ class PromptMaskDecoder(nn.Module):
         return self.class_tokens.num_embeddings
 
     def _pixels(self, keys: Tensor, grid: int, frames: Tensor) -> Tensor:
-        """Transformer image output ``(B, g*g, D)`` + frames ``(B, 3, S, S)`` -> ``(B, pixel_dim, S/2, S/2)``."""
+        """Transformer image output ``(B, g*g, D)`` + frames ``(B, 3, S, S)`` ->
+        ``(B, pixel_dim, S/2, S/2)``."""
         b, _, d = keys.shape
         img = keys.transpose(1, 2).reshape(b, d, grid, grid)
         quarter = self.image_size // 4

@@ -293,7 +293,8 @@ class SegModule(nn.Module):
         task_names: list[str],
         frames: Tensor | None,
     ) -> SegOutput:
-        """The prompt decoder's path (``decoder="prompt"``): one batched decode, then bilinear to ``image_size``."""
+        """The prompt decoder's path (``decoder="prompt"``): one batched decode, then bilinear to
+        ``image_size``."""
         if frames is None:
             raise ValueError("the prompt decoder needs the frames (B, 3, image_size, image_size)")
         proj = self.text_proj(seg_embeddings)
