@@ -29,7 +29,11 @@ class RowError(TaskError):
 
 
 def read_manifest(
-    path: str | Path, allow_outside: bool = False, errors: list[dict] | None = None, limit: int | None = None
+    path: str | Path,
+    allow_outside: bool = False,
+    errors: list[dict] | None = None,
+    limit: int | None = None,
+    media_root: str | Path | None = None,
 ) -> list[dict]:
     """Read a JSONL manifest; return its valid rows with media paths resolved (absolute strings).
 
@@ -41,6 +45,9 @@ def read_manifest(
         errors: when given, malformed rows are appended here as ``{"row", "id", "task", "error"}``
             and skipped; when ``None`` the first malformed row raises.
         limit: read at most this many (non-empty) rows.
+        media_root: resolve media / mask paths against this folder instead of the manifest's (a
+            manifest imported from a benchmark release and written outside it: ``eval --media-root``);
+            paths must then stay inside ``media_root``.
 
     Raises:
         TaskError: missing / huge / non-UTF-8 file; a malformed row when ``errors`` is ``None``.
@@ -54,7 +61,9 @@ def read_manifest(
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise TaskError(f"{p}: manifest is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
-    base = p.parent.resolve()
+    base = Path(media_root).resolve() if media_root is not None else p.parent.resolve()
+    if not base.is_dir():
+        raise TaskError(f"{media_root}: media root is not a folder")
     rows: list[dict] = []
     seen = 0
     for line_no, line in enumerate(text.splitlines(), 1):
