@@ -135,6 +135,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--tol", type=float, default=1e-4, help="maximum relative error (default 1e-4)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write the checks to this JSON results file"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -142,4 +145,40 @@ def main(argv: list[str]) -> int:
     sys.stdout.write(format_table(checks, args.tol) + "\n")
     failed = [c for c in checks if not c.ok(args.tol)]
     sys.stdout.write(f"\n{len(checks) - len(failed)} passed, {len(failed)} failed\n")
+    if args.out is not None:
+        write_results(args.out, checks, args.tol, ["verify-reference", *argv])
     return 1 if failed else 0
+
+
+def write_results(out: Path, checks: list[Check], tol: float, argv: list[str]) -> None:
+    """Write ``checks`` as JSON (``{"command", "date", "torch", "tol", "checks": [...]}``) to ``out``.
+
+    Infinite errors (a failed component) are written as null; ``command`` is ``argv`` as given.
+    """
+    import json
+    import time
+
+    def num(x: float) -> float | None:
+        return x if x == x and abs(x) != float("inf") else None
+
+    rows = [
+        {
+            "component": c.component,
+            "name": c.name,
+            "max_abs": num(c.max_abs),
+            "max_rel": num(c.max_rel),
+            "exact": c.exact,
+            "ok": c.ok(tol),
+            "error": c.error,
+        }
+        for c in checks
+    ]
+    body = {
+        "command": "python -m crab_core " + " ".join(argv),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "torch": torch.__version__,
+        "tol": tol,
+        "checks": rows,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
