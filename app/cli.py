@@ -44,9 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--llm", default=None, help="crab-7b: LLaMA-2-7B-chat folder or Hub id (also the tokenizer)"
     )
     p.add_argument("--clip", default=None, help="crab-7b: CLIP ViT-L/14 folder or Hub id")
-    p.add_argument("--beats", default=None, help="crab-7b: BEATs iter3+ .pt file")
+    p.add_argument("--beats", default=None, help="crab-7b: BEATs iter3+ .pt file or URL")
     p.add_argument(
-        "--crab", action="append", default=[], help="crab-7b: released Crab weight file (repeatable)"
+        "--crab",
+        action="append",
+        default=[],
+        help="crab-7b: released Crab file, local or owner/repo/file on the Hub (repeatable; "
+        "avs and avss files are kept both and switched per task)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
@@ -79,20 +83,13 @@ def load_pipeline(args: argparse.Namespace):
         return CrabPipeline.random_tiny(args.device)
     if args.model != "crab-7b":
         return CrabPipeline.load(args.model, device=args.device)
-    from crab_core.checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources, load_crab_7b, resolve
-    from crab_core.tokenizer import CrabTokenizer
+    from crab_core.checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources, load_crab_7b_pipeline
 
     src = OfficialSources(
         llm=args.llm or DEFAULT_LLM, clip=args.clip or DEFAULT_CLIP, beats=args.beats, crab=tuple(args.crab)
     )
     dtype = torch.bfloat16 if args.device != "cpu" else torch.float32
-    model, report = load_crab_7b(src, device=args.device, dtype=dtype)
-    tok = CrabTokenizer.from_dir(resolve(src.llm), model.config)
-    card = {
-        "sources": {"llm": src.llm, "clip": src.clip, "beats": src.beats, "crab": list(src.crab)},
-        "load_report": report.summary(),
-    }
-    return CrabPipeline(model, tok, name="crab-7b", trained=bool(src.crab), card=card)
+    return load_crab_7b_pipeline(src, device=args.device, dtype=dtype)  # AVS / AVSS sets switched per task
 
 
 def class_names_for(pipeline) -> list[str] | None:
@@ -110,9 +107,10 @@ def make_demo(
     concurrency: int = 1,
     queue_size: int = 64,
     uploads_dir: str | os.PathLike | None = None,
+    gpu=None,
 ):
     """Build the queued demo for ``pipeline``; upload copies go to ``uploads_dir`` (default: a new
-    private folder)."""
+    private folder); ``gpu`` runs the model calls (:mod:`app.gpu`; ZeroGPU on a Space)."""
     from .engine import Engine
     from .ui import build_demo
     from .uploads import UploadIndex
@@ -125,7 +123,7 @@ def make_demo(
         randomize_heads(pipeline.model, std=0.5)
     engine = Engine(pipeline, max_duration_s=max_duration_s, class_names=class_names_for(pipeline))
     uploads = UploadIndex(uploads_dir or tempdirs.private_dir("uploads"), max_files=UPLOAD_COPIES)
-    demo = build_demo(engine, uploads)
+    demo = build_demo(engine, uploads, gpu)
     demo.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     return demo
 

@@ -275,6 +275,7 @@ class Engine:
     def _raw(self, record: RunRecord):
         from crab_core.interpret.inputs import load_input
 
+        self.pipeline.use_task_weights(record.request.task)  # callers hold the lock
         return load_input(self.pipeline, record.request)
 
     def attention(self, record: RunRecord, control: HeadControl | None = None) -> dict:

@@ -122,12 +122,28 @@ class Handlers:
 
     Args:
         engine: the model side. uploads: where upload copies live (default: a new private folder
-            removed at exit).
+            removed at exit). gpu: runs each model part (:mod:`app.gpu`; ZeroGPU's ``spaces.GPU`` on
+            a Space), default in this process.
     """
 
-    def __init__(self, engine: Engine, uploads: UploadIndex | None = None) -> None:
+    def __init__(self, engine: Engine, uploads: UploadIndex | None = None, gpu=None) -> None:
+        from .gpu import on_host
+
         self.engine = engine
         self.uploads = uploads if uploads is not None else UploadIndex(private_dir("uploads"))
+        wrap = gpu or on_host
+
+        def compare_heads(record, reference=None, gt=None):
+            return compare.compare_heads(engine, record, reference, gt)
+
+        #: the model parts, each wrapped once (their arguments and results are plain data)
+        self.calls = {
+            "run": wrap("run", engine.run),
+            "intervene": wrap("intervene", engine.run),
+            "compare": wrap("compare", compare_heads),
+            "attention": wrap("attention", engine.attention),
+            "attribution": wrap("attribution", engine.attribution),
+        }
 
     def task_changed(self, task: str):
         """Show the question box, the target second and the ground-truth upload only for tasks that
@@ -215,7 +231,8 @@ class Handlers:
         progress(0.1, desc="Loading and encoding the clip")
         req = self._request(video, audio, image, task, question, frame_index, gt_mask, max_tokens)
         with _user_errors(req):
-            record = self.engine.run(req)
+            record = self.calls["run"](req)
+        record.request = req  # ours holds the upload lease (a GPU worker returns a copy)
         self._with_example(record)
         progress(0.9, desc="Rendering")
         figs = present.inspection_figures(record.trace, _opt_layer(layer), projection, values, group, kind)
@@ -237,7 +254,8 @@ class Handlers:
         scope = None if not layers or views.ALL in layers else tuple(int(x) for x in layers)
         control = HeadControl(mode=mode, heads=chosen, layers=scope, renormalize=bool(renormalize))
         with _user_errors(record.request):
-            variant = self.engine.run(record.request, control)
+            variant = self.calls["intervene"](record.request, control)
+        variant.request = record.request
         variant.extras.update({k: v for k, v in record.extras.items() if k in ("gt_json", "expected")})
         values = self._result_values(variant)
         if variant.result.text != record.result.text:
@@ -257,7 +275,7 @@ class Handlers:
         gt = record.extras.get("gt_json")
         reference = record.extras.get("expected")
         with _user_errors(record.request):
-            rows = compare.compare_heads(self.engine, record, reference, gt)
+            rows = self.calls["compare"](record, reference, gt)
         for row in rows[1:]:
             row.record.extras.update(gt_json=gt)
         shown = [present.result_view(r.record, self.engine.class_names) for r in rows]
@@ -278,7 +296,7 @@ class Handlers:
         progress(0.2, desc="Computing attention")
         control = self._routing(routing)
         with _user_errors(record.request):
-            data = self.engine.attention(record, control)
+            data = self.calls["attention"](record, control)
         summary, frames = data["summary"], data["frames"]
         maps = (
             data["patch_maps"]
@@ -303,7 +321,7 @@ class Handlers:
         progress(0.2, desc="Integrated gradients")
         control = self._routing(routing)
         with _user_errors(record.request):
-            att = self.engine.attribution(record, n_steps=int(n_steps or 8), control=control)
+            att = self.calls["attribution"](record, n_steps=int(n_steps or 8), control=control)
         where = "normal routing" if control is None else control.describe()
         return figures.attribution_bars(
             att["frames"],

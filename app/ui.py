@@ -168,10 +168,10 @@ def _header(engine: Engine) -> None:
         )
 
 
-def build_demo(engine: Engine, uploads: UploadIndex | None = None) -> gr.Blocks:
+def build_demo(engine: Engine, uploads: UploadIndex | None = None, gpu=None) -> gr.Blocks:
     """Build the whole app around ``engine`` (not launched); ``uploads`` holds the upload copies
-    (default: a new private folder)."""
-    h = guard_all(Handlers(engine, uploads))
+    (default: a new private folder); ``gpu`` runs the model calls (:mod:`app.gpu`)."""
+    h = guard_all(Handlers(engine, uploads, gpu))
     with gr.Blocks(title="Crab Studio", delete_cache=(600, 3600)) as demo:
         _header(engine)
         # a session's last run (dropped SESSION_TTL_S after its last update, or when the tab closes)

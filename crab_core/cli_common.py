@@ -75,13 +75,14 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "--llm", metavar="DIR_OR_ID", help="crab-7b: LLaMA-2-7B-chat folder or Hub id (also the tokenizer)"
     )
     g.add_argument("--clip", metavar="DIR_OR_ID", help="crab-7b: CLIP ViT-L/14 folder or Hub id")
-    g.add_argument("--beats", metavar="FILE", help="crab-7b: BEATs iter3+ .pt file")
+    g.add_argument("--beats", metavar="FILE_OR_URL", help="crab-7b: BEATs iter3+ .pt file or URL")
     g.add_argument(
         "--crab",
         action="append",
         default=[],
         metavar="FILE",
-        help="crab-7b: released Crab weight file, loaded in order (repeat: --crab A.bin --crab B.bin)",
+        help="crab-7b: released Crab file, local or owner/repo/file on the Hub (repeat: --crab A.bin "
+        "--crab B.bin); avs and avss files are both kept and switched per task",
     )
     g.add_argument(
         "--max-duration",
@@ -125,8 +126,7 @@ def load_pipeline(args: argparse.Namespace):
     if args.model != "crab-7b":
         pipe = CrabPipeline.load(args.model, device=device, max_duration_s=limit)
     else:
-        from .checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources, load_crab_7b, resolve
-        from .tokenizer import CrabTokenizer
+        from .checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources, load_crab_7b_pipeline
 
         src = OfficialSources(
             llm=args.llm or DEFAULT_LLM,
@@ -135,9 +135,8 @@ def load_pipeline(args: argparse.Namespace):
             crab=tuple(args.crab),
         )
         dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-        model, _ = load_crab_7b(src, device=device, dtype=dtype)
-        tok = CrabTokenizer.from_dir(resolve(src.llm), model.config)
-        pipe = CrabPipeline(model, tok, name="crab-7b", max_duration_s=limit)
+        # the AVS / AVSS files are kept side by side and switched per task (infer and eval)
+        pipe = load_crab_7b_pipeline(src, device=device, dtype=dtype, max_duration_s=limit)
     apply_threads(pipe.model, getattr(args, "threads", None))
     return pipe
 

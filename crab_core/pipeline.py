@@ -65,6 +65,13 @@ class CrabPipeline:
         self.card = card or {}
         self._cache: OrderedDict[tuple, tuple[EncodedMedia, list[str]]] = OrderedDict()
         self._cache_size = cache_size
+        #: per-task weight sets (crab-7b's AVS / AVSS files), applied by :meth:`use_task_weights`
+        self.task_weights = None
+
+    def use_task_weights(self, task: str) -> str | None:
+        """Put the weight set ``task`` needs into the model (a no-op without sets); returns its name.
+        Called by :meth:`prepare` / :meth:`encode`, i.e. under the caller's model lock."""
+        return None if self.task_weights is None else self.task_weights.apply(self.model, task)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -175,9 +182,10 @@ class CrabPipeline:
         s = self.model.config.vision.image_size
         # 'single' picks one second of a clip whose nominal length is the task's frame count
         segs = spec.num_frames if pv.audio_mode == "single" else pv.num_seconds
+        weights = self.use_task_weights(task)
         key = self._key(
             video, audio, image, spec.num_frames, pv.audio_mode, segs, frame_index, spec.needs_mask, limit
-        )
+        ) + (weights,)
         if key in self._cache:
             self._cache.move_to_end(key)
             media, notes = self._cache[key]
