@@ -24,7 +24,6 @@ COMMANDS = {
     "train": ("crab_core.training.cli", "train a model (recipes: crab-tiny, ...)"),
     "inspect": ("crab_core.interpret.cli", "interpretability reports (head profiles)"),
     "space": ("crab_core.space.cli", "build (and push) a Hugging Face Space folder"),
-    "space": ("crab_core.space.cli", "build (and push) a Hugging Face Space folder"),
     "data": ("crab_core.data.cli", "import official benchmark releases as manifests"),
 }
 ENTRY = {"synth": "main_synth"}
