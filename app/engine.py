@@ -190,7 +190,8 @@ class Engine:
 
         if req.gt_mask is None:
             return None
-        kind = "auto" if req.task == "avss" else "binary"
+        # a class mask upload may be an index or a palette PNG
+        kind = "auto" if get_task(req.task).mask_kind == "classes" else "binary"
         return mask_from_any(req.gt_mask, self.model.config.vision.image_size, kind)[0].numpy()
 
     # ------------------------------------------------------------------ runs

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
+from crab_core.tasks import seg_tasks
+
 from . import render, views
 
-SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
+SEG_TASKS = seg_tasks()
+CLASS_TASKS = seg_tasks("classes")
 
 
 @dataclass
@@ -120,7 +123,7 @@ def result_view(record, class_names: list[str] | None = None) -> ResultView:
 def _seg_image(task, mask, target, gt, class_names):
     if mask is None:
         return np.asarray(target), "_No mask was decoded._", None
-    if task == "avss":
+    if task in CLASS_TASKS:
         image, legend = render.class_overlay(target, mask, class_names)
         return image, render.legend_markdown(legend), render.class_scores(mask, gt)
     return (

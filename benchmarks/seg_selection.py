@@ -58,7 +58,7 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
     """The three measurements (module docstring) for ``model`` on the S4 ``rows``."""
-    from crab_core.evaluation import _gt_mask, _pred_mask
+    from crab_core.metrics.scoring import load_gt, pred_logits
     from crab_core.pipeline import CrabPipeline
 
     pipe = CrabPipeline.load(model)
@@ -88,8 +88,8 @@ def diagnose(model: str, rows: list[dict], swaps: int = 8) -> dict:
                 image=r.get("image"),
                 frame_index=r.get("frame_index"),
             )
-            gt = _gt_mask("s4", r["gt"]) > 0.5
-            pred = _pred_mask(res, "s4", gt.shape[-1])[0] > 0
+            gt = load_gt("s4", r["gt"])["mask"] > 0.5
+            pred = pred_logits(res, gt.shape, 1)[0] > 0
             iou = _iou(torch.from_numpy(pred), torch.from_numpy(gt))
             key = (
                 "empty target"

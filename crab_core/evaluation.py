@@ -1,7 +1,9 @@
 """Evaluation over an AV-UIE-style manifest, through the one inference pipeline.
 
 Each row (docs/manifest.md) is run with :meth:`CrabPipeline.run`; the parsed answer and mask are
-scored with the task's benchmark metrics, next to the majority / trivial baseline.
+scored through the one scoring path (:func:`crab_core.metrics.scoring.load_gt` +
+:func:`~crab_core.metrics.scoring.score`), next to the majority / trivial baseline
+(:func:`crab_core.metrics.majority_baseline`: Ref-AVS null rows count only in its null S).
 """
 
 from __future__ import annotations
@@ -10,23 +12,19 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from .errors import CrabError, MediaError, TaskError
+from .errors import CrabError, TaskError
 from .eval_manifest import read_manifest, row_error
-from .metrics import majority_baseline, metrics_for_task
+from .metrics import majority_baseline
+from .metrics.scoring import MAX_MASK_SIDE, accumulators, avss_classes, has_data, load_gt, mask_side, score
+from .metrics.segmentation import AVSS_CLASSES
 from .tasks import TASKS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EvalReport", "evaluate", "read_manifest", "score_row"]
-
-#: Ground-truth masks are compared at most at this side (a 60000-px PNG must not allocate 71 x 60000^2).
-MAX_MASK_SIDE = 1024
+__all__ = ["MAX_MASK_SIDE", "EvalReport", "evaluate", "read_manifest", "score_row"]
 
 
 @dataclass
@@ -85,56 +83,27 @@ def describe_error(e: dict) -> str:
     return f"{where}{f' ({extra})' if extra else ''}: {e['error']}"
 
 
-def _gt_mask(task: str, gt: dict) -> np.ndarray:
-    from .media.mask import load_binary_mask, load_index_mask, load_palette_mask
-
-    path = gt["mask"]
-    if task == "avss":
-        loader = load_palette_mask if gt.get("mask_format") == "palette" else load_index_mask
-        size = _png_size(path)
-        return loader(path, size).numpy()[0]
-    return load_binary_mask(path, _png_size(path)).numpy()[0]
-
-
 def _png_size(path: str) -> int:
-    """Side at which the GT mask is scored: its width, capped at :data:`MAX_MASK_SIDE`."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            width = int(im.size[0])
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise MediaError(f"could not read mask {Path(path).name}: {exc}") from exc
-    return max(1, min(width, MAX_MASK_SIDE))
+    """Side at which the GT mask is scored (:func:`crab_core.metrics.scoring.mask_side`)."""
+    return mask_side(path)
 
 
-def _pred_mask(result, task: str, size: int) -> np.ndarray:
-    """Mask logits resized to the GT size; no mask (no seg tokens) scores as an empty mask."""
-    classes = 71 if task == "avss" else 1
-    if result.mask_logits is None:
-        out = np.full((classes, size, size), -20.0, np.float32)
-        if task == "avss":
-            out[0] = 20.0
-        return out
-    lg = torch.from_numpy(result.mask_logits)[None]
-    return F.interpolate(lg, size=(size, size), mode="bilinear", align_corners=False)[0].numpy()
+def score_row(
+    accs: dict,
+    task: str,
+    row: dict,
+    result,
+    gt_mask: np.ndarray | None = None,
+    num_classes: int = AVSS_CLASSES,
+) -> None:
+    """Update the task's accumulators (:func:`crab_core.metrics.scoring.accumulators`) with one result.
 
-
-def score_row(accs: dict, task: str, row: dict, result, gt_mask: np.ndarray | None = None) -> None:
-    """Update the task's accumulators with one result (``gt_mask``: the loaded GT mask, seg tasks)."""
-    gt = row.get("gt") or {}
-    if TASKS[task].needs_mask:
-        gtm = _gt_mask(task, gt) if gt_mask is None else gt_mask
-        logits = _pred_mask(result, task, gtm.shape[-1])
-        if task == "avss":
-            accs["avss_seg"].update(logits, gtm)
-        elif task == "ref-avs" and gt.get("null"):
-            accs["null_s"].update(logits[0])
-        else:
-            accs["binary_seg"].update(logits[0], gtm)
-        return
-    for acc in accs.values():
-        acc.update(result.parsed, gt)
+    ``gt_mask``: the GT mask already loaded (seg tasks; loaded from ``row["gt"]`` when None).
+    """
+    gt = dict(row.get("gt") or {})
+    if gt_mask is not None:
+        gt["mask"] = gt_mask
+    score(task, result, load_gt(task, gt, num_classes=num_classes), accs)
 
 
 def evaluate(
@@ -168,13 +137,14 @@ def evaluate(
     report = EvalReport(
         errors=[e for e in errors if wanted is None or e.get("task") not in set(TASKS) - wanted]
     )
+    classes = avss_classes(pipeline)
     accs: dict[str, dict] = {}
     gts: dict[str, list] = defaultdict(list)
     for row in tqdm(rows, disable=not progress, desc="eval", unit="sample"):
         task = row["task"]
-        accs.setdefault(task, _accumulators(task))
+        accs.setdefault(task, accumulators(task, classes))
         try:
-            gt = _baseline_gt(task, row.get("gt") or {})  # loads a GT mask before the model runs
+            gt = load_gt(task, row.get("gt") or {}, num_classes=classes)  # before the model runs
             res = pipeline.run(
                 task,
                 video=row.get("video"),
@@ -184,7 +154,7 @@ def evaluate(
                 frame_index=row.get("frame_index"),
                 max_new_tokens=max_new_tokens,
             )
-            score_row(accs[task], task, row, res, gt.get("mask") if TASKS[task].needs_mask else None)
+            score(task, res, gt, accs[task])
         except CrabError as exc:
             report.errors.append(row_error(row.get("_line"), row, str(exc)))
             continue
@@ -203,25 +173,12 @@ def evaluate(
             continue  # nothing scored: no metric (0.0 would read as a result)
         vals: dict[str, float] = {}
         for acc in task_accs.values():
-            vals.update(acc.compute())
+            if has_data(acc):  # e.g. Ref-AVS without null rows has no null S
+                vals.update(acc.compute())
         report.metrics[task] = vals
         if task != "caption" and gts[task]:
             try:
-                report.baselines[task] = majority_baseline(task, gts[task])
+                report.baselines[task] = majority_baseline(task, gts[task], classes)
             except (TaskError, KeyError, ValueError) as exc:
                 log.warning("no baseline for %s: %s", task, exc)
     return report
-
-
-def _accumulators(task: str) -> dict:
-    accs = metrics_for_task(task)
-    for name in ("binary_seg", "null_s"):
-        if name in accs:
-            accs[name] = type(accs[name])(from_logits=True)
-    return accs
-
-
-def _baseline_gt(task: str, gt: dict):
-    if TASKS[task].needs_mask:
-        return {**gt, "mask": _gt_mask(task, gt)}
-    return gt

@@ -3,7 +3,7 @@
 Every variant decodes the same prompt from the same encoded media (encoded once), under a
 :class:`~crab_core.model.ilora.RoutingControl` attached with
 :func:`crab_core.model.ilora_inject.routing` (restored on exit). With ground truth, each variant's
-answer is scored with the task's metric accumulators (:mod:`crab_core.metrics`).
+answer is scored through the one scoring path of ``eval`` (:mod:`crab_core.metrics.scoring`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..metrics import metrics_for_task
+from ..metrics.scoring import TaskScorer, avss_classes
+from ..metrics.segmentation import AVSS_CLASSES
 from ..model.crab import EncodedMedia
 from ..model.ilora import RoutingControl
 from ..model.ilora_inject import iter_ilora_layers, routing
@@ -210,7 +210,7 @@ def run_variants(
     for v in variants:
         out = generate(pipeline, raw, media, v, capture, max_new_tokens, reference)
         if gt is not None:
-            scorer = Scorer(raw.task, gt_root)
+            scorer = Scorer(raw.task, gt_root, avss_classes(pipeline))
             scorer.update(out.result, gt)
             out.metrics = {**scorer.compute(), **(out.metrics or {})}
         outs.append(out)
@@ -235,61 +235,35 @@ def randomize_heads(model, std: float = 0.05, seed: int = 0) -> None:
 
 
 class Scorer:
-    """Task metric accumulators fed with :class:`TaskResult` s and manifest ``gt`` objects.
+    """One task's metrics over :class:`TaskResult` s and manifest ``gt`` objects, through the one
+    scoring path (:class:`crab_core.metrics.scoring.TaskScorer`, as ``eval``).
 
-    Seg masks named by path in ``gt`` are loaded at the prediction's size; a missing predicted
-    mask counts as empty.
+    GT masks named by path in ``gt`` are loaded as ``eval`` loads them (AVSS: ``index`` PNGs unless
+    ``mask_format`` is ``palette``), relative to ``root``; a missing predicted mask counts as empty.
+
+    Args:
+        task: the task. root: folder of relative GT mask paths.
+        num_classes: AVSS classes (the model's ``seg.num_avss_classes``); None: the channel count of
+            the first predicted AVSS mask (71 without one).
     """
 
-    def __init__(self, task: str, root: str | Path | None = None) -> None:
+    def __init__(self, task: str, root: str | Path | None = None, num_classes: int | None = None) -> None:
         self.task = get_task(task).name
         self.root = Path(root) if root is not None else None
-        self.accs = metrics_for_task(self.task)
-
-    def _gt_mask(self, gt: Mapping, size: int) -> np.ndarray:
-        from ..media import mask_from_any
-
-        m = gt["mask"]
-        if isinstance(m, (str, Path)):
-            path = Path(m) if self.root is None else self.root / m
-            kind = "index" if gt.get("mask_format") == "index" else "binary"
-            return mask_from_any(path, size, kind).numpy()[0]
-        return np.asarray(m)
+        self.num_classes = num_classes
+        self._scorer: TaskScorer | None = None
 
     def update(self, result: TaskResult, gt: Mapping[str, Any]) -> None:
         """Add one sample."""
-        if not self.accs:
-            return
-        spec = get_task(self.task)
-        if not spec.needs_mask:
-            for acc in self.accs.values():
-                acc.update(result.text, gt)
-            return
-        size = result.mask.shape[-1] if result.mask is not None else None
-        if self.task == "ref-avs" and gt.get("null"):
-            pred = result.mask if result.mask is not None else np.zeros((8, 8))
-            self.accs["null_s"].update(np.asarray(pred, np.float32))
-            return
-        gt_mask = self._gt_mask(gt, size or 112)
-        if result.mask is None:
-            pred = np.zeros(gt_mask.shape, np.int64 if self.task == "avss" else np.float32)
-        else:
-            pred = result.mask.astype(np.int64 if self.task == "avss" else np.float32)
-        name = "avss_seg" if self.task == "avss" else "binary_seg"
-        self.accs[name].update(pred, gt_mask)
+        if self._scorer is None:
+            classes = self.num_classes
+            if classes is None:
+                lg = result.mask_logits if get_task(self.task).mask_kind == "classes" else None
+                classes = int(lg.shape[0]) if lg is not None else AVSS_CLASSES
+            self._scorer = TaskScorer(self.task, classes)
+        self._scorer.root = self.root
+        self._scorer.update(result, gt)
 
     def compute(self) -> dict[str, float]:
         """``{"<metric>.<key>": value}`` of every accumulator that received data."""
-        out = {}
-        for name, acc in self.accs.items():
-            if _has_data(acc):
-                out.update({f"{name}.{k}": float(v) for k, v in acc.compute().items()})
-        return out
-
-
-def _has_data(acc) -> bool:
-    for attr in ("total", "hits", "per_video", "ious", "values", "count"):
-        if hasattr(acc, attr):
-            v = getattr(acc, attr)
-            return bool(np.sum(v)) if isinstance(v, np.ndarray) else bool(v)
-    return True
+        return {} if self._scorer is None else self._scorer.flat()

@@ -23,7 +23,9 @@ from crab_core.metrics.classification import (
     avqa_majority_baseline,
 )
 from crab_core.metrics.grounding import ARIGMetric, arig_majority_baseline, box_iou, grounding_summary
+from crab_core.metrics.scoring import TaskScorer, load_gt, score
 from crab_core.metrics.segmentation import (
+    AVSS_CLASSES,
     AVSSMetric,
     BinarySegMetric,
     NullSMetric,
@@ -60,7 +62,9 @@ def make_metric(name: str, **kwargs):
 
 
 def metrics_for_task(task: str) -> dict[str, object]:
-    """Fresh accumulators for every metric of ``task`` (empty for captioning)."""
+    """Fresh accumulators for every metric of ``task`` (empty for captioning), with default arguments
+    (probabilities for masks, 71 AVSS classes); :func:`crab_core.metrics.scoring.accumulators` gives the
+    ones the scoring path feeds."""
     return {name: make_metric(name) for name in get_task(task).metrics}
 
 
@@ -74,7 +78,7 @@ def _masks(gts: Sequence) -> list[np.ndarray]:
     return out
 
 
-def majority_baseline(task: str, gts: Sequence) -> dict[str, float]:
+def majority_baseline(task: str, gts: Sequence, num_classes: int = AVSS_CLASSES) -> dict[str, float]:
     """Metric values of always predicting the most frequent answer.
 
     * ``ave``: most common class with the most common range;
@@ -82,12 +86,15 @@ def majority_baseline(task: str, gts: Sequence) -> dict[str, float]:
     * ``avvp``: the better of predicting nothing and the most frequent audio / visual class over
       the whole clip;
     * ``arig``: the mean GT box;
-    * ``s4``/``ms3``/``ref-avs``: the better of an empty and a full-frame mask;
+    * ``s4``/``ms3``/``ref-avs``: the better of an empty and a full-frame mask (by mIoU on the rows
+      with an object; Ref-AVS null rows, ``gt["null"]``, are left out of the mIoU and give ``s``, the
+      null S of that same mask);
       ``avss``: the better of all-background and a full frame of the most frequent class.
 
     Args:
         task: task name.
         gts: manifest ``gt`` objects; for seg tasks dicts whose ``mask`` is an array, or arrays.
+        num_classes: AVSS classes (the model's ``config.seg.num_avss_classes``).
 
     Raises:
         TaskError: unknown task, or a task without a metric (``caption``).
@@ -101,10 +108,14 @@ def majority_baseline(task: str, gts: Sequence) -> dict[str, float]:
         return avvp_majority_baseline(gts)
     if name == "arig":
         return arig_majority_baseline(gts)
-    if name in ("s4", "ms3", "ref-avs"):
-        return binary_seg_majority_baseline(_masks(gts))
-    if name == "avss":
-        return avss_majority_baseline(_masks(gts))
+    kind = get_task(task).mask_kind
+    if kind == "binary":
+        null = [g for g in gts if isinstance(g, Mapping) and g.get("null")]
+        rows = [g for g in gts if not (isinstance(g, Mapping) and g.get("null"))]
+        null_masks = [None if isinstance(g.get("mask"), (str, type(None))) else g["mask"] for g in null]
+        return binary_seg_majority_baseline(_masks(rows), null_masks)
+    if kind == "classes":
+        return avss_majority_baseline(_masks(gts), num_classes)
     raise TaskError(f"task {name!r} has no metric, so no majority baseline")
 
 
@@ -115,6 +126,7 @@ __all__ = [
     "AVSSMetric",
     "AVVPMetric",
     "BinarySegMetric",
+    "TaskScorer",
     "METRICS",
     "NullSMetric",
     "arig_majority_baseline",
@@ -130,10 +142,12 @@ __all__ = [
     "event_level_f1",
     "frame_fscore",
     "grounding_summary",
+    "load_gt",
     "majority_baseline",
     "make_metric",
     "mask_iou",
     "metrics_for_task",
     "null_s",
+    "score",
     "segment_level_f1",
 ]

@@ -202,17 +202,32 @@ class AVSSMetric:
         }
 
 
-def binary_seg_majority_baseline(masks: Sequence[np.ndarray]) -> dict[str, float]:
-    """Better (by mIoU) of predicting an empty mask or a full-frame mask for every frame."""
+def binary_seg_majority_baseline(
+    masks: Sequence[np.ndarray], null_masks: Sequence[np.ndarray | None] = ()
+) -> dict[str, float]:
+    """Better (by mIoU on ``masks``) of predicting an empty mask or a full-frame mask for every frame.
+
+    Args:
+        masks: GT masks of the rows scored by ``binary_seg`` (not the Ref-AVS null rows).
+        null_masks: GT masks (or None) of the Ref-AVS null rows; when there are any, the result also
+            has ``s``: the null S of the same constant prediction on them (0 for empty, 1 for full).
+            With null rows only, the empty mask is the baseline (``{"s": 0.0}``).
+    """
     best: dict[str, float] = {}
-    for fill in (0.0, 1.0):
+    best_fill = 0.0
+    for fill in (0.0, 1.0) if len(masks) else ():
         metric = BinarySegMetric()
         for m in masks:
             m = np.asarray(m)
             metric.update(np.full(m.shape, fill), m)
         res = metric.compute()
         if not best or res["miou"] > best["miou"]:
-            best = res
+            best, best_fill = res, fill
+    if len(null_masks):
+        null = NullSMetric()
+        for m in null_masks:
+            null.update(np.full(np.shape(m) if m is not None and np.ndim(m) == 2 else (1, 1), best_fill))
+        best = {**best, **null.compute()}
     return best
 
 

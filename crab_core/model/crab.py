@@ -13,10 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import CrabConfig
+from ..tasks import seg_tasks
 from .llm import DecodeOutput, decode
 from .splice import IGNORE_INDEX, KIND_AUDIO, KIND_IMAGE, KIND_VIDEO, SplicedBatch, splice_batch
 
-SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
+#: Tasks whose answers decode a mask (``TaskSpec.mask_kind`` set).
+SEG_TASKS = seg_tasks()
 
 
 @dataclass

@@ -35,7 +35,7 @@ from crab_core.tasks.prompts import (
     validate_question,
     wrap_chat,
 )
-from crab_core.tasks.registry import TASKS, get_task
+from crab_core.tasks.registry import TASKS, get_task, seg_tasks
 from crab_core.tasks.spec import PromptVariant, TaskSpec
 
 __all__ = [
@@ -72,6 +72,7 @@ __all__ = [
     "parse_caption",
     "parse_seg",
     "render_target",
+    "seg_tasks",
     "validate_question",
     "wrap_chat",
 ]

@@ -36,7 +36,7 @@ def _spec(name: str, description: str, layout, **kw) -> TaskSpec:
 
 
 def _build() -> dict[str, TaskSpec]:
-    seg = dict(needs_mask=True, answer_tags=_SEG_TAGS, parser="parse_seg", max_new_tokens=AVS_TOKENS)
+    seg = dict(answer_tags=_SEG_TAGS, parser="parse_seg", max_new_tokens=AVS_TOKENS)
     tasks = [
         _spec(
             "ave",
@@ -78,6 +78,7 @@ def _build() -> dict[str, TaskSpec]:
             {"test": (_VA, "uniform", 5), "train": (_VA, "uniform", 5), "quick_start": (_IA, "single", 1)},
             num_frames=5,
             metrics=("binary_seg",),
+            mask_kind="binary",
             **seg,
         ),
         _spec(
@@ -86,6 +87,7 @@ def _build() -> dict[str, TaskSpec]:
             {"test": (_VA, "uniform", 5), "train": (_VA, "uniform", 5), "quick_start": (_IA, "single", 1)},
             num_frames=5,
             metrics=("binary_seg",),
+            mask_kind="binary",
             **seg,
         ),
         _spec(
@@ -93,6 +95,7 @@ def _build() -> dict[str, TaskSpec]:
             "Audio-visual semantic segmentation (AVSBench-semantic, 71 classes)",
             {"test": (_IA, "single", 1), "train": (_VA, "uniform", 10), "quick_start": (_IA, "single", 1)},
             metrics=("avss_seg",),
+            mask_kind="classes",
             **seg,
         ),
         _spec(
@@ -105,6 +108,7 @@ def _build() -> dict[str, TaskSpec]:
             },
             needs_question=True,
             metrics=("binary_seg", "null_s"),
+            mask_kind="binary",
             **seg,
         ),
         _spec(
@@ -119,6 +123,11 @@ def _build() -> dict[str, TaskSpec]:
 
 #: All tasks, keyed by name.
 TASKS: dict[str, TaskSpec] = _build()
+
+
+def seg_tasks(kind: str | None = None) -> tuple[str, ...]:
+    """Names of the segmentation tasks (``mask_kind`` set), or of those whose ``mask_kind`` is ``kind``."""
+    return tuple(n for n, t in TASKS.items() if t.mask_kind is not None and kind in (None, t.mask_kind))
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:

@@ -21,6 +21,9 @@ BLOCKS: tuple[str, ...] = ("video", "audio", "image")
 #: ``avqa`` = 10 windows of 2 s at t = 0, 6, ..., 54 s (MUSIC-AVQA), ``single`` = the one-second
 #: window at the target frame's second.
 AUDIO_MODES: tuple[str, ...] = ("uniform", "avqa", "single")
+#: What a task's ground-truth mask holds: ``binary`` (object / background: S4, MS3, Ref-AVS) or
+#: ``classes`` (a class index per pixel, 0 = background: AVSS). Tasks without a mask have ``None``.
+MASK_KINDS: tuple[str, ...] = ("binary", "classes")
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,10 @@ class TaskSpec:
         num_frames: video frames sampled uniformly over the clip (10, or 5 for the AVSBench-object
             tasks); also the number of valid target seconds for seg tasks.
         needs_question: the task takes a question / referring expression.
-        needs_mask: a segmentation task (the target frame ``image`` feeds the mask decoder and the
-            answer carries ``<mask_start><mask_0>...<mask_5><mask_end>``).
+        mask_kind: ``None`` (no mask), or one of :data:`MASK_KINDS` for a segmentation task (the target
+            frame ``image`` feeds the mask decoder and the answer carries
+            ``<mask_start><mask_0>...<mask_5><mask_end>``); selects the mask decoder head, the mask
+            loss, the ground-truth loader and the metric. :attr:`needs_mask` is ``mask_kind is not None``.
         answer_tags: tags that delimit the machine-readable answer in the output text.
         parser: name of the parsing function in :mod:`crab_core.tasks.parsers`.
         metrics: names of metric accumulators in :mod:`crab_core.metrics` (``METRICS``).
@@ -81,7 +86,7 @@ class TaskSpec:
     default_variant: str = "test"
     num_frames: int = 10
     needs_question: bool = False
-    needs_mask: bool = False
+    mask_kind: str | None = None
     answer_tags: tuple[str, ...] = ()
     parser: str = "parse_caption"
     metrics: tuple[str, ...] = ()
@@ -97,7 +102,17 @@ class TaskSpec:
             raise TaskError(f"task {self.name!r}: default variant {self.default_variant!r} is not defined")
         if self.num_frames not in (5, 10):
             raise TaskError(f"task {self.name!r}: num_frames must be 5 or 10, got {self.num_frames}")
+        if self.mask_kind is not None and self.mask_kind not in MASK_KINDS:
+            raise TaskError(
+                f"task {self.name!r}: mask_kind must be None or one of {list(MASK_KINDS)}, "
+                f"got {self.mask_kind!r}"
+            )
         object.__setattr__(self, "variants", dict(self.variants))  # own copy; picklable
+
+    @property
+    def needs_mask(self) -> bool:
+        """A segmentation task (``mask_kind`` is set)."""
+        return self.mask_kind is not None
 
     def __hash__(self) -> int:  # ``variants`` is a dict; task names are unique
         return hash(self.name)

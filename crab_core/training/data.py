@@ -292,6 +292,7 @@ def manifest_raw(row: dict, root: Path, image_size: int) -> RawItem:
     from ..media import load_clip
     from ..media.image import load_image_uint8
     from ..media.mask import mask_from_any
+    from ..metrics.scoring import mask_loader_kind
 
     spec = get_task(row["task"])
     pv = spec.variant()
@@ -324,11 +325,7 @@ def manifest_raw(row: dict, root: Path, image_size: int) -> RawItem:
     gt = dict(row.get("gt", {}))
     mask = None
     if spec.needs_mask and gt.get("mask"):
-        kind = (
-            "index"
-            if gt.get("mask_format") == "index"
-            else ("palette" if row["task"] == "avss" else "binary")
-        )
+        kind = mask_loader_kind(spec, gt)  # the one rule of eval (AVSS: index unless "palette")
         m = mask_from_any(path_in(gt["mask"], root), image_size, kind)
         mask = m.reshape(image_size, image_size).numpy().astype(np.uint8)
         gt.pop("mask")

@@ -1,8 +1,8 @@
 """Quick metric evaluation of a model on tokenised samples: generate, parse, score.
 
 Uses the inference path of the app: :meth:`CrabModel.encode_media_batch` on the media,
-:meth:`CrabModel.generate` (greedy, batched), the task parsers and the
-:mod:`crab_core.metrics` accumulators, with the majority baseline of each task next to it.
+:meth:`CrabModel.generate` (greedy, batched), and the one scoring path of
+:mod:`crab_core.metrics.scoring` (as ``eval``), with the majority baseline of each task next to it.
 Headline numbers (``summary``): AVE accuracy, AVQA accuracy, AVVP segment-level F1 (audio,
 visual), ARIG cIoU, S4 / MS3 / Ref-AVS mIoU, Ref-AVS null S, AVSS mIoU over the classes present
 (``miou_present``; ``miou`` divides by all 71 AVSBench classes).
@@ -16,7 +16,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from ..metrics import majority_baseline, metrics_for_task
+from ..errors import TaskError
+from ..metrics import majority_baseline
+from ..metrics.scoring import Generated, TaskScorer, score
 from ..model.crab import CrabModel, CrabSample
 from ..tasks import get_task
 from ..tokenizer import CrabTokenizer
@@ -47,7 +49,7 @@ def generate_items(
 ) -> list[tuple[str, np.ndarray | None]]:
     """Greedy answers (text without EOS) and mask outputs for ``items``, in order.
 
-    Masks are ``(S, S)`` probabilities (binary tasks) or ``(C, S, S)`` logits (AVSS), or None.
+    Masks are ``(C, S, S)`` float32 logits (``C`` = 1 for binary tasks, the AVSS classes for AVSS), or None.
     """
     was = model.training
     model.eval()
@@ -73,38 +75,39 @@ def generate_items(
             ids = gen.decode.sequences[i, : int(gen.decode.lengths[i])].tolist()
             ids = ids[:-1] if ids and ids[-1] == eos else ids
             m = gen.masks[i]
-            if m is not None:
-                m = m.float().cpu()
-                m = (m[0].sigmoid() if m.shape[0] == 1 else m).numpy()
-            out.append((tokenizer.decode(ids), m))
+            out.append((tokenizer.decode(ids), None if m is None else m.float().cpu().numpy()))
     model.train(was)
     return out
 
 
-def _score(task: str, accs: dict, text: str, mask, item: TrainItem) -> None:
-    gt = item.raw.gt
-    if task in ("ave", "avqa", "avvp", "arig"):
-        next(iter(accs.values())).update(text, gt)
-        return
-    s = item.raw.image.shape[0]
-    if task == "avss":
-        pred = mask if mask is not None else np.zeros((1, s, s), np.float32)
-        accs["avss_seg"].update(pred.astype(np.float32), item.raw.mask.astype(np.int64))
-        return
-    pred = mask if mask is not None else np.zeros((s, s), np.float32)
-    if task == "ref-avs" and gt.get("null"):
-        accs["null_s"].update(pred)
-    else:
-        accs["binary_seg"].update(pred, item.raw.mask.astype(np.float32))
+def score_items(
+    task: str, items: list[TrainItem], outs: list[tuple[str, np.ndarray | None]], num_classes: int
+) -> tuple[dict, dict]:
+    """Metrics and majority baseline of ``task`` over ``items`` and their generated ``outs``.
+
+    Goes through the one scoring path (:func:`crab_core.metrics.scoring.load_gt` +
+    :func:`~crab_core.metrics.scoring.score`); an item's GT mask is ``item.raw.mask``.
+
+    Returns:
+        ``({metric: {key: value}}, {key: baseline value})``; a metric without data (Ref-AVS null S
+        when no item is a null one) is left out.
+    """
+    scorer = TaskScorer(task, num_classes)
+    gts = []
+    for it, (text, mask) in zip(items, outs, strict=True):
+        gt = dict(it.raw.gt)
+        if it.raw.mask is not None:
+            gt["mask"] = it.raw.mask
+        gt = scorer.load(gt)
+        score(task, Generated(text, mask), gt, scorer.accs)
+        gts.append(gt)
+    return scorer.compute(), _baseline(task, gts, num_classes)
 
 
-def _baseline(task: str, items: list[TrainItem]) -> dict:
-    gts = [it.raw.gt for it in items]
-    if get_task(task).needs_mask:
-        gts = [{"mask": it.raw.mask} for it in items if not it.raw.gt.get("null")]
+def _baseline(task: str, gts: list[dict], num_classes: int) -> dict:
     try:
-        return majority_baseline(task, gts) if gts else {}
-    except Exception as exc:  # a task without a metric (caption) or an empty set
+        return majority_baseline(task, gts, num_classes) if gts else {}
+    except (TaskError, KeyError, ValueError) as exc:  # a task without a metric (caption), a partial gt
         log.debug("no baseline for %s: %s", task, exc)
         return {}
 
@@ -129,16 +132,8 @@ def evaluate_items(
             by_task[it.task].append(it)
     res: dict = {"summary": {}, "tasks": {}}
     for task, its in by_task.items():
-        accs = metrics_for_task(task)
-        if task == "avss":
-            from ..metrics import AVSSMetric
-
-            accs["avss_seg"] = AVSSMetric(num_classes=model.config.seg.num_avss_classes)
         outs = generate_items(model, tokenizer, its, batch_size, max_new_tokens)
-        for it, (text, mask) in zip(its, outs, strict=True):
-            _score(task, accs, text, mask, it)
-        metrics = {name: acc.compute() for name, acc in accs.items()}
-        base = _baseline(task, its)
+        metrics, base = score_items(task, its, outs, model.config.seg.num_avss_classes)
         res["tasks"][task] = {
             "n": len(its),
             "metrics": metrics,
@@ -149,6 +144,8 @@ def evaluate_items(
             ],
         }
         for name, key in HEADLINE.get(task, []):
+            if name not in metrics:
+                continue
             res["summary"][f"{task}/{key}"] = round(float(metrics[name].get(key, 0.0)), 4)
             if key in base:
                 res["summary"][f"{task}/{key}@majority"] = round(float(base[key]), 4)

@@ -45,10 +45,11 @@ from ..config import (
     VisionConfig,
 )
 from ..errors import ConfigError
+from ..tasks import TASKS, seg_tasks
 from .module import COMPONENTS
 
-ALL_TASKS = ("ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref-avs", "caption")
-SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
+ALL_TASKS = tuple(TASKS)
+SEG_TASKS = seg_tasks()
 #: crab-tiny v5 step counts of its last two phases (the 90-minute budget of issue #13)
 INSTRUCT_STEPS = 2400
 SEG_STEPS = 3000

@@ -1,8 +1,8 @@
 """Mask losses of the segmentation module (crab-reference.md section 1.5 "Losses").
 
-Binary tasks (``ms3``, ``s4``, ``ref-avs``): BCE-with-logits averaged over pixels plus Dice on the
-/1000 scale. ``avss``: cross-entropy over the classes, averaged over pixels (mean over W, then H).
-Other task names get no loss.
+Tasks with ``TaskSpec.mask_kind == "binary"`` (``ms3``, ``s4``, ``ref-avs``): BCE-with-logits averaged
+over pixels plus Dice on the /1000 scale. ``mask_kind == "classes"`` (``avss``): cross-entropy over the
+classes, averaged over pixels (mean over W, then H). Other task names get no loss.
 
 ``avss_balance`` (our option: 0 in the reference, 0.5 in crab-tiny): the AVSS cross-entropy becomes
 ``(1 - b) * pixel-mean CE + b * class-mean CE``, the class mean being the mean over the classes
@@ -28,8 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BINARY_TASKS = frozenset({"ms3", "s4", "ref-avs"})
-AVSS_TASK = "avss"
+from ...tasks import seg_tasks
+
+#: Tasks by ``TaskSpec.mask_kind``: ``binary`` (BCE + Dice) and ``classes`` (cross-entropy).
+BINARY_TASKS = frozenset(seg_tasks("binary"))
+CLASS_TASKS = frozenset(seg_tasks("classes"))
 BCE_WEIGHT = 1.0
 DICE_WEIGHT = 0.5
 CE_WEIGHT = 1.0
@@ -109,7 +112,7 @@ def mask_loss(
             bce_sum = bce_sum + sigmoid_bce(pred, gt)
             dice_sum = dice_sum + dice(pred, gt)
             n_bin += 1
-        elif task == AVSS_TASK:
+        elif task in CLASS_TASKS:
             ce_sum = ce_sum + avss_ce(pred, gt, avss_balance)
             n_avss += 1
     n = n_bin + n_avss
