@@ -1,8 +1,9 @@
 """Router capture: per token, layer and adapted projection, the H router weights and head norms.
 
-:func:`capture_routing` attaches a capture callback to every I-LoRA layer (through their
-``routing`` attribute) and restores the previous state in ``finally``, so it leaves nothing
-behind, even after an exception. With capture off the layers run with ``routing=None`` (no cost).
+:func:`capture_routing` attaches a capture callback to every I-LoRA layer for the duration of a
+block, through the scoped routing (:func:`crab_core.model.ilora.scoped_routing`: this context only,
+other threads are not recorded), so it leaves nothing behind, even after an exception. With
+capture off the layers run with ``routing=None`` (no cost).
 
 Cached decoding feeds the prompt once (prefill) and then one token per step; each layer is
 called once per forward, so the recorder joins the calls along the sequence axis. A generated
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import LORA_TARGETS
-from ..model.ilora import RoutingControl
+from ..model.ilora import RoutingControl, scoped_routing
 from ..model.ilora_inject import iter_ilora_layers
 from ..model.splice import KIND_NAMES, SplicedBatch
 
@@ -220,19 +221,16 @@ def capture_routing(model: nn.Module) -> Iterator[RoutingRecorder]:
         The :class:`RoutingRecorder`; call ``recorder.trace(batch, generated)`` afterwards.
     """
     layers = [layer for _, layer in iter_ilora_layers(_llm_of(model))]
-    previous = [layer.routing for layer in layers]
     recorder = RoutingRecorder()
     replaced: dict[int, RoutingControl] = {}
-    try:
-        for layer, prev in zip(layers, previous):
-            key = id(prev)
-            if key not in replaced:
-                replaced[key] = _with_capture(prev, recorder)
-            layer.routing = replaced[key]
+    scope = {}
+    for layer in layers:
+        prev = layer.routing  # the control in force in this context
+        if id(prev) not in replaced:
+            replaced[id(prev)] = _with_capture(prev, recorder)
+        scope[layer] = replaced[id(prev)]
+    with scoped_routing(scope):  # this context only: other threads are not captured
         yield recorder
-    finally:
-        for layer, prev in zip(layers, previous):
-            layer.routing = prev
 
 
 def _with_capture(prev: RoutingControl | None, recorder: RoutingRecorder) -> RoutingControl:

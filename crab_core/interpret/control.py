@@ -1,8 +1,10 @@
 """Scoped routing control: remove or force I-LoRA heads in some layers for the duration of a block.
 
 :func:`head_control` attaches one :class:`~crab_core.model.ilora.RoutingControl` to the I-LoRA
-layers of the chosen LLM layers and restores every layer's previous control on exit (also after an
-exception), like peft's forward-hook context managers. It composes with
+layers of the chosen LLM layers for the duration of the block, through the library's scoped routing
+(:func:`crab_core.model.ilora.scoped_routing`, a context variable): the intervention is seen only by
+code running in the same context (thread / asyncio task), so two requests on one shared model never
+see each other's, and it is gone on exit (also after an exception). It composes with
 :func:`crab_core.interpret.capture.capture_routing` entered inside it (the capture sees the
 override). Apps and reports describe an intervention with :class:`HeadControl` and never touch the
 layers' ``routing`` attribute themselves.
@@ -19,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import TaskError
-from ..model.ilora import RoutingControl
+from ..model.ilora import RoutingControl, scoped_routing
 from ..model.ilora_inject import iter_ilora_layers
 
 #: ``layers.<i>.`` in an I-LoRA layer name (``layers.0.self_attn.q_proj``).
@@ -136,14 +138,8 @@ def head_control(model: nn.Module, control: HeadControl | None) -> Iterator[list
         missing = sorted(set(control.layers) - known)
         if missing:
             raise TaskError(f"no I-LoRA layer {missing}; layers are {sorted(known)}")
-    previous = [layer.routing for _, layer in chosen]
-    try:
-        for _, layer in chosen:
-            layer.routing = ctl
+    with scoped_routing({layer: ctl for _, layer in chosen}):
         yield [n for n, _ in chosen]
-    finally:
-        for (_, layer), prev in zip(chosen, previous, strict=True):
-            layer.routing = prev
 
 
 __all__ = ["HeadControl", "head_control", "layer_index", "num_layers_with_heads"]

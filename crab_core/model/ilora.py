@@ -28,10 +28,16 @@ r=..., lora_alpha=..., ...)``. ``H`` is read from ``config.num_heads``: use :cla
 Training-mode difference. One dropout mask is shared by all heads; the reference draws one mask
 per head (its ``A`` is recomputed per head). Eval mode is identical.
 
-Routing control (interpretability). Each layer has an attribute ``routing`` (default ``None``,
-zero cost); set it to a :class:`RoutingControl` (one object may be shared by all layers):
-``head_mask`` removes heads, ``forced_weights`` replaces the router output, ``capture`` receives
-the router readout and per-head contribution norms.
+Routing control (interpretability). A :class:`RoutingControl` (one object may be shared by all
+layers): ``head_mask`` removes heads, ``forced_weights`` replaces the router output, ``capture``
+receives the router readout and per-head contribution norms. Interventions are scoped:
+:func:`scoped_routing` attaches controls to layers for the duration of a ``with`` block *in the
+current context only* (a :class:`contextvars.ContextVar`: another thread or asyncio task running the
+same shared model does not see them). A layer's :attr:`ILoraLinear.routing` reads the scoped control,
+else the layer's own default (``None``: zero cost); assigning ``layer.routing`` sets that default,
+which every caller sees (stand-alone layers, tests), so libraries and apps use the scopes
+(:func:`crab_core.model.ilora_inject.routing`, :func:`crab_core.interpret.control.head_control`,
+:func:`crab_core.interpret.capture.capture_routing`).
 """
 
 from __future__ import annotations
@@ -39,8 +45,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -108,6 +117,32 @@ class RoutingControl:
         return g
 
 
+#: Routing controls of the current context, ``{layer: control}`` (set only by :func:`scoped_routing`).
+_SCOPED_ROUTING: ContextVar[Mapping[nn.Module, RoutingControl | None]] = ContextVar(
+    "crab_ilora_scoped_routing", default=MappingProxyType({})
+)
+_UNSET = object()
+
+
+@contextmanager
+def scoped_routing(controls: Mapping[nn.Module, RoutingControl | None]) -> Iterator[None]:
+    """Use ``controls[layer]`` as each layer's routing inside the block, in this context only.
+
+    Scopes nest (an inner scope overrides the layers it names, the others keep the outer
+    controls) and are undone on exit, also after an exception. Other threads / asyncio tasks keep
+    seeing their own scopes (or the layers' defaults): two requests on one shared model cannot see
+    each other's interventions.
+
+    Args:
+        controls: ``{ILoraLinear: RoutingControl or None}``; None removes a control in the scope.
+    """
+    token = _SCOPED_ROUTING.set(MappingProxyType({**_SCOPED_ROUTING.get(), **controls}))
+    try:
+        yield
+    finally:
+        _SCOPED_ROUTING.reset(token)
+
+
 class ILoraLinear(nn.Module, LoraLayer):
     """I-LoRA wrapper of an ``nn.Linear`` usable as a PEFT custom LoRA module.
 
@@ -146,10 +181,22 @@ class ILoraLinear(nn.Module, LoraLayer):
         self.fan_in_fan_out = False
         self.lora_route = nn.ModuleDict({})
         self.num_heads: dict[str, int] = {}
-        self.routing: RoutingControl | None = None
+        self._routing: RoutingControl | None = None
         self.ilora_name = ""
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, num_heads=num_heads)
+
+    @property
+    def routing(self) -> RoutingControl | None:
+        """The control in force for this layer: the current :func:`scoped_routing` scope's, else
+        the layer's default (None)."""
+        ctl = _SCOPED_ROUTING.get().get(self, _UNSET)
+        return self._routing if ctl is _UNSET else ctl
+
+    @routing.setter
+    def routing(self, control: RoutingControl | None) -> None:
+        """Set the layer's default control, seen by every caller outside a scope."""
+        self._routing = control
 
     @classmethod
     def wrap(

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from crab_core.config import LORA_TARGETS
 from crab_core.errors import CheckpointError
-from crab_core.model.ilora import ILoraLinear, ILoraPeftConfig, RoutingControl
+from crab_core.model.ilora import ILoraLinear, ILoraPeftConfig, RoutingControl, scoped_routing
 
 logger = logging.getLogger(__name__)
 
@@ -115,23 +115,18 @@ def iter_ilora_layers(model: nn.Module) -> Iterator[tuple[str, ILoraLinear]]:
 
 
 def set_routing(model: nn.Module, control: RoutingControl | None) -> None:
-    """Attach ``control`` (shared) to every I-LoRA layer of ``model``; ``None`` removes it."""
+    """Set ``control`` as every I-LoRA layer's default (seen by every caller and thread); ``None``
+    removes it. Scoped interventions use :func:`routing`."""
     for _, layer in iter_ilora_layers(model):
         layer.routing = control
 
 
 @contextmanager
 def routing(model: nn.Module, control: RoutingControl) -> Iterator[RoutingControl]:
-    """Context manager: use ``control`` in every I-LoRA layer, then restore the previous state."""
-    layers = [layer for _, layer in iter_ilora_layers(model)]
-    previous = [layer.routing for layer in layers]
-    for layer in layers:
-        layer.routing = control
-    try:
+    """Context manager: use ``control`` in every I-LoRA layer inside the block, in this context only
+    (:func:`crab_core.model.ilora.scoped_routing`: other threads do not see it)."""
+    with scoped_routing({layer: control for _, layer in iter_ilora_layers(model)}):
         yield control
-    finally:
-        for layer, prev in zip(layers, previous, strict=True):
-            layer.routing = prev
 
 
 def llm_key_to_injected(key: str, target_modules: Iterable[str] = LORA_TARGETS) -> str:
