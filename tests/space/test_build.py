@@ -194,3 +194,20 @@ def test_cli_usage_errors(tmp_path, capsys):
     (tmp_path / "z" / "f").write_text("x")
     assert cli_main(["space", "build", "--out", str(tmp_path / "z")]) == 1  # one-line error, no traceback
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_help_names_the_program_and_imports_no_torch():
+    import subprocess
+    import sys
+
+    from crab_core.space.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices["build"]
+    assert all((a.help or "").strip() for a in sub._actions if a.option_strings)
+    assert sub.format_help().startswith("usage: python -m crab_core space build ")
+    code = (
+        "import sys; from crab_core.space import cli; cli.build_parser().format_help()\n"
+        "print(sorted({'torch', 'gradio', 'transformers'} & set(sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("[]"), proc.stderr[-1000:]

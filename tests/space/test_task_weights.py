@@ -203,3 +203,27 @@ def test_engine_switches_for_attention_and_attribution(monkeypatch):
 def test_task_weights_move_with_the_model():
     tw = TaskWeights(sets={BASE: {"a": torch.zeros(2)}, "avs": {"a": torch.ones(2)}})
     assert tw.to("cpu").nbytes() == 16
+
+
+def test_infer_and_eval_load_crab_7b_through_the_switching_loader(monkeypatch):
+    """``infer`` and ``eval`` build crab-7b with cli_common.load_pipeline: the loader that keeps both sets."""
+    import argparse
+    from types import SimpleNamespace
+
+    from crab_core import cli_common
+
+    seen = {}
+
+    def fake(src, device, dtype, **kwargs):
+        seen.update(src=src, device=device, dtype=dtype, kwargs=kwargs)
+        return SimpleNamespace(model=torch.nn.Linear(2, 2))
+
+    monkeypatch.setattr(hub, "load_crab_7b_pipeline", fake)
+    monkeypatch.setattr(cli_common, "apply_threads", lambda model, threads: 1)  # keep this process's threads
+    files = list(hub.OFFICIAL_CRAB_FILES)
+    args = argparse.Namespace(
+        model="crab-7b", device="cpu", llm=None, clip=None, beats="https://x/b.pt", crab=files, threads=1
+    )
+    cli_common.load_pipeline(args)
+    assert seen["src"].crab == tuple(files) and seen["src"].beats == "https://x/b.pt"
+    assert seen["dtype"] == torch.float32 and "max_duration_s" in seen["kwargs"]
