@@ -105,8 +105,8 @@ def front_matter(model: str, gradio_version: str, settings: dict) -> str:
         "---",
         "title: Crab Studio",
         "emoji: 🦀",
-        "colorFrom: orange",
-        "colorTo: red",
+        "colorFrom: red",
+        "colorTo: yellow",
         "sdk: gradio",
         f"sdk_version: {gradio_version}",
         f'python_version: "{py}"',
@@ -118,7 +118,9 @@ def front_matter(model: str, gradio_version: str, settings: dict) -> str:
     if model == "crab-7b":
         from ..checkpoint.hub import OFFICIAL_FILES, OFFICIAL_REPO
 
-        lines += ["suggested_hardware: zero-a10g", "models:", f"  - {OFFICIAL_REPO}"]
+        # a hint only (ZeroGPU is not a valid value here; it is picked in the Space settings): 24 GB
+        # holds crab-7b in bf16
+        lines += ["suggested_hardware: a10g-small", "models:", f"  - {OFFICIAL_REPO}"]
         lines += [f"  - {settings.get('llm') or 'meta-llama/Llama-2-7b-chat-hf'}"]
         if not settings.get("crab"):
             lines += ["preload_from_hub:", f"  - {OFFICIAL_REPO} {','.join(OFFICIAL_FILES)}"]

@@ -53,6 +53,8 @@ def test_requirements_pinned_to_the_tested_versions(tiny):
     fm = _front_matter((tiny.out / "README.md").read_text())
     assert fm["sdk"] == "gradio" and fm["sdk_version"] == metadata.version("gradio")
     assert fm["app_file"] == "app.py"
+    colors = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")  # the config reference's
+    assert fm["colorFrom"] in colors and fm["colorTo"] in colors
 
 
 def test_every_binary_file_is_under_lfs(tiny):
@@ -103,7 +105,7 @@ def test_crab_7b_sources(tmp_path):
     assert (rep.out / "weights" / beats.name).is_file() and "weights/BEATs_iter3_plus.pt" in rep.lfs
     assert not (rep.out / "assets" / "crab-tiny").exists()
     readme = (rep.out / "README.md").read_text()
-    assert "HF_TOKEN" in readme and "suggested_hardware: zero-a10g" in readme
+    assert "HF_TOKEN" in readme and "suggested_hardware: a10g-small" in readme
     default = build_space(tmp_path / "default", "crab-7b")
     text = (default.out / "README.md").read_text()
     assert re.search(
