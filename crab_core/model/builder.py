@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import torch
 
@@ -38,27 +40,28 @@ def build_model(
         with_seg: build the segmentation module.
         attn_implementation: ``sdpa`` (default) or ``eager`` for the LLM and CLIP.
         device: where to build; ``"meta"`` builds without memory (shape checks).
-        dtype: parameter dtype (e.g. ``torch.bfloat16`` on GPU); default float32.
+        dtype: parameter dtype (e.g. ``torch.bfloat16`` on GPU), used at construction (no float32
+            copy); default float32.
         seed: seeds the initialisation (None: leave the global RNG alone).
     """
     cfg = get_preset(config) if isinstance(config, str) else config
     if seed is not None and str(device) != "meta":
         torch.manual_seed(seed)
     ctx = torch.device(device) if device is not None else torch.device("cpu")
-    with ctx:
+    with ctx, _default_dtype(dtype):  # built directly in ``dtype``: no float32 copy (crab-7b bf16 on CPU)
         llm = build_llama(
-            cfg.full_vocab_size,
-            cfg.llm.hidden_size,
-            cfg.llm.intermediate_size,
-            cfg.llm.num_hidden_layers,
-            cfg.llm.num_attention_heads,
-            cfg.llm.num_key_value_heads,
-            cfg.llm.rms_norm_eps,
-            cfg.llm.rope_theta,
-            cfg.llm.max_position_embeddings,
-            cfg.llm.bos_token_id,
-            cfg.llm.eos_token_id,
-            attn_implementation,
+            vocab_size=cfg.full_vocab_size,
+            hidden_size=cfg.llm.hidden_size,
+            intermediate_size=cfg.llm.intermediate_size,
+            num_hidden_layers=cfg.llm.num_hidden_layers,
+            num_attention_heads=cfg.llm.num_attention_heads,
+            num_key_value_heads=cfg.llm.num_key_value_heads,
+            rms_norm_eps=cfg.llm.rms_norm_eps,
+            rope_theta=cfg.llm.rope_theta,
+            max_position_embeddings=cfg.llm.max_position_embeddings,
+            bos_token_id=cfg.llm.bos_token_id,
+            eos_token_id=cfg.llm.eos_token_id,
+            attn_implementation=attn_implementation,
         )
         llm.requires_grad_(False)
         llm = inject_ilora(
@@ -88,11 +91,25 @@ def materialize(model: CrabModel, device: torch.device | str, dtype: torch.dtype
 
     Non-persistent buffers (RoPE inverse frequencies) are recomputed in float32.
     """
-    model = model.to_empty(device=device)
     if dtype is not None:
-        model.to(dtype)
+        model.to(dtype)  # cast on meta first, so that no float32 copy is ever allocated
+    model = model.to_empty(device=device)
     reset_rotary(model)
     return model
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype | None) -> Iterator[None]:
+    """Create floating-point parameters in ``dtype`` (None: leave the default alone)."""
+    if dtype is None or not dtype.is_floating_point:
+        yield
+        return
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def reset_rotary(model: torch.nn.Module) -> None:
