@@ -3,6 +3,10 @@
 Rows that cannot be scored (malformed JSON or ``gt``, unreadable media, paths outside the
 manifest's folder) are listed with their line number and reason; the others are still scored.
 When no row at all can be scored the command fails (exit 1) instead of printing empty metrics.
+
+Long runs: ``--batch-size N`` generates N rows of one task per model call; ``--results FILE`` keeps
+every finished row's answer in FILE, and running the same command again skips the rows already there
+(crab_core.eval_runs).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .cli_common import PROG, add_model_args, load_pipeline, positive_int
 from .errors import EvaluationError
@@ -18,6 +23,7 @@ from .tasks import TASKS
 EXAMPLES = f"""examples:
   {PROG} eval --data data/test/manifest.jsonl
   {PROG} eval --data manifest.jsonl --tasks ave,avqa --limit 100 --json
+  {PROG} eval --data s4-test.jsonl --media-root AVSBench --batch-size 8 --results runs/s4.jsonl
 """
 
 
@@ -45,6 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept media / mask paths that resolve outside the manifest's folder "
         "(refused per row by default)",
     )
+    parser.add_argument(
+        "--media-root",
+        metavar="DIR",
+        help="folder the manifest's media paths are relative to (default: the manifest's folder), e.g. the "
+        "benchmark root of a manifest 'data import' wrote elsewhere",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="rows of one task per model call (default 1)",
+    )
+    parser.add_argument(
+        "--results",
+        metavar="FILE",
+        help="keep each finished row's answer in FILE (JSONL); rerunning with the same FILE skips the rows "
+        "already in it (resume a long run)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
@@ -65,6 +90,25 @@ def _out_of_domain_rows(pipe, rows: list[dict], tasks: list[str] | None) -> int:
     )
 
 
+def _batched_runner(args, pipe, rows: list[dict], tasks: list[str] | None):
+    """Generate every row's answer in batches (resuming from ``--results``); evaluate replays them."""
+    from .eval_runs import Replay, ResultsFile, generate_rows
+
+    chosen = [r for r in rows if tasks is None or r["task"] in tasks]
+    results = None
+    if args.results:
+        settings = {
+            "manifest": str(Path(args.data).resolve()),
+            "model": [args.model, args.llm, args.crab],
+            "max_new_tokens": args.max_new_tokens,
+        }
+        results = ResultsFile(args.results, settings)
+    stored = generate_rows(
+        pipe, chosen, args.batch_size, args.max_new_tokens, results, progress=not args.no_progress
+    )
+    return Replay(pipe, chosen, stored)
+
+
 def main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -75,7 +119,13 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"--tasks: unknown task(s) {unknown}; known: {sorted(TASKS)}")
     read_errors: list[dict] = []
-    rows = read_manifest(args.data, allow_outside=args.allow_outside, errors=read_errors, limit=args.limit)
+    rows = read_manifest(
+        args.data,
+        allow_outside=args.allow_outside,
+        errors=read_errors,
+        limit=args.limit,
+        media_root=args.media_root,
+    )
     if not rows and not read_errors:
         raise EvaluationError(f"{args.data}: the manifest has no rows")
     pipe = load_pipeline(args) if rows else None
@@ -85,11 +135,14 @@ def main(argv: list[str]) -> int:
             f"warning: {foreign} of {len(rows)} rows are not SynthAV clips, and {pipe.name} is trained "
             "only on SynthAV scenes: their metrics say little (docs/domain.md)\n"
         )
+    runner = (
+        _batched_runner(args, pipe, rows, tasks) if rows and (args.batch_size > 1 or args.results) else pipe
+    )
     report = evaluate(
-        pipe,
+        runner,
         rows,
         tasks,
-        progress=not args.no_progress,
+        progress=not args.no_progress and runner is pipe,
         max_new_tokens=args.max_new_tokens,
         errors=read_errors,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from pathlib import Path
 
 from .common import SPLITS, DataError, ImportReport, Layout, write_manifest
@@ -24,6 +25,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "avss": ("avsbench", "avss"),
     "ref-avs": ("ref_avs", "ref-avs"),
 }
+#: Benchmarks whose release has frames but no videos (``make_videos`` builds them).
+VIDEO_BENCHES = ("s4", "ms3", "ref-avs")
 #: Benchmarks the agreed command names but that cannot be imported yet, with the reason.
 NOT_SUPPORTED = {
     "av-uie": "the AV-UIE release (huggingface.co/datasets/ahsgdxhs/AVUIE) publishes per-task JSON files "
@@ -35,7 +38,11 @@ __all__ = ["BENCHMARKS", "NOT_SUPPORTED", "DataError", "ImportReport", "import_b
 
 
 def import_benchmark(
-    bench: str, root: str | os.PathLike, split: str, out: str | os.PathLike | None = None
+    bench: str,
+    root: str | os.PathLike,
+    split: str,
+    out: str | os.PathLike | None = None,
+    make_videos: bool = False,
 ) -> ImportReport:
     """Import one split of one benchmark into a manifest.
 
@@ -45,6 +52,9 @@ def import_benchmark(
         split: ``train``, ``val`` or ``test`` (Ref-AVS also ``test_s``, ``test_u``, ``test_n``).
         out: the manifest to write (default ``ROOT/crab-<bench>-<split>.jsonl``, where the media paths,
             relative to ROOT, resolve without ``eval --media-root``).
+        make_videos: for releases of frames (S4 / MS3 of AVSBench-semantic, Ref-AVS), also make each
+            clip's 1-fps video under ``ROOT/crab_videos/`` (once) and put it in the rows, so that
+            ``eval`` runs the reference's video + audio test prompt (:func:`common.frames_video`).
 
     Raises:
         DataError: unknown benchmark or split, missing / unreadable annotation files.
@@ -58,7 +68,11 @@ def import_benchmark(
     splits = getattr(module, "SPLITS", SPLITS)
     if split not in splits:
         raise DataError(f"{bench}: unknown split {split!r}; choose from {', '.join(splits)}")
-    layout = Layout(root)
+    if make_videos and bench not in VIDEO_BENCHES:
+        raise DataError(f"--make-videos: only for {', '.join(VIDEO_BENCHES)} (releases of frames, no videos)")
+    if make_videos and shutil.which("ffmpeg") is None:
+        raise DataError("--make-videos needs ffmpeg on the PATH")
+    layout = Layout(root, make_videos=make_videos)
     out = Path(out) if out is not None else layout.root / f"crab-{bench}-{split}.jsonl"
     report = ImportReport(bench=bench, split=split, out=str(out))
     if task and len(module.TASKS) > 1:

@@ -41,7 +41,7 @@ import csv
 from collections.abc import Iterator
 
 from ..tasks.prompts import render_target
-from .common import DataError, Item, Layout, Problem, Row, read_json
+from .common import DataError, Item, Layout, Problem, Row, frames_video, read_json
 
 TASKS = ("s4", "ms3", "avss")
 SUBSET = {"s4": ("v1s",), "ms3": ("v1m",), "avss": ("v1s", "v1m", "v2")}
@@ -96,6 +96,13 @@ def _semantic(layout: Layout, split: str, sources: list[str], task: str) -> Iter
         base = f"{sub}/{uid}"
         audio = f"{base}/audio.wav"
         frames = range(1) if (sub == "v1s" and split == "train") else range(FRAMES[sub])
+        video = None
+        if layout.make_videos and task != "avss":  # AVSS's test prompt is image + 1-s audio: no video
+            try:
+                video = frames_video(layout, f"{base}/frames", FRAMES[sub], f"crab_videos/{sub}/{uid}.mp4")
+            except DataError as exc:
+                yield Problem("no-video", where, str(exc))
+                continue
         for i in frames:
             image = f"{base}/frames/{i}.jpg"
             if task == "avss":
@@ -108,7 +115,7 @@ def _semantic(layout: Layout, split: str, sources: list[str], task: str) -> Iter
                 yield gone
                 continue
             yield _row(
-                task, f"{task}-{uid}-{i}", image, audio, mask, i, obj, split, ("metadata.csv", no), None
+                task, f"{task}-{uid}-{i}", image, audio, mask, i, obj, split, ("metadata.csv", no), video
             )
 
 

@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest to write (default ROOT/crab-BENCH-SPLIT.jsonl); media paths in it are relative to "
         "ROOT, so a manifest outside ROOT is evaluated with 'eval --media-root ROOT'",
     )
+    imp.add_argument(
+        "--make-videos",
+        action="store_true",
+        help="s4, ms3 (AVSBench-semantic) and ref-avs ship frames, not videos: make each clip's 1-fps video "
+        "under ROOT/crab_videos/ (ffmpeg, lossless; once) so that eval runs the reference's video + audio "
+        "test prompt instead of the image + audio one",
+    )
     imp.add_argument("--strict", action="store_true", help="exit 1 when any row was skipped")
     imp.add_argument("--json", action="store_true", help="print the report as one JSON object")
     return parser
@@ -58,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    report = import_benchmark(args.bench, args.root, args.split, args.out)
+    report = import_benchmark(args.bench, args.root, args.split, args.out, make_videos=args.make_videos)
     if args.json:
         sys.stdout.write(json.dumps(report.to_json()) + "\n")
     else:

@@ -107,10 +107,11 @@ class ImportReport:
 class Layout:
     """The benchmark root: relative paths and existence checks."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, make_videos: bool = False) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataError(f"--root {self.root}: not a folder")
+        self.make_videos = make_videos
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -137,6 +138,40 @@ class Layout:
             if rel is not None and not self.exists(rel):
                 return Problem("missing", where, f"no file {rel}")
         return None
+
+
+def frames_video(layout: Layout, frame_dir: str, count: int, rel_out: str) -> str:
+    """``ROOT/rel_out``: a 1-fps video of ``frame_dir/0.jpg .. <count-1>.jpg`` (made once, then reused).
+
+    For releases that ship frames instead of videos (AVSBench-semantic, Ref-AVS), so that ``eval`` can
+    run the reference's video + audio test prompt. H.264 lossless (``-qp 0``, 4:4:4): the decoded frames
+    differ from the JPEGs only by the RGB <-> YUV rounding (at most a few levels per channel).
+
+    Raises:
+        DataError: ffmpeg is missing or fails (its last message).
+    """
+    import shutil
+    import subprocess
+
+    out = layout.path(rel_out)
+    if out.is_file() and out.stat().st_size > 0:
+        return rel_out
+    if shutil.which("ffmpeg") is None:
+        raise DataError("--make-videos needs ffmpeg on the PATH")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".partial.mp4")
+    cmd = [
+        "ffmpeg", "-y", "-loglevel", "error", "-framerate", "1", "-start_number", "0",
+        "-i", str(layout.path(frame_dir) / "%d.jpg"), "-frames:v", str(count),
+        "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", "-r", "1", str(tmp),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"ffmpeg could not make {rel_out}: {last[:200]}")
+    os.replace(tmp, out)
+    return rel_out
 
 
 def read_lines(layout: Layout, rel: str) -> Iterator[tuple[int, str]]:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 from ..tasks.prompts import render_target
 from .avsbench import _csv_rows
-from .common import DataError, Item, Layout, Problem, Row
+from .common import DataError, Item, Layout, Problem, Row, frames_video
 
 TASKS = ("ref-avs",)
 SUBSETS = {"test_s": "test_s", "test_u": "test_u", "test_n": "test_n", "seen": "test_s", "unseen": "test_u"}
@@ -66,6 +66,13 @@ def rows(layout: Layout, split: str, sources: list[str]) -> Iterator[Item]:
         vid, obj = parts[0], parts[1]
         null = subset == "test_n"
         audio = f"media/{vid}/audio.wav"
+        video = None
+        if layout.make_videos:
+            try:
+                video = frames_video(layout, f"media/{vid}/frames", NUM_FRAMES, f"crab_videos/{vid}.mp4")
+            except DataError as exc:
+                yield Problem("no-video", where, str(exc))
+                continue
         for i in range(NUM_FRAMES):
             image = f"media/{vid}/frames/{i}.jpg"
             mask = f"gt_mask/{vid}/fid_{fid}/0000{i}.png"
@@ -78,6 +85,7 @@ def rows(layout: Layout, split: str, sources: list[str]) -> Iterator[Item]:
                 {
                     "id": f"ref-avs-{uid}-{i}",
                     "task": "ref-avs",
+                    **({"video": video} if video else {}),
                     "audio": audio,
                     "image": image,
                     "frame_index": i,

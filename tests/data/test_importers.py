@@ -170,3 +170,31 @@ def test_thousands_of_rows_in_seconds(tmp_path):
     report = import_benchmark("ave", tmp_path, "test")
     assert report.written == 5000 and report.skipped == 0
     assert time.perf_counter() - t0 < 5.0
+
+
+def test_make_videos_for_releases_of_frames(tmp_path, real_media_dir, capsys):
+    """S4 / MS3 (AVSBench-semantic) and Ref-AVS ship frames: --make-videos gives each clip a 1-fps video,
+    so the rows run the reference's video + audio test prompt."""
+    from crab_core.media.video import read_video
+    from crab_core.pipeline_types import resolve_inputs
+    from crab_core.tasks import TASKS
+    from crab_core.tasks.prompts import PROMPT_CHOICES
+
+    layouts.build_avsbench_semantic(tmp_path / "avs", real_media_dir)
+    layouts.build_ref_avs(tmp_path / "ref", real_media_dir)
+    for bench, root, frames in (("s4", "avs", 5), ("ms3", "avs", 5), ("ref-avs", "ref", 10)):
+        report = import_benchmark(bench, tmp_path / root, "test", make_videos=True)
+        rows = [json.loads(x) for x in Path(report.out).read_text().splitlines()]
+        assert rows and all(r["video"].startswith("crab_videos/") for r in rows)
+        clip = read_video(tmp_path / root / rows[0]["video"], frames + 5, 32)[0]
+        assert clip.shape[0] == frames
+        variant = resolve_inputs(rows[0]["task"], rows[0]["video"], rows[0]["image"], 0)[0]
+        assert (
+            variant == PROMPT_CHOICES[rows[0]["task"]][0]
+            and "video" in TASKS[rows[0]["task"]].variant(variant).blocks
+        )
+    made = (tmp_path / "avs" / "crab_videos" / "v1s" / "_4R3qHn1n50_0_5000.mp4").stat().st_mtime_ns
+    import_benchmark("s4", tmp_path / "avs", "test", make_videos=True)  # made once, then reused
+    assert (tmp_path / "avs" / "crab_videos" / "v1s" / "_4R3qHn1n50_0_5000.mp4").stat().st_mtime_ns == made
+    rc, _, err = _data_cli(capsys, "ave", "--root", str(tmp_path), "--make-videos")
+    assert rc == 1 and "--make-videos: only for s4, ms3, ref-avs" in err
