@@ -77,7 +77,7 @@ def load_pipeline(args: argparse.Namespace):
     """The :class:`CrabPipeline` named by the arguments."""
     import torch
 
-    from crab_core.pipeline import CrabPipeline
+    from crab_core import CrabPipeline
 
     if args.random:
         return CrabPipeline.random_tiny(args.device)
@@ -95,9 +95,9 @@ def load_pipeline(args: argparse.Namespace):
 def class_names_for(pipeline) -> list[str] | None:
     """AVSS legend names: SynthAV classes for crab-tiny (pixel k + 1 = class k), else None."""
     if pipeline.model.config.name == "crab-tiny":
-        from crab_core.synthav import CLASSES
+        from crab_core import SYNTHAV_CLASSES
 
-        return list(CLASSES)
+        return list(SYNTHAV_CLASSES)
     return None
 
 

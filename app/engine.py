@@ -22,14 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crab_core.errors import MediaError, TaskError
+from crab_core import KIND_NAMES, CrabPipeline, CrabSample, MediaError, TaskError, TaskResult, get_task
 from crab_core.interpret.capture import RoutingTrace, capture_routing
 from crab_core.interpret.control import HeadControl, head_control
 from crab_core.interpret.inputs import Request as MediaRequest
-from crab_core.model.crab import CrabSample
-from crab_core.model.splice import KIND_NAMES
-from crab_core.pipeline import CrabPipeline, TaskResult
-from crab_core.tasks import get_task
 
 from . import display
 from .analysis import AttentionSummary

@@ -6,9 +6,15 @@ import functools
 import json
 from pathlib import Path
 
-from crab_core.errors import ReportError
-from crab_core.model.builder import count_parameters
-from crab_core.reports import RESULTS_GLOB, find_results, load_results, quality_report, weights_digest
+from crab_core import (
+    RESULTS_GLOB,
+    ReportError,
+    count_parameters,
+    find_results,
+    load_results,
+    quality_report,
+    weights_digest,
+)
 
 #: the committed quality results (``benchmarks/crab_tiny_quality.py``) of the repository the app runs from
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -70,7 +76,7 @@ def _digest(path: str, mtime_ns: int, size: int) -> str:
 
 def loaded_weights_digest(name: str) -> str | None:
     """Digest of the weights the app loaded (``crab-tiny`` or a model folder); None when not a file."""
-    from crab_core.pipeline import TINY_DIR
+    from crab_core import TINY_DIR
 
     path = (TINY_DIR if name == "crab-tiny" else Path(name)) / "model.safetensors"
     try:

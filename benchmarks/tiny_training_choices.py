@@ -101,8 +101,7 @@ def audio_heads(cfg, raws, steps: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     from crab_core.presets import crab_tiny
-    from crab_core.tokenizer import CrabTokenizer
-    from crab_core.training.corpus import corpus
+    from crab_core.tokenizer import CrabTokenizer, task_corpus
     from crab_core.training.data import render_synth, synth_seeds
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         lora=dataclasses.replace(tiny.lora, dropout=0.05),
     )
-    tok = CrabTokenizer.train_bpe(corpus(samples_per_task=10), tiny)
+    tok = CrabTokenizer.train_bpe(task_corpus(samples_per_task=10), tiny)
     mixed = render_synth(synth_seeds("train", ["ave", "avvp", "avqa", "caption"], 8, 0), 112)
     with_drop, no_drop = step_time(ref_drop, mixed, tok, args.reps), step_time(tiny, mixed, tok, args.reps)
     audio = render_synth(synth_seeds("train", ["ave", "avvp"], 40, 0), 112)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -178,8 +181,6 @@ class SegConfig:
     scales: int = 2
     tokens_per_scale: int = 3
     num_avss_classes: int = 71
-    #: training only: share of the class-balanced AVSS cross-entropy (0 = the reference's pixel mean)
-    avss_balance: float = 0.0
     #: ``"reference"`` (the reference's query decoder; official weights) or ``"prompt"`` (our
     #: training: seg tokens as two-way-transformer tokens, frame stem; crab_core.model.seg.prompt_decoder)
     decoder: str = "reference"
@@ -191,7 +192,6 @@ class SegConfig:
         _check(self.decoder in ("reference", "prompt"), "seg.decoder must be 'reference' or 'prompt'")
         _check(self.pixel_dim > 0, "seg.pixel_dim must be positive")
         _check(self.scales == 2, "the decoder has exactly two scales")
-        _check(0.0 <= self.avss_balance <= 1.0, "seg.avss_balance must be in [0, 1]")
 
     @property
     def num_seg_tokens(self) -> int:
@@ -314,9 +314,18 @@ class CrabConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: Fields that older ``config.json`` files carry but the model config no longer has: dropped on load.
+#: ``seg.avss_balance`` (the class-balanced AVSS loss share) is a training option: ``Phase.avss_balance``.
+RETIRED_FIELDS: dict[str, tuple[str, ...]] = {"seg": ("avss_balance",)}
+
+
 def _sub_from_dict(klass: type, value: Any, name: str) -> Any:
     if not isinstance(value, dict):
         raise ConfigError(f"config section {name!r} must be an object")
+    retired = [k for k in RETIRED_FIELDS.get(name, ()) if k in value]
+    if retired:
+        log.debug("config section %s: ignoring retired field(s) %s", name, retired)
+        value = {k: v for k, v in value.items() if k not in retired}
     fields = {f.name: f for f in dataclasses.fields(klass)}
     unknown = set(value) - set(fields)
     if unknown:

@@ -112,10 +112,10 @@ class CrabPipeline:
         """A randomly initialised crab-tiny with a tokenizer trained on the task texts."""
         from .model.builder import build_model
         from .presets import crab_tiny
-        from .training.corpus import corpus
+        from .tokenizer import task_corpus
 
         cfg = crab_tiny()
-        tok = CrabTokenizer.train_bpe(corpus(), cfg)
+        tok = CrabTokenizer.train_bpe(task_corpus(), cfg)
         net = build_model(cfg, seed=seed).to(device)
         return cls(net, tok, name="crab-tiny (random weights)", trained=False)
 

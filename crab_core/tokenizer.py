@@ -3,6 +3,9 @@
 The reference tokenizes prompt and answer separately with no automatic special tokens (BOS
 comes from the literal ``<s>`` of the chat template). Added tokens get the ids
 ``base_vocab + i`` in the order of ``CrabConfig.added_tokens``; this is checked, not assumed.
+
+:func:`task_corpus` is the text a new tokenizer is trained on (the trainer's, and the one a
+randomly initialised crab-tiny gets in the inference pipeline, which does not import training).
 """
 
 from __future__ import annotations
@@ -17,6 +20,32 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 BASE_SPECIALS = ("<unk>", "<s>", "</s>")
+
+
+def task_corpus(samples_per_task: int = 40, seed: int = 0, image_size: int = 32) -> list[str]:
+    """Prompts of every task and variant plus the targets / questions of ``samples_per_task``
+    SynthAV ``train`` samples per task (rendered at ``image_size``): a tokenizer's training text."""
+    from .synthav import TASKS as SYNTH_TASKS
+    from .synthav import render_sample, task_seed
+    from .tasks import TASKS
+    from .tasks.prompts import ORDINALS, build_prompt
+
+    texts: list[str] = []
+    for spec in TASKS.values():
+        for variant in spec.variants:
+            for i in range(len(ORDINALS) if "{nth}" in spec.variant(variant).template else 1):
+                q = "Is the drum louder than the guitar?" if spec.needs_question else None
+                idx = i if i < spec.num_frames else None
+                if "{nth}" in spec.variant(variant).template and idx is None:
+                    continue
+                texts.append(build_prompt(spec, question=q, variant=variant, frame_index=idx))
+    for task in SYNTH_TASKS:
+        for k in range(samples_per_task):
+            s = render_sample(task_seed("train", task, k, seed), task, image_size=image_size)
+            texts.append(s.output)
+            if s.question:
+                texts.append(s.question)
+    return texts
 
 
 class CrabTokenizer:

@@ -9,4 +9,6 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v a
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# import layering (.importlinter): app > interpret > pipeline | training > checkpoint > model > ...
+.venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest "$@"

@@ -16,6 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 
 def build_llama(
+    *,
     vocab_size: int,
     hidden_size: int,
     intermediate_size: int,
@@ -29,7 +30,10 @@ def build_llama(
     eos_token_id: int = 2,
     attn_implementation: str = "sdpa",
 ) -> LlamaForCausalLM:
-    """Build a randomly initialised ``LlamaForCausalLM`` (untied head) of the given geometry."""
+    """Build a randomly initialised ``LlamaForCausalLM`` (untied head) of the given geometry.
+
+    Every argument is keyword-only (twelve numbers in a row are too easy to swap).
+    """
     cfg = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,

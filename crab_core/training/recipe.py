@@ -34,17 +34,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import (
-    BeatsConfig,
-    CompatConfig,
-    CrabConfig,
-    ILoraConfig,
-    LLMConfig,
-    QFormerConfig,
-    SegConfig,
-    VisionConfig,
-)
+from ..config import CrabConfig
 from ..errors import ConfigError
+from ..presets import crab_micro, crab_tiny
 from ..tasks import TASKS, seg_tasks
 from .module import COMPONENTS
 
@@ -74,6 +66,10 @@ class Phase:
         max_grad_norm: gradient clipping (0 = off).
         objective: ``lm`` (LM loss, plus mask loss when ``mask_loss``) or ``towers``.
         mask_loss: run the mask decoder on seg samples and add its loss.
+        avss_balance: share of the class-balanced AVSS cross-entropy in the mask loss
+            (:mod:`crab_core.model.seg.losses`; 0 = the reference's pixel mean). A training option, so
+            it lives here and not in the model config (``SegConfig`` of old ``config.json`` files may
+            still carry it: it is ignored on load).
         text_only: LM loss on the answer texts alone (no prompt, no media): language pretraining
             of an LLM that starts from scratch.
         probe_weight: weight of the linear media-token probes' loss (:mod:`crab_core.training.probes`)
@@ -100,6 +96,7 @@ class Phase:
     max_grad_norm: float = 1.0
     objective: Literal["lm", "towers"] = "lm"
     mask_loss: bool = False
+    avss_balance: float = 0.0
     text_only: bool = False
     probe_weight: float = 0.0
     seg_probe_weight: float = 0.0
@@ -115,6 +112,8 @@ class Phase:
             raise ConfigError(f"phase {self.name!r}: task weights must be >= 0 with a positive sum")
         if self.probe_weight < 0 or self.seg_probe_weight < 0 or self.seg_swap_weight < 0:
             raise ConfigError(f"phase {self.name!r}: probe weights must be >= 0")
+        if not 0.0 <= self.avss_balance <= 1.0:
+            raise ConfigError(f"phase {self.name!r}: avss_balance must be in [0, 1]")
         if self.objective not in ("lm", "towers"):
             raise ConfigError(f"phase {self.name!r}: objective must be 'lm' or 'towers'")
 
@@ -249,6 +248,7 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
             lr_scale={"lora": 0.25},
             batch_size=8,
             mask_loss=True,
+            avss_balance=0.5,
             seg_probe_weight=1.0,
             seg_swap_weight=1.0,
         ),
@@ -257,8 +257,6 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
 
 def crab_tiny_recipe() -> Recipe:
     """The recipe of the shipped ``crab-tiny`` (2 CPU cores, at most 90 minutes)."""
-    from ..presets import crab_tiny
-
     return Recipe(
         name="crab-tiny",
         model=crab_tiny(),
@@ -270,67 +268,8 @@ def crab_tiny_recipe() -> Recipe:
 
 
 def micro_config() -> CrabConfig:
-    """A very small geometry of the same classes (tests, smoke runs)."""
-    return CrabConfig(
-        name="crab-micro",
-        vision=VisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-            projection_dim=32,
-            select_layers=(1, 1, 2),
-        ),
-        audio=BeatsConfig(
-            embed_dim=16,
-            encoder_layers=1,
-            encoder_embed_dim=32,
-            encoder_ffn_embed_dim=64,
-            encoder_attention_heads=2,
-            conv_pos=16,
-            conv_pos_groups=4,
-            finetuned_model=False,
-        ),
-        vl_qformer=QFormerConfig(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            num_query_tokens=2,
-            encoder_width=32,
-        ),
-        al_qformer=QFormerConfig(
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            num_query_tokens=2,
-            encoder_width=32,
-        ),
-        llm=LLMConfig(
-            vocab_size=400,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-        ),
-        lora=ILoraConfig(r=4, alpha=8.0, dropout=0.05, num_heads=3),
-        seg=SegConfig(
-            prompt_embed_dim=16,
-            mlp_dim=32,
-            num_heads=2,
-            num_queries=4,
-            low_res_mask_size=16,
-            image_size=32,
-            decoder="prompt",
-            pixel_dim=8,
-        ),
-        compat=CompatConfig(mode="corrected"),
-    )
+    """A very small geometry of the same classes (tests, smoke runs): :func:`crab_core.presets.crab_micro`."""
+    return crab_micro()
 
 
 def smoke_recipe() -> Recipe:

@@ -107,13 +107,12 @@ class Trainer:
     def setup(self) -> None:
         """Tokenizer, model (+ tower heads), training and validation data."""
         from ..model.builder import build_model
-        from ..tokenizer import CrabTokenizer
-        from .corpus import corpus
+        from ..tokenizer import CrabTokenizer, task_corpus
 
         r, cfg = self.recipe, self.recipe.model
         set_seed(r.seed)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.tokenizer = CrabTokenizer.train_bpe(corpus(samples_per_task=r.tokenizer_samples), cfg)
+        self.tokenizer = CrabTokenizer.train_bpe(task_corpus(samples_per_task=r.tokenizer_samples), cfg)
         model = build_model(cfg, seed=r.seed)
         probes = MediaProbes(
             cfg.llm.hidden_size, cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens
@@ -211,6 +210,8 @@ class Trainer:
         )
         self.module.probe_weight, self.module.seg_probe_weight = p.probe_weight, p.seg_probe_weight
         self.module.seg_swap_weight = p.seg_swap_weight
+        if self.model.seg_module is not None:  # a training option of the mask loss, not of the model
+            self.model.seg_module.avss_balance = p.avss_balance
         counts = self.module.set_trainable(p.trainable)
         log.info("phase %s: %d steps, trainable %s", p.name, p.steps, counts)
         self.module.train()

@@ -13,15 +13,14 @@ def tiny_pipe():
     from crab_core.model.builder import build_model
     from crab_core.pipeline import CrabPipeline
     from crab_core.presets import crab_tiny
-    from crab_core.tokenizer import CrabTokenizer
-    from crab_core.training.corpus import corpus
+    from crab_core.tokenizer import CrabTokenizer, task_corpus
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cfg = crab_tiny()
     pipe = CrabPipeline(
         build_model(cfg, seed=0),
-        CrabTokenizer.train_bpe(corpus(samples_per_task=0), cfg),
+        CrabTokenizer.train_bpe(task_corpus(samples_per_task=0), cfg),
         name="tiny-test",
         trained=False,
     )

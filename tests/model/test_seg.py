@@ -287,11 +287,24 @@ def test_avss_balance_mixes_pixel_and_class_means():
     torch.testing.assert_close(bal - plain, (classes - pixel) / 2)
 
 
-def test_avss_balance_is_a_bounded_config_field():
-    from crab_core.config import SegConfig
-    from crab_core.errors import ConfigError
-    from crab_core.presets import crab_7b, crab_tiny
+def test_avss_balance_is_a_bounded_training_option_not_a_model_field():
+    import dataclasses
 
-    assert crab_7b().seg.avss_balance == 0.0 and crab_tiny().seg.avss_balance == 0.5
-    with pytest.raises(ConfigError):
-        SegConfig(avss_balance=1.5)
+    from crab_core.config import CrabConfig, SegConfig
+    from crab_core.errors import ConfigError
+    from crab_core.model.seg.seg_module import SegModule
+    from crab_core.presets import crab_tiny
+    from crab_core.training.recipe import Phase, get_recipe
+
+    assert "avss_balance" not in {f.name for f in dataclasses.fields(SegConfig)}
+    phases = {p.name: p.avss_balance for p in get_recipe("crab-tiny").phases}
+    assert phases == {"audio": 0.0, "towers": 0.0, "align": 0.0, "instruct": 0.0, "seg": 0.5}
+    with pytest.raises(ConfigError, match="avss_balance"):
+        Phase("seg", 1, ("seg_module",), {"avss": 1.0}, avss_balance=1.5)
+    # a config.json written before the move still loads (the retired key is dropped)
+    old = crab_tiny().to_dict()
+    old["seg"]["avss_balance"] = 0.5
+    assert CrabConfig.from_dict(old) == crab_tiny()
+    cfg = crab_tiny()
+    seg = SegModule.from_config(cfg.seg, cfg.llm.hidden_size, 96, 14, cfg.compat)
+    assert seg.avss_balance == 0.0  # the model alone never balances; the trainer sets it per phase

@@ -98,7 +98,8 @@ class SegModule(nn.Module):
         chain_query_generator: Fix bug 10.
         learnable_fusion: Fix bug 9 (register the fusion scalars).
         loss_reduction: ``"sum"`` (reference) or ``"mean"``.
-        avss_balance: share of the class-balanced AVSS cross-entropy (training option, see :mod:`.losses`).
+        avss_balance: share of the class-balanced AVSS cross-entropy (a training option, see
+            :mod:`.losses`; the trainer sets it per phase from ``Phase.avss_balance``).
         decoder: ``"reference"`` or ``"prompt"`` (see the module docstring).
         pixel_dim: pixel-embedding width of the prompt decoder.
 
@@ -214,7 +215,6 @@ class SegModule(nn.Module):
             chain_query_generator=compat.chain_query_generator,
             learnable_fusion=compat.learnable_fusion,
             loss_reduction="sum" if compat.mode == "reference" else "mean",
-            avss_balance=seg.avss_balance,
             decoder=seg.decoder,
             pixel_dim=seg.pixel_dim,
         )
