@@ -236,3 +236,21 @@ def build_ref_avs(root: Path, media: Path) -> dict:
         "test_u": {"rows": {"ref-avs": 10}, "skipped": {"malformed": 1}},
         "test_n": {"rows": {"ref-avs": 10}, "skipped": {"malformed": 1}},
     }
+
+
+def build_all(data_root: Path, media: Path) -> None:
+    """Every miniature under the folder names ``benchmarks/paper_table.py --data-root`` looks for."""
+    data_root = Path(data_root)
+    build_ave(data_root / "AVE_Dataset", media)
+    build_avvp(data_root / "LLP", media)
+    build_music_avqa(data_root / "MUSIC-AVQA", media)
+    build_avsbench_semantic(data_root / "AVSBench", media)
+    build_ref_avs(data_root / "REFAVS", media)
+
+
+if __name__ == "__main__":  # python -m tests.data.layouts DIR [REAL_MEDIA]
+    import sys
+
+    from tests.conftest import shared_dir
+
+    build_all(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else shared_dir() / "real-media")
