@@ -6,6 +6,8 @@ wrappers see every parameter use (gradient synchronisation hooks, unused-paramet
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -13,9 +15,12 @@ from ..model.crab import SEG_TASKS, CrabModel, CrabSample, EncodedMedia
 from ..tasks import get_task
 from .collate import Batch
 from .features import encode_from_features
-from .probes import probe_loss
+from .probes import MediaProbes, SegTokenProbe, probe_loss
 from .swap import prompt_swap_loss
 from .towers import TowerHeads, tower_loss
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 #: Component names used by recipes for parameter groups / freezing.
 COMPONENTS = (
@@ -54,6 +59,32 @@ def component_of(name: str) -> str:
     return "llm_base"
 
 
+def build_train_module(recipe: Recipe) -> CrabTrainModule:
+    """A freshly initialised :class:`CrabTrainModule` for ``recipe`` (on the CPU; seeds the global RNG
+    with ``recipe.seed``): the model, tower heads with media probes, and the seg-token probe when a
+    phase uses it."""
+    from ..model.builder import build_model
+
+    cfg = recipe.model
+    model = build_model(cfg, seed=recipe.seed)
+    q_v, q_a = cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens
+    probes = MediaProbes(cfg.llm.hidden_size, q_v, q_a)
+    # only built when a phase uses it (keeps the other recipes' init and checkpoints unchanged)
+    seg_probe = (
+        SegTokenProbe(cfg.llm.hidden_size, cfg.seg.num_seg_tokens)
+        if any(p.seg_probe_weight > 0 for p in recipe.phases)
+        else None
+    )
+    heads = TowerHeads(
+        cfg.vision.hidden_size,
+        cfg.audio.encoder_embed_dim,
+        cfg.vision.patch_size,
+        probes=probes,
+        seg_probe=seg_probe,
+    )
+    return CrabTrainModule(model, heads)
+
+
 class CrabTrainModule(nn.Module):
     """CrabModel plus tower heads; ``forward(batch)`` returns a dict of losses.
 
@@ -72,10 +103,12 @@ class CrabTrainModule(nn.Module):
         self.probe_weight = 0.0
         self.seg_probe_weight = 0.0
         self.seg_swap_weight = 0.0
+        self.trainable: tuple[str, ...] | None = None  # the components set_trainable left trainable
 
     def set_trainable(self, components: tuple[str, ...]) -> dict[str, int]:
         """Freeze everything except ``components``; returns trainable parameter counts per component."""
         counts: dict[str, int] = {}
+        self.trainable = tuple(components)
         for name, p in self.named_parameters():
             comp = component_of(name)
             p.requires_grad_(comp in components)
@@ -123,7 +156,7 @@ class CrabTrainModule(nn.Module):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.objective == "towers":
-            return tower_loss(self.model, self.tower_heads, batch)
+            return tower_loss(self.model, self.tower_heads, batch, trainable=self.trainable)
         if self.text_only:
             out = self.model(self.text_samples(batch), compute_masks=False)
             return {"loss": out.loss, "lm_loss": out.lm_loss}

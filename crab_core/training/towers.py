@@ -21,6 +21,8 @@ The heads are discarded after training; only the towers (and projectors) are kep
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -99,19 +101,29 @@ class TowerHeads(nn.Module):
 
 
 def tower_loss(
-    model: CrabModel, heads: TowerHeads, batch: Batch, max_frames: int = 64
+    model: CrabModel,
+    heads: TowerHeads,
+    batch: Batch,
+    max_frames: int = 64,
+    trainable: Collection[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Supervised tower losses of a micro-batch (SynthAV items with tower labels).
 
     A tower is skipped when neither it nor its projector (under the probes) trains. Video frames with
     their class maps and 1-s audio windows with their per-second labels are pooled over the batch (at
-    most ``max_frames`` frames, chosen evenly).
+    most ``max_frames`` frames, chosen evenly). ``trainable``: the training components (names of
+    :data:`crab_core.training.module.COMPONENTS`); default: read from ``requires_grad``, which FSDP
+    hides inside its forward (every parameter view there requires grad).
     """
     frames, maps, auds, audible, gain = [], [], [], [], []
     probes = heads.probes
+
     # a frozen tower is only run when its projector trains under the probes
-    want_v = _trains(model.visual_encoder) or (probes is not None and _trains(model.vl_projector))
-    want_a = _trains(model.audio_encoder) or (probes is not None and _trains(model.al_projector))
+    def trains(name: str) -> bool:
+        return name in trainable if trainable is not None else _trains(getattr(model, name))
+
+    want_v = trains("visual_encoder") or (probes is not None and trains("vl_projector"))
+    want_a = trains("audio_encoder") or (probes is not None and trains("al_projector"))
     for it in batch.items:
         r, lab = it.raw, it.raw.labels
         if want_v and r.video is not None and "patch" in lab:
@@ -138,7 +150,7 @@ def tower_loss(
             x, m = x[keep], m[keep]
         feats = model.visual_encoder(x.unsqueeze(1).to(dev, model.vision_dtype))
         out["vision_loss"] = heads.dense_loss(feats, m.to(dev))
-        if heads.probes is not None and _trains(model.vl_projector):
+        if heads.probes is not None and trains("vl_projector"):
             tok = model.vl_projector(feats[-1].to(model.dtype))  # (N, Q_v, D): one frame each
             out["probe_loss"] = out["probe_loss"] + heads.probes.video_loss(tok, m.to(dev))
     if auds and audible[0].shape[0] > 0:
@@ -146,7 +158,7 @@ def tower_loss(
         tokens = model.audio_encoder(a)
         aud, gn = torch.cat(audible).to(dev), torch.cat(gain).to(dev)
         out["audio_loss"] = heads.audio_loss(tokens, aud, gn)
-        if heads.probes is not None and _trains(model.al_projector):
+        if heads.probes is not None and trains("al_projector"):
             tok = model.al_projector(tokens.to(model.dtype))  # (N, Q_a, D): one second each
             out["probe_loss"] = out["probe_loss"] + heads.probes.audio_loss(tok, aud, gn)
     out["loss"] = out["vision_loss"] + out["audio_loss"] + out["probe_loss"]

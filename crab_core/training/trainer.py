@@ -5,8 +5,12 @@ Per phase: freeze all but the phase's components, one AdamW parameter group per 
 linear warmup + linear decay, gradient accumulation (``accelerator.accumulate``), bf16 autocast
 on GPU, mixed-task micro-batches drawn deterministically from ``(seed, phase, step, micro-step)``
 (so the data position is the step number), a JSONL metrics log, tqdm bars, periodic evaluation
-and checkpoints (model, optimizer, RNG via ``accelerator.save_state``; phase, step and scheduler
-in ``trainer_state.json``) that resume to an identical continuation.
+and checkpoints (model, optimizer, RNG via ``accelerator.save_state``; phase, step, scheduler and
+the whole recipe in ``trainer_state.json``) that resume to an identical continuation. A checkpoint
+is swapped in by renames, so a crash at any point leaves a complete one
+(:mod:`crab_core.training.checkpointing`); resuming with a different recipe configuration is refused
+with the differences listed. Under FSDP, clipping, evaluation and export go through the sharded
+model (:mod:`crab_core.training.distributed`).
 
 Example:
     >>> trainer = Trainer(get_recipe("crab-tiny"), "runs/tiny")  # doctest: +SKIP
@@ -18,29 +22,35 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import set_seed
 
 from ..errors import CheckpointError
+from . import checkpointing as ckpt
+from .checkpointing import CKPT_DIR, STATE_FILE
 from .collate import Batch, collate
 from .data import LABELS_VERSION, cached_synth, read_manifest, synth_seeds, tokenize_item
+from .distributed import (
+    check_supported,
+    clip_parameters,
+    default_accelerator,
+    full_state_dict,
+    is_fsdp,
+    mean_over_processes,
+)
 from .features import compute_features
-from .module import CrabTrainModule
-from .probes import MediaProbes, SegTokenProbe
+from .module import CrabTrainModule, build_train_module
 from .recipe import Phase, Recipe
-from .towers import TowerHeads
 
 log = logging.getLogger(__name__)
 
-CKPT_DIR = "checkpoint"
-STATE_FILE = "trainer_state.json"
+__all__ = ["CKPT_DIR", "STATE_FILE", "Trainer", "default_accelerator"]
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -53,19 +63,6 @@ def _lr_lambda(steps: int, warmup_ratio: float):
         return max(0.0, (steps - s) / max(1, steps - warm))
 
     return f
-
-
-def default_accelerator(cpu: bool | None = None) -> Accelerator:
-    """An Accelerator with bf16 on GPU (unless ``accelerate launch`` configured precision) and DDP
-    set to tolerate parameters a mixed-task step does not use."""
-    kw = {}
-    if "ACCELERATE_MIXED_PRECISION" not in os.environ:
-        kw["mixed_precision"] = (
-            "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-        )
-    return Accelerator(
-        cpu=bool(cpu), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)], **kw
-    )
 
 
 class Trainer:
@@ -102,35 +99,20 @@ class Trainer:
         self.elapsed = 0.0
         self.history: list[dict] = []
         self._t0 = time.perf_counter()
+        self._wrapped: torch.nn.Module | None = None  # the module as prepared for the current phase
+        self._plain: CrabTrainModule | None = None  # FSDP: an unsharded copy for evaluation / export
+        check_supported(self.acc)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         """Tokenizer, model (+ tower heads), training and validation data."""
-        from ..model.builder import build_model
         from ..tokenizer import CrabTokenizer, task_corpus
 
         r, cfg = self.recipe, self.recipe.model
         set_seed(r.seed)
         self.out.mkdir(parents=True, exist_ok=True)
         self.tokenizer = CrabTokenizer.train_bpe(task_corpus(samples_per_task=r.tokenizer_samples), cfg)
-        model = build_model(cfg, seed=r.seed)
-        probes = MediaProbes(
-            cfg.llm.hidden_size, cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens
-        )
-        # only built when a phase uses it (keeps the other recipes' init and checkpoints unchanged)
-        seg_probe = (
-            SegTokenProbe(cfg.llm.hidden_size, cfg.seg.num_seg_tokens)
-            if any(p.seg_probe_weight > 0 for p in r.phases)
-            else None
-        )
-        heads = TowerHeads(
-            cfg.vision.hidden_size,
-            cfg.audio.encoder_embed_dim,
-            cfg.vision.patch_size,
-            probes=probes,
-            seg_probe=seg_probe,
-        )
-        self.module = CrabTrainModule(model, heads).to(self.acc.device)
+        self.module = self._new_module()
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
         for path in r.data.manifests:
             self.raws += read_manifest(path, cfg.vision.image_size)
@@ -141,6 +123,36 @@ class Trainer:
         val = self._load_data("val", r.data.val_per_task, with_labels=False) if r.data.val_per_task else []
         self.val_items = [tokenize_item(x, self.tokenizer) for x in val]
         log.info("training items: %s", {t: len(v) for t, v in self.by_task.items()})
+
+    def _new_module(self) -> CrabTrainModule:
+        """A freshly initialised model (+ tower heads) on the accelerator's device (seeds the global RNG)."""
+        return build_train_module(self.recipe).to(self.acc.device)
+
+    def _module_copy(self, state: dict[str, torch.Tensor]) -> CrabTrainModule:
+        """A plain module holding ``state`` (a full state dict), built without touching the training RNG."""
+        devices = [self.acc.device] if self.acc.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            module = self._new_module()
+        module.load_state_dict(state)
+        return module
+
+    def full_model(self, everywhere: bool = False):
+        """The model with its full weights, for evaluation and export.
+
+        Without sharding this is :attr:`model`. Under FSDP every rank must call it (it gathers the
+        shards) and it returns an unsharded copy on the main process (on every rank with
+        ``everywhere``), None on the others.
+        """
+        if self._wrapped is None or not is_fsdp(self.acc):
+            return self.model
+        state = full_state_dict(self.acc, self._wrapped)
+        if not (everywhere or self.acc.is_main_process):
+            return None
+        if self._plain is None:
+            self._plain = self._module_copy(state)
+        else:
+            self._plain.load_state_dict(state)
+        return self._plain.model.eval()
 
     @property
     def model(self):
@@ -161,13 +173,20 @@ class Trainer:
             )
 
     # ------------------------------------------------------------------ data position
-    def micro_batch(self, phase_index: int, step: int, micro: int) -> Batch:
-        """This process's share of micro-batch ``micro`` of optimizer step ``step`` (deterministic)."""
+    def micro_batch(
+        self, phase_index: int, step: int, micro: int, world: int | None = None, rank: int | None = None
+    ) -> Batch:
+        """This process's share of micro-batch ``micro`` of optimizer step ``step`` (deterministic).
+
+        ``world`` / ``rank`` default to the accelerator's; given, they pick the share rank ``rank``
+        of a ``world``-process run would get (a single-process reference of a distributed run).
+        """
         p = self.recipe.phases[phase_index]
         tasks = [t for t, w in p.tasks.items() if w > 0 and self.by_task.get(t)]
         w = np.array([p.tasks[t] for t in tasks], dtype=np.float64)
         rng = np.random.default_rng([self.recipe.seed, phase_index, step, micro])
-        world, rank = self.acc.num_processes, self.acc.process_index
+        world = self.acc.num_processes if world is None else world
+        rank = self.acc.process_index if rank is None else rank
         picks = rng.choice(len(tasks), size=p.batch_size * world, p=w / w.sum())
         idx = [self.by_task[tasks[c]][int(rng.integers(len(self.by_task[tasks[c]])))] for c in picks]
         mine = [self.items[i] for i in idx[rank::world]]
@@ -203,6 +222,10 @@ class Trainer:
 
     def _run_phase(self, pi: int, state: dict | None) -> bool:
         p, acc = self.recipe.phases[pi], self.acc
+        if self._wrapped is not None and is_fsdp(acc):
+            # FSDP fixed the last phase's trainable set and wrapping: wrap a fresh, full copy
+            self.module = self._module_copy(full_state_dict(acc, self._wrapped))
+            self._wrapped = None
         self.module.objective, self.module.mask_loss, self.module.text_only = (
             p.objective,
             p.mask_loss,
@@ -223,14 +246,16 @@ class Trainer:
         opt, sched = self._optimizer(p)
         acc.gradient_accumulation_steps = p.grad_accum
         wrapped, opt = acc.prepare(self.module, opt)
+        self._wrapped = wrapped
         step = 0
         if state is not None:
-            acc.load_state(str(self.out / CKPT_DIR))
+            acc.load_state(str(ckpt.paths(self.out)[0]))
             sched.load_state_dict(state["scheduler"])
             step = state["step"]
         if p.frozen_towers and p.objective == "lm" and self.features is None:
+            towers = self.full_model(everywhere=True)  # a collective under FSDP: not inside the next
             with acc.main_process_first():
-                self.features = compute_features(self.model, self.raws, progress=self.progress)
+                self.features = compute_features(towers, self.raws, progress=self.progress)
         finished = self._loop(pi, p, wrapped, opt, sched, step)
         acc.free_memory()
         return finished
@@ -249,9 +274,7 @@ class Trainer:
                     out = wrapped(batch)
                     acc.backward(out["loss"])
                     if acc.sync_gradients and p.max_grad_norm > 0:
-                        acc.clip_grad_norm_(
-                            [q for q in self.module.parameters() if q.requires_grad], p.max_grad_norm
-                        )
+                        acc.clip_grad_norm_(clip_parameters(acc, wrapped), p.max_grad_norm)
                     opt.step()
                     opt.zero_grad(set_to_none=True)
                 for k, v in out.items():
@@ -260,7 +283,7 @@ class Trainer:
                 seen += len(batch)
             sched.step()
             step += 1
-            sums = self._reduce(sums)
+            sums = mean_over_processes(self.acc, sums)
             bar.update(1)
             bar.set_postfix(loss=f"{sums['loss']:.3f}")
             self.history.append({"phase": p.name, "step": step, "loss": sums["loss"]})
@@ -293,27 +316,22 @@ class Trainer:
         bar.close()
         return True
 
-    def _reduce(self, sums: dict[str, float]) -> dict[str, float]:
-        """Mean of the logged values over processes (identical logs on every rank)."""
-        if self.acc.num_processes == 1:
-            return sums
-        keys = sorted(sums)
-        t = self.acc.reduce(torch.tensor([sums[k] for k in keys], device=self.acc.device), reduction="mean")
-        return dict(zip(keys, t.tolist(), strict=True))
-
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, phase_index: int, step: int, sched) -> Path:
-        """Model, optimizer and RNG states (accelerate) plus phase, step, scheduler and loss history."""
-        acc, final = self.acc, self.out / CKPT_DIR
-        tmp = self.out / (CKPT_DIR + ".tmp")
-        if acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
+        """Model, optimizer and RNG states (accelerate) plus phase, step, scheduler, loss history and
+        the recipe, written to a new folder and swapped in by renames (:mod:`.checkpointing`)."""
+        acc = self.acc
+        tmp = ckpt.paths(self.out)[1]
+        if acc.is_main_process:
+            ckpt.prepare_tmp(self.out)
         acc.wait_for_everyone()
         acc.save_state(str(tmp), safe_serialization=True)
+        acc.wait_for_everyone()
         if acc.is_main_process:
             self.elapsed = time.perf_counter() - self._t0
             state = {
                 "recipe": self.recipe.name,
+                "recipe_config": self.recipe.to_dict(),
                 "phase": phase_index,
                 "phase_name": self.recipe.phases[phase_index].name,
                 "step": step,
@@ -321,22 +339,22 @@ class Trainer:
                 "elapsed_s": self.elapsed,
                 "history": self.history,
             }
-            (tmp / STATE_FILE).write_text(json.dumps(state))
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
+            ckpt.write_state(tmp, state)
+            ckpt.swap_in(self.out)
         acc.wait_for_everyone()
-        return final
+        return ckpt.paths(self.out)[0]
 
     def _read_state(self) -> dict:
-        path = self.out / CKPT_DIR / STATE_FILE
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no checkpoint to resume from")
-        state = json.loads(path.read_text())
-        if state.get("recipe") != self.recipe.name:
-            raise CheckpointError(
-                f"checkpoint is from recipe {state.get('recipe')!r}, not {self.recipe.name!r}"
-            )
+        """The state of the newest complete checkpoint (repairing what a crashed save left), checked
+        against this trainer's recipe."""
+        if self.acc.is_main_process:
+            ckpt.recover(self.out)
+        self.acc.wait_for_everyone()
+        final = ckpt.paths(self.out)[0]
+        state = ckpt.read_state(final)
+        if state is None:
+            raise CheckpointError(f"{final / STATE_FILE}: no checkpoint to resume from")
+        ckpt.check_recipe(state, self.recipe.name, self.recipe.to_dict(), final)
         return state
 
     # ------------------------------------------------------------------ logs, eval, export
@@ -353,14 +371,15 @@ class Trainer:
 
         res: dict = {}
         items = self.val_items if items is None else items
+        model = self.full_model()  # every rank: a collective under FSDP
         if self.acc.is_main_process and items:
-            res = evaluate_items(self.model, self.tokenizer, items)
+            res = evaluate_items(model, self.tokenizer, items)
             self._log({"eval": tag, **{k: v for k, v in res.items() if not isinstance(v, dict)}})
         self.acc.wait_for_everyone()
         return res
 
     def export(self, folder: str | Path, extra: dict | None = None) -> Path:
-        """Write the trained model in ``save_pretrained`` format (main process)."""
+        """Write the model in ``save_pretrained`` format (every rank calls it, the main one writes)."""
         from ..checkpoint.pretrained import save_pretrained
 
         card = {
@@ -369,8 +388,9 @@ class Trainer:
             **(extra or {}),
         }
         card["recipe"]["model"] = self.recipe.model.name
+        model = self.full_model()
         if self.acc.is_main_process:
-            self.model.eval()
-            save_pretrained(self.model, self.tokenizer, folder, extra=card)
+            model.eval()
+            save_pretrained(model, self.tokenizer, folder, extra=card)
         self.acc.wait_for_everyone()
         return Path(folder)
