@@ -105,7 +105,7 @@ def test_built_space_installs_and_answers_run(tmp_path):
     env.update(GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     env["GRADIO_TEMP_DIR"] = str(tmp_path / "gradio")
     log = tmp_path / "space.log"
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _child_cpu()
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [str(venv / "bin" / "python"), "app.py"],
@@ -130,6 +130,8 @@ def test_built_space_installs_and_answers_run(tmp_path):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+    times["server_cpu_s"] = _child_cpu() - cpu  # start-up (imports, first byte-compiles) and the /run
     text = "".join(part["token"] for part in answer)
     assert status.startswith("answered") and "<event>" in text and "<range>" in text, (status, text)
     assert "serving crab-tiny on cpu" in log.read_text()
