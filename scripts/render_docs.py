@@ -2,7 +2,9 @@
 
 A region is the text between ``<!-- BEGIN generated:NAME -->`` and ``<!-- END generated:NAME -->``
 in README.md, assets/crab-tiny/MODEL_CARD.md or any docs/**/*.md; NAME picks its builder
-(:data:`BUILDERS`). Everything outside the markers is left byte for byte::
+(:data:`BUILDERS`, each reading the committed results files: ``benchmarks/results/*``,
+``assets/crab-tiny/training.json``, ``docs/interpret/profile*/``). Everything outside the markers
+is left byte for byte::
 
     python scripts/render_docs.py            # rewrite the regions that are out of date
     python scripts/render_docs.py --check    # exit 1 with a diff when one is out of date (CI)
@@ -25,15 +27,84 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from crab_core import doc_crab_tiny as ct  # noqa: E402
+from crab_core import doc_interpret as di  # noqa: E402
+from crab_core import doc_tables as dt  # noqa: E402
 from crab_core.errors import ReportError  # noqa: E402
-from crab_core.reports import avqa_type_table, find_results, load_results, quality_table  # noqa: E402
+from crab_core.reports import avqa_type_table, quality_table  # noqa: E402
 
-#: region name -> builder(results) -> markdown
-BUILDERS: dict[str, Callable[[list], str]] = {
-    "crab-tiny-quality": lambda results: quality_table(results),
-    "crab-tiny-avqa-types": lambda results: (
-        avqa_type_table(results) or "_No per-question-type AVQA results._\n"
+PROFILE, PROFILE_V4 = "docs/interpret/profile", "docs/interpret/profile_v4"
+_EXP = "seg stage retrained (600 steps), prompt decoder, trains seg_module,lora"
+
+
+def _prompt_choices(ctx: dt.DocContext) -> str:
+    from crab_core.tasks.prompts import PROMPT_CHOICES
+
+    rows = [f"| {task} | `{variant}` | {why} |" for task, (variant, why) in PROMPT_CHOICES.items()]
+    return "| task | default variant | why |\n|---|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def _ilora_ablation(ctx: dt.DocContext) -> str:
+    """The I-LoRA ablation report (benchmarks/ilora_ablation.py), or a line saying it has not run yet."""
+    if not ctx.result("ilora_ablation.md").is_file():
+        return (
+            "_No results yet: `python benchmarks/ilora_ablation.py` writes "
+            "`benchmarks/results/ilora_ablation.md` / `.json` / `.png`._\n"
+        )
+    return dt.include_section("ilora_ablation.md")(ctx)
+
+
+def _v4_quality(ctx: dt.DocContext) -> str:
+    folder = ctx.results_dir / "v4"
+    return quality_table(ctx.quality(folder), folder=ctx.rel(folder))
+
+
+#: region name -> builder(DocContext) -> markdown
+BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
+    "crab-tiny-quality": lambda ctx: quality_table(ctx.quality(), folder=ctx.rel(ctx.results_dir)),
+    "crab-tiny-avqa-types": lambda ctx: (
+        avqa_type_table(ctx.quality()) or "_No per-question-type AVQA results._\n"
     ),
+    "crab-tiny-v4-quality": _v4_quality,
+    "prompt-choices": _prompt_choices,
+    "ilora_ablation": _ilora_ablation,
+    "crab-tiny-facts": ct.crab_tiny_facts,
+    "crab-tiny-recipe": ct.crab_tiny_recipe,
+    "verify-reference": dt.verify_table,
+    "verify-reference-summary": dt.verify_summary,
+    "ilora-summary": dt.ilora_summary,
+    "ilora-table": dt.include_tables("ilora.md"),
+    "tiny-training-choices": dt.include_tables("tiny_training_choices.md", (0, 1), heading=True),
+    "audio-tower-schedule": dt.include_tables("audio_tower_schedule.md"),
+    "seg-selection": ct.seg_selection_table(
+        [
+            ("seg_exp_prompt_lora.json", "shipped", "v4 (shipped then)"),
+            ("seg_exp_prompt_lora.json", _EXP, "v4 + prompt decoder, I-LoRA in seg stage (600 steps)"),
+            (
+                "seg_exp_prompt_lora_probe.json",
+                _EXP + ",tower_heads, seg-token probe x1.0",
+                "same + seg-token probe",
+            ),
+            ("seg_selection_v5.json", "shipped", "v5 (shipped)"),
+        ]
+    ),
+    "seg-selection-v3": dt.include_tables("seg_selection.md"),
+    "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
+    "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),
+    "recipe-reproduction-v4": dt.include_section("recipe_reproduction.md"),
+    "app-latency": dt.include_section("app.md", "Latency (benchmarks/app_latency.py)"),
+    "app-concurrency": dt.include_section("app.md", "Concurrency (benchmarks/app_concurrency.py)"),
+    "interpret-overhead": dt.include_section("interpret.md"),
+    "memory": dt.include_section("memory.md"),
+    "cli-startup": dt.include_section("cli_startup.md"),
+    "interpret-ablation": di.ablation_table(PROFILE),
+    "interpret-agreement": di.agreement_table(PROFILE),
+    "interpret-attribution": di.attribution_table(PROFILE + "/attribution_sanity.json"),
+    "interpret-routing": di.routing_table([(PROFILE_V4, "v4"), (PROFILE, "v5")]),
+    "interpret-kinds": di.kind_table([(PROFILE_V4, "v4"), (PROFILE, "v5")]),
+    "interpret-nll": dt.include_tables("ablation.md", (1,), under=PROFILE),
+    "interpret-ablation-v4": di.ablation_table(PROFILE_V4),
+    "interpret-attribution-v4": di.attribution_table(PROFILE_V4 + "/attribution_sanity.json"),
 }
 MARKER = re.compile(r"<!-- (BEGIN|END) generated:([A-Za-z0-9_-]+) -->")
 
@@ -45,7 +116,7 @@ def doc_files(root: Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
-def render_text(text: str, results: list, where: str = "") -> str:
+def render_text(text: str, ctx: dt.DocContext, where: str = "") -> str:
     """``text`` with every generated region replaced by its builder's output.
 
     Raises:
@@ -68,7 +139,7 @@ def render_text(text: str, results: list, where: str = "") -> str:
             if name != open_name:
                 raise ReportError(f"{where}:{line}: END generated:{name} without its BEGIN")
             if name not in cache:
-                cache[name] = BUILDERS[name](results).strip("\n")
+                cache[name] = BUILDERS[name](ctx).strip("\n")
             out.append("\n" + cache[name] + "\n")
             out.append(m.group(0))
             open_name = None
@@ -87,11 +158,11 @@ def _write(path: Path, text: str) -> None:
 
 def run(root: Path, results_dir: Path, check: bool) -> int:
     """Render (or with ``check`` compare) every doc file under ``root``; returns the exit status."""
-    results = load_results(find_results(results_dir))
+    ctx = dt.DocContext(root, results_dir)
     stale = []
     for path in doc_files(root):
         old = path.read_text(encoding="utf-8")
-        new = render_text(old, results, str(path.relative_to(root)))
+        new = render_text(old, ctx, str(path.relative_to(root)))
         if new == old:
             continue
         rel = str(path.relative_to(root))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from crab_core.doc_tables import DocContext
 from crab_core.errors import ReportError
 from crab_core.reports import (
     MAX_RESULTS_BYTES,
@@ -207,7 +208,7 @@ DOC = (
 
 
 def test_render_replaces_only_the_region(results_dir):
-    results = load_results(find_results(results_dir))
+    results = DocContext(results_dir.parent, results_dir)
     out = render_docs.render_text(DOC, results)
     assert out.startswith("# Title\nprose 0.5 stays\n<!-- BEGIN generated:crab-tiny-quality -->\n| metric |")
     assert out.endswith("\n<!-- END generated:crab-tiny-quality -->\ntail\n") and "old table" not in out
@@ -224,7 +225,7 @@ def test_render_replaces_only_the_region(results_dir):
 )
 def test_broken_markers_are_errors(results_dir, doc, message):
     with pytest.raises(ReportError, match=message):
-        render_docs.render_text(doc, load_results(find_results(results_dir)), "x.md")
+        render_docs.render_text(doc, DocContext(results_dir.parent, results_dir), "x.md")
 
 
 def test_check_reports_drift_with_a_diff_and_writes_nothing(tmp_path, results_dir, capsys):

@@ -1,0 +1,137 @@
+"""Doc blocks about crab-tiny: its size and recipe (from the shipped files) and the seg-selection
+comparison (from ``benchmarks/seg_selection.py``'s JSON results), for ``scripts/render_docs.py``."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+from .doc_tables import DocContext, source_line
+from .errors import ReportError
+
+SEG_ROWS = (
+    ("S4 per-frame IoU, all frames", lambda a: a.get("s4_miou"), lambda a: a.get("samples")),
+    *(
+        (
+            f"S4 per-frame IoU, {scene}",
+            (lambda s: lambda a: a.get("by_scene", {}).get(s, {}).get("miou"))(scene),
+            (lambda s: lambda a: a.get("by_scene", {}).get(s, {}).get("n"))(scene),
+        )
+        for scene in ("one visible object", "several visible objects", "empty target")
+    ),
+    ("seg-token states: class share of variance", lambda a: a.get("class_variance_share"), None),
+    ("prompt swap IoU with own mask (1 = prompt ignored)", lambda a: a.get("prompt_swap_iou"), None),
+    (
+        "prompt swap IoU, several-object frames",
+        lambda a: a.get("prompt_swap_iou_several"),
+        lambda a: a.get("prompt_swap_n_several") and f"{a['prompt_swap_n_several']} pairs",
+    ),
+    ("MS3 mIoU (eval)", lambda a: a.get("ms3"), None),
+    ("Ref-AVS mIoU (eval)", lambda a: a.get("ref-avs"), None),
+    ("AVSS mIoU, classes present (eval)", lambda a: a.get("avss"), None),
+)
+
+
+def seg_selection_table(files: Sequence[tuple[str, str, str]]):
+    """A builder comparing ``benchmarks/seg_selection.py`` results: ``files`` = (results JSON name,
+    arm key, column label); one column each, the n of every cell beside it."""
+
+    def build(ctx: DocContext) -> str:
+        cols = []
+        for name, arm, label in files:
+            data = ctx.json(ctx.result(name))
+            if arm not in data:
+                raise ReportError(f"{name}: no arm {arm!r} (has {sorted(data)})")
+            cols.append((label, data[arm]))
+        lines = ["| | " + " | ".join(label for label, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for label, get, n in SEG_ROWS:
+            cells = []
+            for _, arm in cols:
+                v = get(arm)
+                count = n(arm) if n else None
+                cells.append("-" if v is None else f"{v:.2f}" + (f" (n={count})" if count else ""))
+            if any(c != "-" for c in cells):
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        srcs = []
+        for name, _, _ in dict.fromkeys((f[0], "", "") for f in files):
+            md = ctx.result(name).with_suffix(".md")
+            srcs.append(
+                f"- {source_line(ctx, md)[5:-1]}" if md.is_file() else f"- `{ctx.rel(ctx.result(name))}`"
+            )
+        return "\n".join(lines) + "\n\nFrom:\n" + "\n".join(srcs) + "\n"
+
+    return build
+
+
+# ---------------------------------------------------------------- crab-tiny facts
+
+
+def _safetensors_params(path: Path) -> int:
+    """Parameter count from a safetensors header (the tensors are not read)."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        if size > 16 * 2**20:
+            raise ValueError("safetensors header too large")
+        header = json.loads(f.read(size))
+    return sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+
+
+def crab_tiny_facts(ctx: DocContext) -> str:
+    """Size and training time of the shipped crab-tiny, from its files and ``training.json``."""
+    folder = ctx.root / "assets" / "crab-tiny"
+    weights = folder / "model.safetensors"
+    card = ctx.json(folder / "training.json")
+    try:
+        params = _safetensors_params(weights)
+        mb = weights.stat().st_size / 1e6
+    except (OSError, ValueError, KeyError, struct.error):
+        raise ReportError(f"{ctx.rel(weights)}: not a readable safetensors file") from None
+    return (
+        f"{params / 1e6:.2f} M parameters ({mb:.1f} MB of float32 weights); trained from scratch in "
+        f"{card.get('wall_minutes_with_setup')} min wall clock, {card.get('train_minutes')} min of them "
+        f"training steps (`{ctx.rel(folder / 'training.json')}`).\n"
+    )
+
+
+def crab_tiny_recipe(ctx: DocContext) -> str:
+    """The recipe's phases (steps, batch, learning rate, what trains) from ``training.json``."""
+    path = ctx.root / "assets" / "crab-tiny" / "training.json"
+    recipe = ctx.json(path).get("recipe", {})
+    lines = [
+        "| phase | steps x batch | lr | trains | loss | tasks (sampling weight) | final loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    final = ctx.json(path).get("final_losses", {})
+    for ph in recipe.get("phases", []):
+        extra = [
+            f"{k.replace('_weight', '').replace('_', ' ')} x{ph[k]:g}"
+            for k in ("probe_weight", "seg_probe_weight", "seg_swap_weight")
+            if ph.get(k)
+        ]
+        loss = ph.get("objective", "?") + (" + mask" if ph.get("mask_loss") else "")
+        scale = "".join(f", {k} x{v:g}" for k, v in ph.get("lr_scale", {}).items())
+        lines.append(
+            f"| {ph['name']} | {ph['steps']} x {ph['batch_size']} | {ph['lr']:g}{scale} | "
+            f"{', '.join(ph.get('trainable', []))} | {', '.join([loss, *extra])} | "
+            f"{', '.join(f'{t} {w:g}' for t, w in ph.get('tasks', {}).items())} | "
+            f"{final.get(ph['name'], '-')} |"
+        )
+    data = recipe.get("data", {})
+    opt = sorted(
+        {
+            f"weight decay {ph.get('weight_decay', 0):g}, warm-up {ph.get('warmup_ratio', 0):.0%} of the "
+            f"steps, gradient clipping at {ph.get('max_grad_norm', 0):g}"
+            for ph in recipe.get("phases", [])
+        }
+    )
+    return (
+        "\n".join(lines)
+        + f"\n\nAdamW, {'; '.join(opt)}; linear decay. Data: SynthAV `train`, {data.get('synth_per_task')} "
+        f"samples per task, user seed {data.get('user_seed')}. From `{ctx.rel(path)}`.\n"
+    )
+
+
+__all__ = ["crab_tiny_facts", "crab_tiny_recipe", "seg_selection_table"]
