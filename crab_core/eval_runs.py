@@ -138,6 +138,8 @@ class ResultsFile:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # the last line of a killed run may be cut short: that row runs again
+            if not isinstance(rec, dict) or not isinstance(rec.get("key"), str):
+                continue
             mask = None
             if rec.get("mask"):
                 try:
@@ -232,6 +234,8 @@ def generate_rows(
                 ready.append((row, prep, side))
             except CrabError as exc:
                 done.append((row, Stored(error=str(exc))))
+            except (KeyError, TypeError, ValueError, IndexError) as exc:  # as evaluate() reports them
+                done.append((row, Stored(error=f"cannot run the row ({type(exc).__name__}: {exc})")))
         if ready:
             t0 = time.perf_counter()
             try:
@@ -245,10 +249,13 @@ def generate_rows(
             else:
                 timings = {"generate": time.perf_counter() - t0}
                 for i, (row, prep, side) in enumerate(ready):
-                    res = pipe.result_from_generation(task, prep, gen, timings, index=i)
-                    stored = Stored(text=res.text)
-                    if res.mask_logits is not None:
-                        stored.mask, stored.channels = encode_mask(res.mask_logits, side)
+                    try:
+                        res = pipe.result_from_generation(task, prep, gen, timings, index=i)
+                        stored = Stored(text=res.text)
+                        if res.mask_logits is not None:
+                            stored.mask, stored.channels = encode_mask(res.mask_logits, side)
+                    except CrabError as exc:
+                        stored = Stored(error=str(exc))
                     done.append((row, stored))
         for row, stored in done:
             key = row_key(row)

@@ -174,3 +174,58 @@ def test_killed_eval_resumes_without_rerunning_finished_rows(tmp_path, real_medi
     assert cli.main([*args, "--json"]) == 0
     assert sum(calls) == 10 - finished
     assert len(results.read_text().splitlines()) == 11
+
+
+class _FakePipe:
+    """prepare / generate / result_from_generation of a pipeline that answers every AVE row 'drum 2-6'
+    and cannot read the media of a row whose video is 'gone.mp4'."""
+
+    name, trained = "fake", True
+
+    def __init__(self):
+        from types import SimpleNamespace
+
+        self.model = SimpleNamespace(generate=self._generate, config=SimpleNamespace(name="fake"))
+        self.batches: list[int] = []
+
+    def prepare(self, task, video, *_):
+        from types import SimpleNamespace
+
+        from crab_core.errors import MediaError
+
+        if video.endswith("gone.mp4"):
+            raise MediaError("video file not found: gone.mp4")
+        return SimpleNamespace(sample=video)
+
+    def _generate(self, samples, **_):
+        self.batches.append(len(samples))
+        return samples
+
+    def result_from_generation(self, task, prep, gen, timings, index=0):
+        from crab_core.pipeline import TaskResult
+        from crab_core.tasks.parsers import parse
+
+        text = "<event> drum </event> <range> 2,6 </range>"
+        return TaskResult(task=task, text=text, parsed=parse(task, text))
+
+
+def test_failed_rows_are_kept_and_reported_like_a_plain_run(tmp_path):
+    rows = []
+    for i, video in enumerate(["a.mp4", "gone.mp4", "b.mp4", "c.mp4"], 1):
+        rows.append({"task": "ave", "video": str(tmp_path / video), "gt": {"event": "drum", "range": [2, 6]}})
+        rows[-1]["_line"] = i
+    pipe = _FakePipe()
+    results = ResultsFile(tmp_path / "r.jsonl", {"run": 1})
+    stored = generate_rows(pipe, rows, 2, results=results, progress=False)
+    assert pipe.batches == [1, 2]  # the failed row is not sent to the model
+    report = evaluate(Replay(pipe, rows, stored), rows, progress=False)
+    assert report.scored == 3 and report.metrics["ave"]["accuracy"] == 1.0
+    assert [(e["row"], e["error"]) for e in report.errors] == [(2, "video file not found: gone.mp4")]
+    pipe.batches.clear()  # resumed: the failed row is in the file too, nothing runs again
+    stored = generate_rows(
+        pipe, rows, 2, results=ResultsFile(tmp_path / "r.jsonl", {"run": 1}), progress=False
+    )
+    assert (
+        pipe.batches == []
+        and evaluate(Replay(pipe, rows, stored), rows, progress=False).errors == report.errors
+    )
