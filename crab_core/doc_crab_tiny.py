@@ -134,4 +134,32 @@ def crab_tiny_recipe(ctx: DocContext) -> str:
     )
 
 
-__all__ = ["crab_tiny_facts", "crab_tiny_recipe", "seg_selection_table"]
+def crab_tiny_architecture(ctx: DocContext) -> str:
+    """The tiny model's geometry, read from the shipped ``config.json`` (one markdown bullet list)."""
+    path = ctx.root / "assets" / "crab-tiny" / "config.json"
+    c = ctx.json(path)
+    try:
+        v, au, q, a = c["vision"], c["audio"], c["vl_qformer"], c["al_qformer"]
+        llm, lora, seg = c["llm"], c["lora"], c["seg"]
+        grid = v["image_size"] // v["patch_size"]
+        pixel = f", pixel embedding of {seg['pixel_dim']} channels" if seg.get("pixel_dim") else ""
+        lines = [
+            f"- Frames of {v['image_size']} px ({grid} x {grid} patches of {v['patch_size']} px) into a "
+            f"{v['num_hidden_layers']}-layer, {v['hidden_size']}-wide ViT; a {au['encoder_layers']}-layer, "
+            f"{au['encoder_embed_dim']}-wide BEATs.",
+            f"- Q-Formers of {q['num_hidden_layers']} layer(s), {q['num_query_tokens']} queries per frame "
+            f"and {a['num_query_tokens']} per audio second; per-unit index embeddings: "
+            f"{q.get('unit_embeddings', 0)}.",
+            f"- LLM: {llm['num_hidden_layers']} layers, {llm['hidden_size']} wide, vocabulary of "
+            f"{llm['vocab_size']} tokens.",
+            f"- I-LoRA: {lora['num_heads']} heads, r = {lora['r']}, alpha = {lora['alpha']:g}, dropout "
+            f"{lora['dropout']:g}, on {', '.join(lora['target_modules'])}.",
+            f"- Mask decoder: `{seg.get('decoder', 'reference')}`{pixel}, frames of {seg['image_size']} px, "
+            f"{seg['num_avss_classes']} AVSS classes.",
+        ]
+    except (KeyError, TypeError, ZeroDivisionError):
+        raise ReportError(f"{ctx.rel(path)}: not a crab model config") from None
+    return "\n".join(lines) + f"\n\nFrom `{ctx.rel(path)}`.\n"
+
+
+__all__ = ["crab_tiny_architecture", "crab_tiny_facts", "crab_tiny_recipe", "seg_selection_table"]

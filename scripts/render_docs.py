@@ -68,6 +68,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "crab-tiny-v4-quality": _v4_quality,
     "prompt-choices": _prompt_choices,
     "ilora_ablation": _ilora_ablation,
+    "crab-tiny-architecture": ct.crab_tiny_architecture,
     "crab-tiny-facts": ct.crab_tiny_facts,
     "crab-tiny-recipe": ct.crab_tiny_recipe,
     "verify-reference": dt.verify_table,

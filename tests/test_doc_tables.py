@@ -296,7 +296,14 @@ _NUMBER = re.compile(r"(?<![\w.`/-])\d+\.\d+(?:e-?\d+)?(?![\w.`/])|\b\d+ ?%")
 
 @pytest.mark.parametrize(
     "doc",
-    ["README.md", "docs/crab-tiny.md", "docs/benchmarks.md", "docs/cli.md", "docs/interpret/README.md"],
+    [
+        "README.md",
+        "assets/crab-tiny/MODEL_CARD.md",
+        "docs/crab-tiny.md",
+        "docs/benchmarks.md",
+        "docs/cli.md",
+        "docs/interpret/README.md",
+    ],
 )
 def test_prose_quotes_no_hand_copied_measurements(doc):
     """Measured numbers live only in generated regions; prose refers to them."""
@@ -322,3 +329,19 @@ def test_ilora_ablation_region_quotes_the_report_or_says_it_has_not_run(tmp_path
     assert out.rstrip().endswith(
         "From `benchmarks/results/ilora_ablation.md`: `python benchmarks/ilora_ablation.py`."
     )
+
+
+def test_architecture_is_read_from_the_config(tmp_path):
+    from crab_core.doc_crab_tiny import crab_tiny_architecture
+
+    cfg = json.loads((REPO / "assets" / "crab-tiny" / "config.json").read_text())
+    cfg["llm"]["num_hidden_layers"], cfg["lora"]["num_heads"] = 7, 5
+    folder = tmp_path / "assets" / "crab-tiny"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    out = crab_tiny_architecture(DocContext(tmp_path))
+    assert f"- LLM: 7 layers, {cfg['llm']['hidden_size']} wide" in out and "- I-LoRA: 5 heads" in out
+    del cfg["vision"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ReportError, match="not a crab model config"):
+        crab_tiny_architecture(DocContext(tmp_path))
