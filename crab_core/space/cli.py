@@ -72,4 +72,9 @@ def main(argv: list[str]) -> int:
         from .push import push_space
 
         sys.stdout.write(f"pushed: {push_space(report.out, args.push, private=args.private)}\n")
+        if args.model == "crab-7b":
+            sys.stdout.write(
+                "next: in the Space settings choose ZeroGPU (or a GPU) and add the secret HF_TOKEN "
+                "(a read token of an account that accepted the LLaMA-2 licence)\n"
+            )
     return 0

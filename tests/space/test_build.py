@@ -181,9 +181,13 @@ def test_cli_build_and_push_token_from_env_never_written(tmp_path, monkeypatch, 
     assert cli_main(["space", "build", "--out", str(out), "--push", "me/studio"]) == 0
     assert made[0].token == secret and [c for c, _ in made[0].calls] == ["create_repo", "upload_folder"]
     assert "pushed: https://huggingface.co/spaces/me/studio" in capsys.readouterr().out
-    for p in out.rglob("*"):
-        if p.is_file():
-            assert secret.encode() not in p.read_bytes(), p
+    big = tmp_path / "pushed7b"
+    assert cli_main(["space", "build", "--out", str(big), "--model", "crab-7b", "--push", "me/studio7b"]) == 0
+    assert "secret HF_TOKEN" in capsys.readouterr().out
+    for folder in (out, big):
+        for p in folder.rglob("*"):
+            if p.is_file():
+                assert secret.encode() not in p.read_bytes(), p
 
 
 def test_cli_usage_errors(tmp_path, capsys):
