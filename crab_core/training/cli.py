@@ -136,6 +136,7 @@ def train_main(args) -> int:
         "wall_minutes_with_setup": round((time.perf_counter() - t_start) / 60, 2),
         "final_losses": {p.name: _last_loss(trainer.history, p.name) for p in recipe.phases},
     }
+    model = trainer.full_model() if args.test_per_task else None  # every rank: gathers under FSDP
     if args.test_per_task and trainer.acc.is_main_process:
         items = test_items(
             trainer.tokenizer,
@@ -144,7 +145,7 @@ def train_main(args) -> int:
             args.test_per_task,
             workers=recipe.data.workers,
         )
-        extra["test"] = evaluate_items(trainer.model, trainer.tokenizer, items)["summary"]
+        extra["test"] = evaluate_items(model, trainer.tokenizer, items)["summary"]
     trainer.export(Path(args.out) / "model", extra=extra)
     log.info("model written to %s", Path(args.out) / "model")
     return 0

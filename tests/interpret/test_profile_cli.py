@@ -38,18 +38,57 @@ def test_profile_and_report(tiny_pipe, tmp_path):
     np.testing.assert_allclose(back.routing["s4"], prof.routing["s4"], atol=1e-5)
 
 
-def test_trace_and_map_figures(tiny_pipe, ave_raw):
+def _z(fig, i: int = 0) -> np.ndarray:
+    return np.asarray(fig.data[i].z, dtype=np.float64)
+
+
+def test_trace_and_map_figures_show_the_computed_values(tiny_pipe, ave_raw):
+    """Each figure plots the trace / map values it is given (router softmax columns sum to one)."""
     tr = generate(tiny_pipe, ave_raw, capture=True, max_new_tokens=3).trace
     maps = attention_maps(tiny_pipe, ave_raw, answer_ids=[30])
-    figs = [
-        figures.router_heatmap(tr),
-        figures.router_heatmap(tr, layer=1, projection="v_proj", values="norms"),
-        figures.layer_head_summary(tr.mean_by_kind()["video"], tr.layers, tr.projections),
-        figures.head_contributions(tr),
-        figures.frame_heatmaps(maps.frame_patch_maps),
-        figures.frame_heatmaps(maps.frame_patch_maps[:2], frames=np.zeros((2, 112, 112, 3), np.uint8)),
-        figures.spectrogram_overlay(ave_raw.audio.numpy(), maps.audio_time_maps),
-        figures.interaction_map(maps.audio_to_video),
-        figures.attribution_bars(np.ones(10), np.ones(10), {1, 2}, {3}),
-    ]
-    assert all(len(f.data) > 0 for f in figs)
+    n, n_layers, n_proj, h = tr.weights.shape
+    assert (n, h) == (tr.num_tokens, 3) and n_layers == len(tr.layers) and n_proj == len(tr.projections)
+
+    mean_weights = np.nanmean(tr.weights.reshape(n, -1, h), axis=1)  # (N, H) over layers and projections
+    z = _z(figures.router_heatmap(tr))
+    np.testing.assert_allclose(z, mean_weights.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(z.sum(0), 1.0, atol=1e-4)  # one router softmax per token
+    li, pj = list(tr.layers).index(1), list(tr.projections).index("v_proj")
+    z = _z(figures.router_heatmap(tr, layer=1, projection="v_proj", values="norms"))
+    np.testing.assert_allclose(z, np.nan_to_num(tr.norms[:, li, pj]).T, rtol=1e-5, atol=1e-6)
+    assert z.max() > 0
+
+    video = tr.mean_by_kind()["video"]
+    np.testing.assert_allclose(
+        _z(figures.layer_head_summary(video, tr.layers, tr.projections)), video.reshape(-1, h), rtol=1e-5
+    )
+    bars = {b.name: np.asarray(b.y) for b in figures.head_contributions(tr).data}
+    kinds = np.asarray(tr.kinds)
+    assert set(bars) == set(kinds.tolist()) & set(figures.KIND_COLORS)
+    norms = np.nan_to_num(np.nanmean(tr.norms.reshape(n, -1, h), axis=1))
+    for kind, y in bars.items():
+        np.testing.assert_allclose(y, norms[kinds == kind].mean(0), rtol=1e-4, atol=1e-7)
+
+    fp = maps.frame_patch_maps  # (T, g, g)
+    fig = figures.frame_heatmaps(fp)
+    assert len(fig.data) == fp.shape[0]
+    for i in range(fp.shape[0]):
+        np.testing.assert_allclose(_z(fig, i), fp[i], rtol=1e-6)
+    frames = np.zeros((2, 112, 112, 3), np.uint8)
+    fig = figures.frame_heatmaps(fp[:2], frames=frames)
+    up = _z(fig, 1)  # image, heatmap, image, heatmap
+    assert up.shape == (112, 112)
+    assert np.isclose(up[0, 0], fp[0, 0, 0]) and np.isclose(up[-1, -1], fp[0, -1, -1])
+
+    fbank = ave_raw.audio.numpy()  # (T, F, 128)
+    fig = figures.spectrogram_overlay(fbank, maps.audio_time_maps)
+    np.testing.assert_allclose(_z(fig, 0), np.concatenate(list(fbank), 0).T, rtol=1e-6)
+    assert _z(fig, 1).shape == _z(fig, 0).shape
+    a2v = maps.audio_to_video
+    np.testing.assert_allclose(_z(figures.interaction_map(a2v)), a2v, rtol=1e-6)
+
+    fig = figures.attribution_bars(np.arange(10.0), np.ones(10), {1, 2}, {3})
+    np.testing.assert_array_equal(np.asarray(fig.data[0].y), np.arange(10.0))
+    np.testing.assert_array_equal(np.asarray(fig.data[1].y), np.ones(10))
+    grey = [c == "#bbbbbb" for c in fig.data[0].marker.color]
+    assert grey == [i not in (1, 2) for i in range(10)]

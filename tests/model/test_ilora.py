@@ -253,13 +253,57 @@ def test_routing_context_manager_restores():
     assert all(not m._forward_hooks for m in pm.modules())
 
 
+def _per_head_loop(layer: ILoraLinear, x: torch.Tensor, mask: torch.Tensor | None):
+    """The reference I-LoRA forward on copies of the layer's weights: a loop over heads, ``A`` applied
+    per head to the dropped-out input ``x * mask``, the router on the un-dropped ``x``, the heads
+    read from the stacked ``[B_0 | B_1 | ...]`` weight. Returns ``(y, leaves)``."""
+    h, r, s = layer.num_heads["default"], layer.r["default"], layer.scaling["default"]
+    leaves = {
+        "x": x.detach().clone().requires_grad_(True),
+        "A": layer.lora_A["default"].weight.detach().clone().requires_grad_(True),
+        "R": layer.lora_route["default"].weight.detach().clone().requires_grad_(True),
+        "B": layer.lora_B["default"].weight.detach().clone().requires_grad_(True),
+    }
+    xx = leaves["x"]
+    dropped = xx if mask is None else xx * mask
+    g = torch.softmax(xx @ leaves["R"].t(), dim=-1, dtype=torch.float32)
+    y = layer.base_layer(xx)
+    for k in range(h):
+        b_k = leaves["B"][:, k * r : (k + 1) * r]
+        y = y + g[..., k : k + 1] * ((dropped @ leaves["A"].t()) @ b_k.t()) * s
+    return y, leaves
+
+
 @pytest.mark.parametrize("train", [True, False])  # dropout path vs fused [A; R] GEMM path
-def test_gradients_flow(train):
+def test_gradients_match_the_per_head_loop(train):
+    """Output and every gradient (input, A, router, each B head) equal the reference's per-head loop;
+    in training mode with the dropout mask the layer drew (one mask shared by all heads)."""
+    torch.manual_seed(3)
     layer = _random_layer().train(train)
+    nn.init.normal_(layer.lora_route["default"].weight)  # a router that does not split evenly
     layer.base_layer.requires_grad_(False)
-    x = torch.randn(3, 16, requires_grad=True)
-    layer(x).square().sum().backward()
-    for mod in (layer.lora_A, layer.lora_B, layer.lora_route):
-        grad = mod["default"].weight.grad
-        assert grad is not None and grad.abs().sum() > 0
-    assert x.grad is not None and layer.base_layer.weight.grad is None
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    gy = torch.randn(2, 5, 24)
+    torch.manual_seed(11)
+    y = layer(x)
+    (y * gy).sum().backward()
+    mask = None
+    if train:  # nn.Dropout draws one Bernoulli mask of x's shape: draw it again from the same seed
+        torch.manual_seed(11)
+        mask = torch.nn.functional.dropout(torch.ones_like(x), p=0.1, training=True)
+        assert (mask == 0).any() and (mask != 0).any()
+        with torch.no_grad():
+            assert (y - layer.eval()(x)).abs().max() > 1e-3  # the dropout path really differs
+    ref, leaves = _per_head_loop(layer, x, mask)
+    (ref * gy).sum().backward()
+    torch.testing.assert_close(y, ref, atol=1e-5, rtol=1e-5)
+    grads = {
+        "x": x.grad,
+        "A": layer.lora_A["default"].weight.grad,
+        "R": layer.lora_route["default"].weight.grad,
+        "B": layer.lora_B["default"].weight.grad,
+    }
+    for name, grad in grads.items():
+        assert grad is not None and grad.abs().sum() > 0, name
+        torch.testing.assert_close(grad, leaves[name].grad, atol=1e-5, rtol=1e-5, msg=name)
+    assert layer.base_layer.weight.grad is None
