@@ -45,6 +45,8 @@ def tiny():
 
 
 def test_mask_codes_score_exactly_like_the_logits():
+    every = np.arange(256, dtype=np.uint8).reshape(16, 16)  # each code decodes to logits coding to it
+    assert (encode_mask(decode_mask(every, 1), None)[0] == every).all()
     rng = np.random.default_rng(0)
     gt = rng.random((40, 40)) > 0.6
     logits = rng.normal(0, 4, (1, 40, 40)).astype(np.float32)
@@ -71,7 +73,8 @@ def test_mask_codes_score_exactly_like_the_logits():
 
 @pytest.mark.slow
 def test_eval_runs_on_every_imported_manifest(tmp_path, real_media_dir, tiny):
-    """First and last row of each imported split (the last: AVSS v2, Ref-AVS null, ...) are scored."""
+    """The first row of each imported split is scored (and the last of AVSS, a v2 clip, and of Ref-AVS,
+    a null expression)."""
     for i, (build, bench, split) in enumerate(IMPORTS):
         root = tmp_path / f"{i}-{bench}"
         build(root, real_media_dir)
@@ -80,8 +83,9 @@ def test_eval_runs_on_every_imported_manifest(tmp_path, real_media_dir, tiny):
         budget = (
             None if rows[0]["task"] in ("s4", "ms3", "avss", "ref-avs") else 40
         )  # keep text answers short
-        res = evaluate(tiny, [rows[0], rows[-1]], progress=False, max_new_tokens=budget)
-        assert res.errors == [] and res.scored == 2, (bench, res.errors)
+        picked = [rows[0], rows[-1]] if bench in ("avss", "ref-avs") else rows[:1]  # v2 clip / null row
+        res = evaluate(tiny, picked, progress=False, max_new_tokens=budget)
+        assert res.errors == [] and res.scored == len(picked), (bench, res.errors)
         task = rows[0]["task"]
         assert res.metrics[task] and res.baselines[task], bench
         if bench == "ref-avs":
@@ -155,7 +159,7 @@ def test_killed_eval_resumes_without_rerunning_finished_rows(tmp_path, real_medi
     cmd = [sys.executable, "-m", "crab_core", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # a loaded machine loads the model slowly
     while time.monotonic() < deadline and proc.poll() is None:
         if results.exists() and len(results.read_text().splitlines()) >= 3:  # header + 2 finished rows
             break
