@@ -83,7 +83,8 @@ def load_pipeline(args: argparse.Namespace):
         return CrabPipeline.random_tiny(args.device)
     if args.model != "crab-7b":
         return CrabPipeline.load(args.model, device=args.device)
-    from crab_core.checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources, load_crab_7b_pipeline
+    from crab_core.checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources
+    from crab_core.pipeline_official import load_crab_7b_pipeline
 
     src = OfficialSources(
         llm=args.llm or DEFAULT_LLM, clip=args.clip or DEFAULT_CLIP, beats=args.beats, crab=tuple(args.crab)

@@ -126,7 +126,8 @@ def load_pipeline(args: argparse.Namespace):
     if args.model != "crab-7b":
         pipe = CrabPipeline.load(args.model, device=device, max_duration_s=limit)
     else:
-        from .checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources, load_crab_7b_pipeline
+        from .checkpoint.hub import DEFAULT_CLIP, DEFAULT_LLM, OfficialSources
+        from .pipeline_official import load_crab_7b_pipeline
 
         src = OfficialSources(
             llm=args.llm or DEFAULT_LLM,

@@ -137,8 +137,8 @@ def load(settings: SpaceSettings, device: str):
         DEFAULT_LLM,
         OFFICIAL_CRAB_FILES,
         OfficialSources,
-        load_crab_7b_pipeline,
     )
+    from crab_core.pipeline_official import load_crab_7b_pipeline
 
     src = OfficialSources(
         llm=settings.llm or DEFAULT_LLM,

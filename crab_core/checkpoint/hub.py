@@ -180,34 +180,3 @@ def load_crab_7b(
     """:func:`load_crab_7b_sets` without the per-task sets: returns ``(model, report)``."""
     model, report, _ = load_crab_7b_sets(sources, device, dtype, with_seg)
     return model, report
-
-
-def load_crab_7b_pipeline(
-    sources: OfficialSources,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
-    config=None,
-    **kwargs,
-):
-    """A :class:`~crab_core.pipeline.CrabPipeline` for crab-7b that switches the AVS / AVSS weights
-    per task. ``dtype`` defaults to bf16 on a GPU and float32 on the CPU; ``kwargs`` go to the
-    pipeline (e.g. ``max_duration_s``)."""
-    from ..pipeline import CrabPipeline
-    from ..tokenizer import CrabTokenizer
-
-    if dtype is None:
-        dtype = torch.bfloat16 if str(device).startswith("cuda") else torch.float32
-    model, report, weights = load_crab_7b_sets(sources, device, dtype, config=config)
-    tok = CrabTokenizer.from_dir(resolve(sources.llm), model.config)
-    card = {
-        "sources": {
-            "llm": sources.llm,
-            "clip": sources.clip,
-            "beats": sources.beats,
-            "crab": list(sources.crab),
-        },
-        "load_report": report.summary(),
-    }
-    pipe = CrabPipeline(model, tok, name="crab-7b", trained=bool(sources.crab), card=card, **kwargs)
-    pipe.task_weights = weights if weights.sets else None
-    return pipe

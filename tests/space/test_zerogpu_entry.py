@@ -157,6 +157,7 @@ def test_crab_7b_on_zerogpu_loads_bf16_on_cpu_from_the_official_files(space, mon
     """Under ZeroGPU the weights are read on the CPU in bf16 and moved to CUDA once, at import."""
     import torch
 
+    from crab_core import pipeline_official
     from crab_core.checkpoint import hub
 
     module, _, _ = space
@@ -166,7 +167,7 @@ def test_crab_7b_on_zerogpu_loads_bf16_on_cpu_from_the_official_files(space, mon
         seen.update(src=src, device=device, dtype=dtype)
         return "pipeline"
 
-    monkeypatch.setattr(hub, "load_crab_7b_pipeline", fake_load)
+    monkeypatch.setattr(pipeline_official, "load_crab_7b_pipeline", fake_load)
     assert module.load(module.SpaceSettings(model="crab-7b"), "cuda") == "pipeline"
     assert seen["device"] == "cpu" and seen["dtype"] == torch.bfloat16
     assert seen["src"].crab == hub.OFFICIAL_CRAB_FILES and seen["src"].llm == hub.DEFAULT_LLM
