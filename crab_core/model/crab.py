@@ -112,6 +112,8 @@ class CrabModel(nn.Module):
         ids = config.token_ids
         self.placeholder_ids = {"video": ids["<video>"], "audio": ids["<audio>"], "image": ids["<image>"]}
         self._kinds = {ids["<video>"]: KIND_VIDEO, ids["<audio>"]: KIND_AUDIO, ids["<image>"]: KIND_IMAGE}
+        #: optional static-cache / compiled decoder (crab_core.model.fast_decode.enable_fast_decode)
+        self.fast_decoder = None
 
     # ------------------------------------------------------------------ media
     @property
@@ -305,7 +307,7 @@ class CrabModel(nn.Module):
         """
         batch = self.prepare(samples)
         want_seg = self.seg_module is not None and any(s.task in SEG_TASKS for s in samples)
-        dec = decode(
+        dec = (decode if self.fast_decoder is None else self.fast_decoder.decode)(
             self.llm,
             batch.inputs_embeds,
             batch.attention_mask,

@@ -183,6 +183,9 @@ class ILoraLinear(nn.Module, LoraLayer):
         self.num_heads: dict[str, int] = {}
         self._routing: RoutingControl | None = None
         self.ilora_name = ""
+        #: optional inference fast path ``fn(layer, result, x, adapter) -> Tensor | None`` (None: eager);
+        #: see :mod:`crab_core.model.ilora_fused`
+        self.fast_path: Callable[..., Tensor | None] | None = None
         self._active_adapter = adapter_name
         self.update_layer(adapter_name, r, lora_alpha=lora_alpha, config=config, num_heads=num_heads)
 
@@ -287,6 +290,10 @@ class ILoraLinear(nn.Module, LoraLayer):
         return result
 
     def _add_adapter(self, result: Tensor, x: Tensor, adapter: str) -> Tensor:
+        if self.fast_path is not None:
+            fused = self.fast_path(self, result, x, adapter)
+            if fused is not None:
+                return fused
         lora_a, lora_b = self.lora_A[adapter], self.lora_B[adapter]
         x = self._cast_input_dtype(x, lora_a.weight.dtype)
         logits, z = self._route_and_down(x, adapter)  # (..., H), (..., r): A computed once
