@@ -50,7 +50,6 @@ from .world import (
 )
 
 TASKS: tuple[str, ...] = ("ave", "avvp", "avqa", "arig", "s4", "ms3", "avss", "ref-avs", "caption")
-SEG_TASKS = ("s4", "ms3", "avss", "ref-avs")
 _MAX_TRIES = 500
 
 

@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...tasks import seg_tasks
 from .common import MLP, ConvMLP, LayerNorm2d, PositionEmbeddingRandom
 from .query_generator import QueryGenerator
 from .two_way_transformer import TwoWayTransformer
 
-AVSS_TASK = "avss"
+#: tasks whose masks are class maps (the AVSS head); the others use the binary head
+CLASS_TASKS = frozenset(seg_tasks("classes"))
 
 
 class MaskDecoderMultiScale(nn.Module):
@@ -144,5 +146,5 @@ class MaskDecoderMultiScale(nn.Module):
         _, c8, h2, w2 = upscaled.shape
         masks = (hyper @ upscaled.view(b, c8, h2 * w2)).view(b, -1, h2, w2)  # (B, Q, 2h, 2w)
         masks = self.hyper_mlp_out(masks)
-        head = self.avss_classifier if task_name == AVSS_TASK else self.binary_classifier
+        head = self.avss_classifier if task_name in CLASS_TASKS else self.binary_classifier
         return head(masks), qg_out

@@ -30,9 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import MLP, LayerNorm2d
+from .mask_decoder import CLASS_TASKS
 from .two_way_transformer import TwoWayTransformer
-
-AVSS_TASK = "avss"
 
 
 class FrameStem(nn.Module):
@@ -164,8 +163,8 @@ class PromptMaskDecoder(nn.Module):
             pe = torch.zeros(1, d, g, g, dtype=grids.dtype, device=grids.device)
         prompts = prompts + self.prompt_embed.weight.unsqueeze(0).to(prompts.dtype)
         out: list[Tensor | None] = [None] * b
-        avss = [i for i, t in enumerate(task_names) if t == AVSS_TASK]
-        binary = [i for i, t in enumerate(task_names) if t != AVSS_TASK]
+        avss = [i for i, t in enumerate(task_names) if t in CLASS_TASKS]
+        binary = [i for i, t in enumerate(task_names) if t not in CLASS_TASKS]
         for rows, tok in ((binary, self.binary_token.weight), (avss, self.class_tokens.weight)):
             if not rows:
                 continue

@@ -41,7 +41,7 @@ from crab_core.errors import CheckpointError
 
 from .common import LayerNorm2d, PositionEmbeddingRandom
 from .losses import mask_loss
-from .mask_decoder import AVSS_TASK, MaskDecoderMultiScale
+from .mask_decoder import CLASS_TASKS, MaskDecoderMultiScale
 from .prompt_decoder import PromptMaskDecoder
 
 logger = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ class SegModule(nn.Module):
         """Decode one sample: ``neck`` ``(scales, D, g, g)``, ``prompts`` ``(scales, D)``."""
         g, low = self.grid, self.low_res_mask_size
         dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, g, g)
-        n_cls = self.mask_decoder.avss_classifier.out_channels if task == AVSS_TASK else 1
+        n_cls = self.mask_decoder.avss_classifier.out_channels if task in CLASS_TASKS else 1
         fused = torch.zeros(1, n_cls, low, low, dtype=neck.dtype, device=neck.device)
         logits: Tensor | None = None
         level_logits, qg_outs = [], []
