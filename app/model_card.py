@@ -114,6 +114,38 @@ def quality_markdown(name: str, trained: bool, results_dir: Path | None = None) 
     return quality_report(mine)
 
 
+#: the I-LoRA ablation's report (``benchmarks/ilora_ablation.py``, docs/science.md): crab-tiny geometry
+ABLATION_STEM = "ilora_ablation"
+
+
+def ablation_figure(config_name: str, results_dir: Path | None = None) -> Path | None:
+    """The ablation's transfer figure when the served model has the geometry it was run on."""
+    path = (results_dir or RESULTS_DIR) / f"{ABLATION_STEM}.png"
+    return path if config_name == "crab-tiny" and path.is_file() else None
+
+
+def ablation_markdown(config_name: str, results_dir: Path | None = None) -> str:
+    """One paragraph on the I-LoRA ablation (negative-transfer share per arm), or '' when none applies."""
+    path = (results_dir or RESULTS_DIR) / f"{ABLATION_STEM}.json"
+    if config_name != "crab-tiny" or not path.is_file():
+        return ""
+    try:
+        res = json.loads(path.read_text())
+        shares = "; ".join(
+            f"`{arm}`: {s['negative']} of {s['numbers']} numbers negative, {s['positive']} positive"
+            for arm, s in res["share"].items()
+        )
+        seeds = len(res["protocol"]["seeds"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"_The I-LoRA ablation results could not be read: {exc}_"
+    return (
+        "### Does I-LoRA reduce negative transfer?\n\n"
+        f"Multi-task arms against single-task adapters of this geometry on SynthAV ({seeds} seeds; "
+        f"transfer beyond a 95 % bootstrap interval): {shares}. Figure below; protocol and caveats in "
+        "docs/science.md (`python benchmarks/ilora_ablation.py`)."
+    )
+
+
 def model_markdown(pipeline) -> str:
     """The whole model tab."""
     cfg = pipeline.model.config
@@ -134,4 +166,5 @@ def model_markdown(pipeline) -> str:
         "### Training",
         card_markdown(pipeline.card),
     ]
-    return "\n\n".join(lines)
+    science = ablation_markdown(cfg.name) if pipeline.trained else ""
+    return "\n\n".join([*lines, science] if science else lines)

@@ -11,6 +11,7 @@ from crab_core.tasks import get_task
 from . import render, views
 from .engine import Engine
 from .handlers import Handlers, guard_all, load_examples, task_choices
+from .model_card import ablation_figure
 from .uploads import UploadIndex
 
 STYLES = Path(__file__).resolve().parents[1] / "assets" / "styles.css"
@@ -241,6 +242,9 @@ def build_demo(engine: Engine, uploads: UploadIndex | None = None, gpu=None) -> 
                 attr_plot = gr.Plot(label="Attribution", elem_id="attr-plot", show_label=False)
         with gr.Tab("Model"):
             info = gr.Markdown(elem_id="model-info")
+            figure = ablation_figure(engine.pipeline.model.config.name) if engine.pipeline.trained else None
+            if figure is not None:  # the I-LoRA ablation of this geometry (docs/science.md)
+                gr.Image(str(figure), label="I-LoRA ablation: transfer per task", elem_id="ablation-figure")
         _wire(
             demo,
             h,

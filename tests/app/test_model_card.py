@@ -67,3 +67,22 @@ def test_model_tab_has_the_quality_section():
     text = model_card.model_markdown(pipe)
     quality = text.split("### Quality")[1].split("### Training")[0]
     assert "| AVE accuracy | >= 0.92 |" in quality
+
+
+def test_ablation_paragraph_and_figure_only_for_the_geometry_they_describe(tmp_path):
+    import json
+
+    from app.model_card import ablation_figure, ablation_markdown
+
+    assert ablation_markdown("crab-tiny", tmp_path) == "" and ablation_figure("crab-tiny", tmp_path) is None
+    share = {"ilora-h3": {"numbers": 5, "negative": 0, "positive": 3}}
+    (tmp_path / "ilora_ablation.json").write_text(
+        json.dumps({"share": share, "protocol": {"seeds": [1, 2, 3]}})
+    )
+    (tmp_path / "ilora_ablation.png").write_bytes(b"\x89PNG")
+    text = ablation_markdown("crab-tiny", tmp_path)
+    assert "`ilora-h3`: 0 of 5 numbers negative, 3 positive" in text and "3 seeds" in text
+    assert ablation_figure("crab-tiny", tmp_path) == tmp_path / "ilora_ablation.png"
+    assert ablation_markdown("crab-7b", tmp_path) == "" and ablation_figure("crab-7b", tmp_path) is None
+    (tmp_path / "ilora_ablation.json").write_text("{broken")
+    assert "could not be read" in ablation_markdown("crab-tiny", tmp_path)
