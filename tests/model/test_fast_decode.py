@@ -209,6 +209,37 @@ def test_compiled_step_is_token_identical(model):
     _assert_same(got, ref)
 
 
+def test_decode_step_has_no_graph_break(model):
+    """The one-token step traces as one graph (what CUDA graphs need to replay a whole token).
+
+    Without the per-step hidden state (every task but segmentation). With it, transformers'
+    ``output_hidden_states`` capture hooks split the step into 3 graphs (a follow-up for the GPU work).
+    """
+    from transformers import StaticCache
+
+    from crab_core.model.fast_decode import StaticDecoder
+
+    dec = StaticDecoder(model.llm, FastDecodeConfig())
+    cache = StaticCache(config=model.llm.config, max_cache_len=32)
+    mask = torch.ones(1, 32, dtype=torch.long)
+    try:
+        with torch.no_grad():
+            model.llm(
+                inputs_embeds=torch.randn(1, 6, model.config.llm.hidden_size),
+                attention_mask=mask,
+                position_ids=torch.arange(6)[None],
+                cache=cache,
+                use_cache=True,
+            )
+            explained = torch._dynamo.explain(dec._step_eager)(
+                torch.tensor([5]), mask, torch.tensor([[6]]), cache, False
+            )
+    finally:
+        dec.close()
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+
 @pytest.mark.slow
 def test_compiled_step_honours_routing_controls(model):
     """A head mask in force: the compiled decoder runs its step eagerly and matches the eager loop."""
