@@ -80,10 +80,17 @@ def slice_items(tok, image_size: int) -> list:
 
 
 def measure() -> dict:
-    """Headline metrics of the shipped model on the slice (``summary`` of ``evaluate_items``)."""
-    torch.manual_seed(0)
-    model, tok, _ = load_pretrained(MODEL)
-    return evaluate_items(model, tok, slice_items(tok, model.config.vision.image_size))
+    """Headline metrics of the shipped model on the slice (``evaluate_items``), on one CPU thread: the
+    floors were measured so, and two threads on a busy 2-core machine spin in OpenMP barriers (the
+    slice took 94 s on one thread at load 7.8, over an hour on two)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model, tok, _ = load_pretrained(MODEL)
+        return evaluate_items(model, tok, slice_items(tok, model.config.vision.image_size))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
