@@ -9,21 +9,12 @@ tasks never contain the word ``is`` (the seg parser reads the object from the fi
 
 from __future__ import annotations
 
+from crab_core.tasks.prompts import MASK_SPAN, ORDINALS  # noqa: F401 - ORDINALS re-exported
+
 from .world import NUM_SECONDS, Scene, SceneObject, runs
 
-ORDINALS: tuple[str, ...] = (
-    "first",
-    "second",
-    "third",
-    "fourth",
-    "fifth",
-    "sixth",
-    "seventh",
-    "eighth",
-    "ninth",
-    "tenth",
-)
-SEG_TOKENS = "<mask_start><mask_0><mask_1><mask_2><mask_3><mask_4><mask_5><mask_end>"
+#: the answer's seg span and the ordinal words: the task prompts' own (one definition)
+SEG_TOKENS = MASK_SPAN
 WHERE = {"left": "on the left", "middle": "in the middle", "right": "on the right"}
 NUMBERS: tuple[str, ...] = ("zero", "one", "two", "three", "four")
 _VERBS = {
