@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time (checkpointed)")
     p.add_argument("--eval-every", type=int, default=None, help="validation every N optimizer steps (0: off)")
     p.add_argument(
+        "--snapshot-every", type=int, default=0, help="export the model every N steps of each LM phase"
+    )
+    p.add_argument("--cache-dir", help="rendered-data cache (default OUT/cache); reuse another run's")
+    p.add_argument(
         "--test-per-task", type=int, default=0, help="after training, score N fresh test samples per task"
     )
     p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
@@ -126,6 +130,8 @@ def train_main(args) -> int:
         max_minutes=args.max_minutes,
         eval_every=args.eval_every,
         progress=not args.no_progress,
+        cache_dir=args.cache_dir,
+        snapshot_every=args.snapshot_every,
     )
     trainer.setup()
     if not trainer.train(resume=args.resume):

@@ -76,6 +76,8 @@ class Trainer:
         eval_every: override the recipe's evaluation period (optimizer steps; 0 = off).
         progress: show tqdm bars (main process).
         cache_dir: where rendered SynthAV tensors are cached (default ``out_dir/cache``).
+        snapshot_every: also export the model every N steps of each ``lm`` phase (and at its end) to
+            ``out_dir/snapshots/<phase>-<step>/`` (learning curves; 0 = off).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class Trainer:
         eval_every: int | None = None,
         progress: bool = True,
         cache_dir: str | Path | None = None,
+        snapshot_every: int = 0,
     ) -> None:
         self.recipe = recipe
         self.out = Path(out_dir)
@@ -95,6 +98,7 @@ class Trainer:
         self.eval_every = recipe.eval_every if eval_every is None else eval_every
         self.progress = progress and self.acc.is_main_process
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.out / "cache"
+        self.snapshot_every = snapshot_every
         self.features: dict | None = None
         self.elapsed = 0.0
         self.history: list[dict] = []
@@ -302,6 +306,9 @@ class Trainer:
                 tick, seen = now, 0
             if self.eval_every and step % self.eval_every == 0 and p.objective == "lm":
                 self.run_eval(tag=f"{p.name}@{step}")
+            snap = self.snapshot_every and (step % self.snapshot_every == 0 or step == p.steps)
+            if snap and p.objective == "lm":
+                self.export(self.out / "snapshots" / f"{p.name}-{step:05d}", {"phase": p.name, "step": step})
             over = self.max_s is not None and time.perf_counter() - self._t0 > self.max_s
             if step % self.recipe.checkpoint_every == 0 or step == p.steps or over:
                 self.save_checkpoint(pi, step, sched)
@@ -390,7 +397,9 @@ class Trainer:
         card["recipe"]["model"] = self.recipe.model.name
         model = self.full_model()
         if self.acc.is_main_process:
-            model.eval()
-            save_pretrained(model, self.tokenizer, folder, extra=card)
+            modes = {m: m.training for m in model.modules()}  # a snapshot mid-run keeps them
+            save_pretrained(model.eval(), self.tokenizer, folder, extra=card)
+            for m, mode in modes.items():
+                m.train(mode)
         self.acc.wait_for_everyone()
         return Path(folder)

@@ -65,6 +65,26 @@ def test_resume_is_identical(tmp_path, cache):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
 
 
+def test_snapshots_leave_training_unchanged(tmp_path, cache):
+    """Exporting mid-run (learning curves) writes loadable models and changes nothing in the run."""
+    from crab_core.checkpoint.pretrained import load_pretrained
+
+    recipe = micro_recipe(steps=2)
+    plain = _trainer(recipe, tmp_path / "plain", cache)
+    assert plain.train()
+    snap = _trainer(recipe, tmp_path / "snap", cache, snapshot_every=1)
+    assert snap.train()
+    assert [h["loss"] for h in snap.history] == pytest.approx([h["loss"] for h in plain.history], abs=0)
+    folders = sorted(p.name for p in (tmp_path / "snap" / "snapshots").iterdir())
+    lm = [p for p in recipe.phases if p.objective == "lm"]
+    assert folders == sorted(f"{p.name}-{k:05d}" for p in lm for k in range(1, p.steps + 1))
+    assert lm[-1] is recipe.phases[-1]  # the last snapshot is the final model
+    last = load_pretrained(tmp_path / "snap" / "snapshots" / f"{lm[-1].name}-{lm[-1].steps:05d}")[0]
+    for k, v in last.state_dict().items():
+        torch.testing.assert_close(v, snap.model.state_dict()[k], rtol=0, atol=0, msg=k)
+    assert not (tmp_path / "plain" / "snapshots").exists()
+
+
 def test_phase_freezing_and_mask_loss(tmp_path, cache):
     t = _trainer(micro_recipe(steps=1), tmp_path, cache)
     counts = t.module.set_trainable(("lora",))
