@@ -114,11 +114,15 @@ class QFormerConfig:
     #: 0 (the reference, crab-7b) disables it; crab-tiny, whose small scratch LLM has no other cheap
     #: way to tell which second a media token belongs to, uses it (docs/deviations.md).
     unit_embeddings: int = 0
+    #: ``G`` > 0: the single-frame image input becomes ``G*G`` grid-cell tokens instead of the
+    #: Q-Former's queries (crab-tiny only; 0 = the reference; ``QFormerProjector``, docs/deviations.md).
+    image_grid: int = 0
 
     def __post_init__(self) -> None:
         _check(self.hidden_size % self.num_attention_heads == 0, "Q-Former heads must divide hidden")
         _check(self.mlp_depth >= 1, "mlp_depth >= 1")
         _check(self.unit_embeddings >= 0, "unit_embeddings >= 0")
+        _check(self.image_grid >= 0, "image_grid >= 0")
 
 
 @dataclass(frozen=True)

@@ -177,11 +177,14 @@ def _query_weights(weights: np.ndarray, kinds: np.ndarray, kind: int, n_units: i
 
 
 @torch.no_grad()
-def visual_cross_attention(model, pixels: Tensor) -> Tensor:
-    """Head- and layer-averaged Q-Former cross-attention of ``(T, 3, S, S)`` frames: ``(T, Q, P)``."""
+def visual_cross_attention(model, pixels: Tensor, image: bool = False) -> Tensor:
+    """Head- and layer-averaged Q-Former cross-attention of ``(T, 3, S, S)`` frames: ``(T, Q, P)``
+    (``image`` with an image grid: each cell token's pooling weights over the patches)."""
     feats = model.visual_encoder(pixels.unsqueeze(0).to(model.device, model.vision_dtype))
     p = model.visual_encoder.patches_per_frame
-    out = model.vl_projector(feats[-1].to(model.dtype), tokens_per_frame=p, return_cross_attentions=True)
+    out = model.vl_projector(
+        feats[-1].to(model.dtype), tokens_per_frame=p, return_cross_attentions=True, image=image
+    )
     return torch.stack([c.float() for c in out.cross_attentions]).mean((0, 2)).cpu()
 
 
@@ -202,7 +205,7 @@ def _add_qformer_maps(model, raw: RawInput, maps: AttentionMaps, weights: np.nda
         w = _query_weights(weights, maps.kinds, KIND_VIDEO, ca.shape[0])
         maps.frame_patch_maps = torch.einsum("tq,tqp->tp", w, ca).reshape(-1, grid, grid).numpy()
     if raw.image is not None and KIND_IMAGE in kinds:  # not when the image only feeds the mask decoder
-        ca = visual_cross_attention(model, raw.image)
+        ca = visual_cross_attention(model, raw.image, image=True)
         w = _query_weights(weights, maps.kinds, KIND_IMAGE, ca.shape[0])
         maps.image_patch_map = torch.einsum("tq,tqp->tp", w, ca).reshape(grid, grid).numpy()
     if raw.audio is not None and KIND_AUDIO in kinds:

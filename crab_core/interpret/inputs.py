@@ -193,15 +193,16 @@ def synthetic_input(
     return RawInput(spec.name, prompt, ids, video, audio, image, spec.needs_mask)
 
 
-def visual_tokens(model: CrabModel, pixels: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """CLIP + visual projector for ``(T, 3, S, S)`` pixels with autograd kept.
+def visual_tokens(model: CrabModel, pixels: Tensor, image: bool = False) -> tuple[Tensor, list[Tensor]]:
+    """CLIP + visual projector for ``(T, 3, S, S)`` pixels with autograd kept (``image``: the
+    single-frame image input).
 
     Returns:
         ``((T*Q, D) LLM-space rows, CLIP feature maps (1, T*P, C) per selected layer)``.
     """
     feats = model.visual_encoder(pixels.unsqueeze(0).to(model.device, model.vision_dtype))
     p = model.visual_encoder.patches_per_frame
-    return model.vl_projector(feats[-1].to(model.dtype), tokens_per_frame=p)[0], feats
+    return model.vl_projector(feats[-1].to(model.dtype), tokens_per_frame=p, image=image)[0], feats
 
 
 def audio_tokens(model: CrabModel, fbank: Tensor) -> Tensor:
@@ -218,11 +219,11 @@ def encode(model: CrabModel, raw: RawInput, grad: bool = False) -> EncodedMedia:
                 video=raw.frames, audio=raw.audio, image=raw.image, need_seg=raw.need_seg
             )
     out = EncodedMedia()
-    q_v, q_a = model.config.vl_qformer.num_query_tokens, model.config.al_qformer.num_query_tokens
+    q_a = model.config.al_qformer.num_query_tokens
     for name, px in (("video", raw.frames), ("image", raw.image)):
         if px is not None:
-            out.features[name], _ = visual_tokens(model, px)
-            out.tokens_per_unit[name] = q_v
+            out.features[name], _ = visual_tokens(model, px, image=name == "image")
+            out.tokens_per_unit[name] = model.vl_projector.tokens_per_unit(name == "image")
     if raw.audio is not None:
         out.features["audio"] = audio_tokens(model, raw.audio)
         out.tokens_per_unit["audio"] = q_a

@@ -178,10 +178,11 @@ class CrabModel(nn.Module):
                 continue
             with torch.set_grad_enabled(self._towers_grad(self.visual_encoder)):
                 feats = self.visual_encoder(pixels.to(self.device, self.vision_dtype))
-            proj = self.vl_projector(feats[-1].to(self.dtype), tokens_per_frame=p)
+            image = name == "image"
+            proj = self.vl_projector(feats[-1].to(self.dtype), tokens_per_frame=p, image=image)
             for i in range(b):
                 outs[i].features[name] = proj[i]
-                outs[i].tokens_per_unit[name] = self.config.vl_qformer.num_query_tokens
+                outs[i].tokens_per_unit[name] = self.vl_projector.tokens_per_unit(image)
             if name == "image" or seg_src is None:
                 seg_src = [f[:, :p] for f in feats[:2]]
                 seg_frame = pixels.reshape(b, -1, *pixels.shape[-3:])[:, 0]

@@ -69,6 +69,11 @@ class QFormerProjector(nn.Module):
         attention_dropout: Q-Former attention dropout; defaults to ``dropout``.
         unit_embeddings: Size of a learned index embedding added to the ``Q`` output tokens of
             frame / segment ``t`` (indices past the table reuse its last row); 0 = none (reference).
+        image_grid: ``G`` > 0: a single frame (the ``image`` input, ``image=True``) becomes ``G*G``
+            tokens, the normalised patch map average-pooled to a ``G x G`` grid (one token per cell,
+            in raster order), a Linear into the Q-Former width and the same MLP, instead of ``Q``
+            Q-Former queries, which keep what is in a frame far better than where
+            (``benchmarks/results/frame_token_boxes_mlp.md``). 0 = the reference (crab-tiny v5).
 
     Example:
         >>> import torch
@@ -92,6 +97,7 @@ class QFormerProjector(nn.Module):
         dropout: float = 0.1,
         attention_dropout: float | None = None,
         unit_embeddings: int = 0,
+        image_grid: int = 0,
     ) -> None:
         super().__init__()
         if modality not in _MODALITIES:
@@ -112,6 +118,8 @@ class QFormerProjector(nn.Module):
             attention_dropout,
         )
         self.mlp = build_mlp(hidden_size, d_model, mlp_depth)
+        self.image_grid = image_grid
+        self.cell_proj = nn.Linear(encoder_width, hidden_size) if image_grid else None
         self.unit_embed = nn.Embedding(unit_embeddings, d_model) if unit_embeddings else None
         if self.unit_embed is not None:
             nn.init.normal_(self.unit_embed.weight, std=0.02)
@@ -133,11 +141,24 @@ class QFormerProjector(nn.Module):
             dropout=cfg.hidden_dropout_prob,
             attention_dropout=cfg.attention_probs_dropout_prob,
             unit_embeddings=cfg.unit_embeddings,
+            image_grid=cfg.image_grid,
         )
 
     @property
     def num_query_tokens(self) -> int:
         return self.qformer.num_query_tokens
+
+    def tokens_per_unit(self, image: bool = False) -> int:
+        """LLM tokens per frame / segment: ``G*G`` for an image with ``image_grid``, else ``Q``."""
+        return self.image_grid**2 if image and self.image_grid else self.num_query_tokens
+
+    def pool_weights(self, patches: int) -> Tensor:
+        """``(G*G, P)`` average-pooling weights of the image grid over a square patch map."""
+        side = int(round(patches**0.5))
+        if side * side != patches:
+            raise ValueError(f"image_grid needs a square patch map, got {patches} patches")
+        eye = torch.eye(patches, device=self.cell_proj.weight.device).reshape(patches, 1, side, side)
+        return nn.functional.adaptive_avg_pool2d(eye, self.image_grid).reshape(patches, -1).T
 
     def _frames(self, x: Tensor, tokens_per_frame: int | None) -> Tensor:
         """Flatten ``(B, T, n, C)`` or ``(B, T*P, C)`` to ``(B*T, n_or_P, C)``."""
@@ -175,7 +196,11 @@ class QFormerProjector(nn.Module):
         return self.qformer(frames, return_cross_attentions=return_cross_attentions)
 
     def forward(
-        self, x: Tensor, tokens_per_frame: int | None = None, return_cross_attentions: bool = False
+        self,
+        x: Tensor,
+        tokens_per_frame: int | None = None,
+        return_cross_attentions: bool = False,
+        image: bool = False,
     ) -> Tensor | ProjectorOutput:
         """Project encoder features to LLM tokens.
 
@@ -183,14 +208,22 @@ class QFormerProjector(nn.Module):
             x: Visual ``(B, T*P, C)`` (give ``tokens_per_frame=P``); audio ``(B, T, n, C)`` or
                 ``(B, n, C)``; see :meth:`encode_queries`.
             tokens_per_frame: Patches per frame for a flattened 3-D input.
-            return_cross_attentions: Return a :class:`ProjectorOutput` instead of a tensor.
+            return_cross_attentions: Return a :class:`ProjectorOutput` instead of a tensor (for the
+                image grid: its pooling weights ``(B*T, 1, G*G, P)``, the cells' "attention").
+            image: ``x`` is the single-frame image input (uses ``image_grid`` when set).
 
         Returns:
             ``(B, T*Q, d_model)`` tensor (``(B, Q, d_model)`` for a 3-D audio input), or a
             :class:`ProjectorOutput` when ``return_cross_attentions``.
         """
-        enc = self.encode_queries(x, tokens_per_frame, return_cross_attentions)
-        h = enc.last_hidden_state
+        if image and self.image_grid:
+            frames = self.input_norm(self._frames(x, tokens_per_frame))  # (B*T, P, C)
+            w = self.pool_weights(frames.shape[1]).to(frames.dtype)
+            h = self.cell_proj(torch.einsum("gp,npc->ngc", w, frames))  # (B*T, G*G, H)
+            enc = QFormerOutput(h, (w.expand(h.shape[0], 1, *w.shape),) if return_cross_attentions else None)
+        else:
+            enc = self.encode_queries(x, tokens_per_frame, return_cross_attentions)
+            h = enc.last_hidden_state
         batch = x.shape[0]
         if self.modality == "visual":  # reference: MLP per frame, then (B, T*Q, D)
             out = self.mlp(h).reshape(batch, -1, self.d_model)

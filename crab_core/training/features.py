@@ -87,15 +87,16 @@ def encode_from_features(model: CrabModel, features: dict, need_seg: bool) -> li
     b = (b[0] if isinstance(b, list) else b).shape[0]
     outs = [EncodedMedia() for _ in range(b)]
     p = model.visual_encoder.patches_per_frame
-    q_v, q_a = model.config.vl_qformer.num_query_tokens, model.config.al_qformer.num_query_tokens
+    q_a = model.config.al_qformer.num_query_tokens
     for name in ("video", "image"):
         if name not in features:
             continue
         last = features[name][-1] if name == "image" else features[name]
-        proj = model.vl_projector(last.to(model.device, model.dtype), tokens_per_frame=p)
+        image = name == "image"
+        proj = model.vl_projector(last.to(model.device, model.dtype), tokens_per_frame=p, image=image)
         for i in range(b):
             outs[i].features[name] = proj[i]
-            outs[i].tokens_per_unit[name] = q_v
+            outs[i].tokens_per_unit[name] = model.vl_projector.tokens_per_unit(image)
     if "audio" in features:
         proj = model.al_projector(features["audio"].to(model.device, model.dtype))
         for i in range(b):
