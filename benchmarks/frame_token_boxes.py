@@ -9,7 +9,8 @@ visible objects' boxes with IoU > 0.5 on fresh frames::
     python benchmarks/frame_token_boxes.py --model assets/crab-tiny [--steps 600]
 
 Designs (``D`` = LLM width): ``qformer-Q``: the model's Q-Former projector, fresh, with ``Q``
-queries per frame (crab-tiny ships ``Q`` = 4); ``grid-G``: the patch map average-pooled to a
+queries per frame (crab-tiny ships ``Q`` = 4); ``qformerpos-Q``: the same with a learned position
+embedding added to the patch features it attends to; ``grid-G``: the patch map average-pooled to a
 ``G x G`` grid, one token per cell (LayerNorm + Linear to ``D``), so a token's index is its place
 (``grid-8`` keeps every patch: the upper bound); ``shipped-Q``: the model's trained projector, frozen.
 A design that fails here cannot give the LLM the boxes whatever the LLM does. Writes
@@ -160,10 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "shipped":  # the model's own trained projector, frozen: only the probe learns
             proj = _FrameQFormer(model.vl_projector.requires_grad_(False))
             rows.append(run_arm(design, proj, cfg.vl_qformer.num_query_tokens, data, args))
-        elif kind == "qformer":
+        elif kind in ("qformer", "qformerpos"):
             qcfg = dataclasses.replace(cfg.vl_qformer, num_query_tokens=k)
             proj = QFormerProjector.from_config(qcfg, cfg.llm.hidden_size, "visual")
-            fwd = _FrameQFormer(proj)
+            pos = model.visual_encoder.patches_per_frame if kind == "qformerpos" else 0
+            fwd = _FrameQFormer(proj, pos)
             rows.append(run_arm(design, fwd, k, data, args))
         else:
             rows.append(
@@ -181,13 +183,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class _FrameQFormer(nn.Module):
-    """A Q-Former projector applied to single frames: ``(N, P, W)`` -> ``(N, Q, D)``."""
+    """A Q-Former projector applied to single frames: ``(N, P, W)`` -> ``(N, Q, D)``; with
+    ``patches`` a learned position embedding ``(P, W)`` is added to its keys first."""
 
-    def __init__(self, proj: nn.Module) -> None:
+    def __init__(self, proj: nn.Module, patches: int = 0) -> None:
         super().__init__()
         self.proj = proj
+        self.pos = nn.Parameter(torch.randn(patches, proj.encoder_width) * 0.5) if patches else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos if self.pos is not None else x
         return self.proj(x, tokens_per_frame=x.shape[1]).reshape(len(x), -1, self.proj.d_model)
 
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 log = logging.getLogger("learning_curves")
 
+from crab_core.pipeline import TINY_DIR  # noqa: E402
 from crab_core.reports import TARGETS  # noqa: E402
 
 TASKS = tuple(dict.fromkeys(t.task for t in TARGETS))
@@ -117,6 +118,22 @@ def late_change(rows: list[dict], label: str) -> dict[str, float | None]:
     return out
 
 
+def same_weights_line(snapshot: Path) -> str:
+    """Whether the last snapshot holds the shipped crab-tiny's weights (tensor by tensor; the files'
+    bytes may differ in their metadata)."""
+    from safetensors.torch import load_file
+
+    mine, shipped = load_file(snapshot / "model.safetensors"), load_file(TINY_DIR / "model.safetensors")
+    if mine.keys() != shipped.keys() or any(mine[k].shape != shipped[k].shape for k in mine):
+        return f"Last snapshot `{snapshot.name}`: a different geometry from the shipped crab-tiny."
+    worst = max((mine[k].float() - shipped[k].float()).abs().max().item() for k in mine)
+    same = "the shipped crab-tiny's weights exactly" if worst == 0 else f"max abs difference {worst:.3g}"
+    return (
+        f"Last snapshot `{snapshot.name}` vs the shipped crab-tiny: {same} "
+        f"({sum(v.numel() for v in mine.values())} parameters compared)."
+    )
+
+
 def markdown(rows: list[dict], args) -> str:
     n = rows[-1]["counts"] if rows else {}
     head = ["metric", "target", "baseline"] + [f"{r['phase']}@{r['step']}" for r in rows]
@@ -136,13 +153,12 @@ def markdown(rows: list[dict], args) -> str:
     for t in TARGETS:
         vals = [r["metrics"][t.label] for r in rows]
         base = next((r["baselines"][t.label] for r in rows if r["baselines"][t.label] is not None), None)
-        cells = [
-            "-" if v is None else (f"**{v:.3f}**" if t.met(v) else f"{v:.3f}")
-            for v in vals
-        ]
+        cells = ["-" if v is None else (f"**{v:.3f}**" if t.met(v) else f"{v:.3f}") for v in vals]
         lines.append(
             f"| {t.label} | {t.text} | {'-' if base is None else f'{base:.3f}'} | " + " | ".join(cells) + " |"
         )
+    if rows:
+        lines += ["", same_weights_line(Path(args.run) / "snapshots" / rows[-1]["snapshot"])]
     lines += ["", "## Change over the second half of each phase", ""]
     phases = list(dict.fromkeys(r["phase"] for r in rows))
     lines += ["| metric | " + " | ".join(phases) + " |", "|---|" + "---|" * len(phases)]

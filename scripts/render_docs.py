@@ -89,6 +89,10 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
             ("seg_selection_v5.json", "shipped", "v5 (shipped)"),
         ]
     ),
+    "learning-curves": dt.include_section("learning_curves.md"),
+    "signal-paths": dt.include_section("signal_paths.md"),
+    "frame-token-boxes": dt.include_tables("frame_token_boxes.md"),
+    "frame-token-boxes-mlp": dt.include_section("frame_token_boxes_mlp.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
     "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),
