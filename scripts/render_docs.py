@@ -93,6 +93,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "signal-paths": dt.include_section("signal_paths.md"),
     "frame-token-boxes": dt.include_tables("frame_token_boxes.md"),
     "frame-token-boxes-mlp": dt.include_section("frame_token_boxes_mlp.md"),
+    "llm-side": dt.include_section("llm_side.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
     "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),

@@ -41,3 +41,23 @@ def test_smoke_run_scores_every_design(tmp_path):
     assert [r["tokens_per_frame"] for r in res["rows"]] == [4, 4, 4]
     assert all(0 <= r["boxes_iou_gt_0_5"] <= 1 and r["boxes"] > 0 for r in res["rows"])
     assert "--readout mlp" in (tmp_path / "frame_token_boxes.md").read_text()
+
+
+def test_llm_side_arms_differ_only_in_the_llm_base():
+    import llm_side
+
+    from crab_core.training.recipe import get_recipe
+
+    base = get_recipe("crab-tiny")
+    inst = next(p for p in base.phases if p.name == "instruct")
+    arms = {name: llm_side.arm_recipe(base, 30, 5e-4, extra) for name, extra in llm_side.ARMS.items()}
+    for r in arms.values():
+        (phase,) = r.phases
+        assert (phase.steps, phase.lr, phase.tasks, phase.batch_size) == (
+            30,
+            5e-4,
+            inst.tasks,
+            inst.batch_size,
+        )
+    assert set(arms["lora+base"].phases[0].trainable) - set(arms["lora"].phases[0].trainable) == {"llm_base"}
+    assert tuple(arms["lora"].phases[0].trainable) == tuple(inst.trainable)
