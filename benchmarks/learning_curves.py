@@ -40,20 +40,15 @@ def snapshots(run: Path, every: int) -> list[tuple[str, int, Path]]:
     multiples of ``every`` and each phase's last one (phases ordered by the recipe in
     ``run/snapshots/*/training.json``)."""
     found: dict[str, list[tuple[int, Path]]] = {}
-    order: list[str] = []
+    steps_of: dict[str, int] = {}  # phase -> its steps, in recipe order
     for d in sorted((run / "snapshots").glob("*-*")):
         if not (d / "model.safetensors").is_file() or not (d / "training.json").is_file():
             continue  # still being written
         card = json.loads((d / "training.json").read_text())
-        if not order:
-            order = [p["name"] for p in card["recipe"]["phases"]]
+        steps_of = steps_of or {p["name"]: p["steps"] for p in card["recipe"]["phases"]}
         found.setdefault(card["phase"], []).append((int(card["step"]), d))
-    steps_of = {}
-    if order:
-        card = json.loads(next((run / "snapshots").glob("*/training.json")).read_text())
-        steps_of = {p["name"]: p["steps"] for p in card["recipe"]["phases"]}
     out = []
-    for phase in order:
+    for phase in steps_of:
         for step, d in sorted(found.get(phase, [])):
             if step % every == 0 or step == steps_of[phase]:
                 out.append((phase, step, d))

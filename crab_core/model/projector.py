@@ -120,6 +120,7 @@ class QFormerProjector(nn.Module):
         self.mlp = build_mlp(hidden_size, d_model, mlp_depth)
         self.image_grid = image_grid
         self.cell_proj = nn.Linear(encoder_width, hidden_size) if image_grid else None
+        self._pool: dict[int, Tensor] = {}  # patches -> pooling weights (not a parameter, not saved)
         self.unit_embed = nn.Embedding(unit_embeddings, d_model) if unit_embeddings else None
         if self.unit_embed is not None:
             nn.init.normal_(self.unit_embed.weight, std=0.02)
@@ -153,12 +154,18 @@ class QFormerProjector(nn.Module):
         return self.image_grid**2 if image and self.image_grid else self.num_query_tokens
 
     def pool_weights(self, patches: int) -> Tensor:
-        """``(G*G, P)`` average-pooling weights of the image grid over a square patch map."""
+        """``(G*G, P)`` average-pooling weights of the image grid over a square patch map (built
+        once per patch count and device, then reused)."""
+        dev = self.cell_proj.weight.device
+        cached = self._pool.get(patches)
+        if cached is not None and cached.device == dev:
+            return cached
         side = int(round(patches**0.5))
         if side * side != patches:
             raise ValueError(f"image_grid needs a square patch map, got {patches} patches")
-        eye = torch.eye(patches, device=self.cell_proj.weight.device).reshape(patches, 1, side, side)
-        return nn.functional.adaptive_avg_pool2d(eye, self.image_grid).reshape(patches, -1).T
+        eye = torch.eye(patches, device=dev).reshape(patches, 1, side, side)
+        self._pool[patches] = nn.functional.adaptive_avg_pool2d(eye, self.image_grid).reshape(patches, -1).T
+        return self._pool[patches]
 
     def _frames(self, x: Tensor, tokens_per_frame: int | None) -> Tensor:
         """Flatten ``(B, T, n, C)`` or ``(B, T*P, C)`` to ``(B*T, n_or_P, C)``."""
