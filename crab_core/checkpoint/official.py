@@ -47,8 +47,9 @@ def geometry_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, int]:
 def config_for_files(config: CrabConfig, paths: Sequence[str | Path]) -> CrabConfig:
     """Return ``config`` with head and query counts taken from the checkpoint tensors.
 
-    Reference-format files have no per-unit index embedding, so ``unit_embeddings`` is set to 0,
-    and their seg module is the reference's query decoder (``SegConfig.decoder="reference"``).
+    Reference-format files have no per-unit index embedding and no image grid, so ``unit_embeddings``
+    and ``image_grid`` are set to 0, and their seg module is the reference's query decoder
+    (``SegConfig.decoder="reference"``).
     """
     geo: dict[str, int] = {}
     for p in paths:
@@ -62,7 +63,7 @@ def config_for_files(config: CrabConfig, paths: Sequence[str | Path]) -> CrabCon
         seg = dataclasses.replace(seg, num_queries=geo["num_queries"])
     if seg.decoder != "reference":
         seg = dataclasses.replace(seg, decoder="reference")
-    vl = dataclasses.replace(config.vl_qformer, unit_embeddings=0)
+    vl = dataclasses.replace(config.vl_qformer, unit_embeddings=0, image_grid=0)
     al = dataclasses.replace(config.al_qformer, unit_embeddings=0)
     return config.replace(lora=lora, seg=seg, vl_qformer=vl, al_qformer=al)
 

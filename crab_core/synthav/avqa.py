@@ -340,3 +340,40 @@ def build_avqa(rng: np.random.Generator, split: str, stratum: float, max_tries: 
             out = f"{why} So the answer is <answer> {ans} </answer>."
             return Target(scene, out, {"answer": ans, "question_type": qtype}, question=question)
     raise TaskError(f"could not build an AVQA {qtype} sample with answer {ans!r} in {max_tries} tries")
+
+
+def scene_questions(
+    scene: Scene, rng: np.random.Generator, count: int, exclude: str | None = None
+) -> list[tuple[str, str, dict]]:
+    """More questions about one scene: ``count`` distinct question types (not ``exclude``), each with
+    an answer the scene supports.
+
+    Several questions on the same clip with different answers make the answer depend on the
+    question and not on the clip alone (crab-tiny v5 restated the wrong entity in 29 of 100 test
+    answers: issue #13). A yes / no type draws its answer first (50 / 50) and is skipped when the
+    scene cannot give it; the other types take the answer the scene gives.
+
+    Returns:
+        ``[(question, output, gt)]`` with ``gt = {"answer", "question_type"}``; fewer than ``count``
+        when the scene cannot ask enough types.
+    """
+    kinds = [k for k in KINDS if k[0] != exclude]
+    out: list[tuple[str, str, dict]] = []
+    for i in rng.permutation(len(kinds)):
+        qtype, answers, ask, _ = kinds[int(i)]
+        if answers == YES_NO:  # the answer first (50/50), then up to 4 variant draws; else skip the type
+            ans = answers[int(rng.integers(2))]
+            tries = [(ans, float(rng.random())) for _ in range(4)]
+        else:  # the scene decides the answer: try each in random order
+            u = float(rng.random())
+            tries = [(answers[int(j)], u) for j in rng.permutation(len(answers))]
+        for ans, u in tries:
+            asked = ask(scene, rng, ans, u)
+            if asked is not None:
+                question, why = asked
+                output = f"{why} So the answer is <answer> {ans} </answer>."
+                out.append((question, output, {"answer": ans, "question_type": qtype}))
+                break
+        if len(out) == count:
+            break
+    return out

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 NUM_CLASSES = 10  # SynthAV classes (tower pretraining labels)
-LABELS_VERSION = 3  # bumped when the training labels change (part of the render-cache key)
+LABELS_VERSION = 4  # bumped when the training labels change (part of the render-cache key)
 
 
 @dataclass
@@ -51,7 +51,10 @@ class RawItem:
         gt: structured ground truth (docs/manifest.md; seg masks as arrays in ``gt_mask``).
         labels: tower-pretraining labels (SynthAV only): ``patch`` ``(T, S', S')`` int8 class maps
             (0 = background) of the video frames, ``audible`` ``(T_a, 10)`` uint8, ``gain``
-            ``(T_a, 10)`` float16 dB.
+            ``(T_a, 10)`` float16 dB; ``image_map`` ``(S', S')`` the class map of the target frame
+            (items with an image and a frame index).
+        media_of: id of the item whose media this one shares (another question on the same clip,
+            :mod:`crab_core.training.variants`); None = its own media.
     """
 
     id: str
@@ -64,6 +67,7 @@ class RawItem:
     mask: np.ndarray | None = None
     gt: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
+    media_of: str | None = None
 
 
 @dataclass
@@ -173,6 +177,8 @@ def synth_raw(seed: int, task: str, image_size: int, with_labels: bool = True) -
         audible, gain = _audio_labels(s.meta, s.frames.shape[0])
         idx = sample_frame_indices(len(s.frames), get_task(task).num_frames)
         labels = {"patch": maps[idx], "audible": audible, "gain": gain}
+        if image is not None and s.frame_index is not None:  # the image probe (image grid)
+            labels["image_map"] = maps[s.frame_index]
         if s.mask is not None and s.frame_index is not None:
             labels["seg_classes"] = seg_classes(maps[s.frame_index], s.mask)
             labels["seg_map"] = maps[

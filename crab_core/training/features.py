@@ -53,13 +53,16 @@ def tower_outputs(model: CrabModel, raws: list[RawItem]) -> list[dict]:
 def compute_features(
     model: CrabModel, raws: list[RawItem], batch_size: int = 32, progress: bool = False
 ) -> dict[str, dict]:
-    """``{item id: tower outputs}`` for every item (items grouped by media shape)."""
+    """``{item id: tower outputs}`` for every item (items grouped by media shape; an item with
+    ``media_of`` gets the outputs of that item, which must be in ``raws``)."""
     from tqdm import tqdm
 
     was_training = model.training
     model.eval()
     groups: dict[tuple, list[RawItem]] = {}
     for r in raws:
+        if r.media_of is not None:  # shares the media of another item: computed once, below
+            continue
         key = tuple(None if a is None else a.shape for a in (r.video, r.audio, r.image))
         groups.setdefault(key, []).append(r)
     feats: dict[str, dict] = {}
@@ -71,6 +74,9 @@ def compute_features(
                 feats[r.id] = f
             bar.update(len(chunk))
     bar.close()
+    for r in raws:
+        if r.media_of is not None:
+            feats[r.id] = feats[r.media_of]
     model.train(was_training)
     return feats
 

@@ -68,7 +68,8 @@ def build_train_module(recipe: Recipe) -> CrabTrainModule:
     cfg = recipe.model
     model = build_model(cfg, seed=recipe.seed)
     q_v, q_a = cfg.vl_qformer.num_query_tokens, cfg.al_qformer.num_query_tokens
-    probes = MediaProbes(cfg.llm.hidden_size, q_v, q_a)
+    grid = cfg.vl_qformer.image_grid
+    probes = MediaProbes(cfg.llm.hidden_size, q_v, q_a, image_tokens=grid * grid)
     # only built when a phase uses it (keeps the other recipes' init and checkpoints unchanged)
     seg_probe = (
         SegTokenProbe(cfg.llm.hidden_size, cfg.seg.num_seg_tokens)
@@ -199,8 +200,8 @@ class CrabTrainModule(nn.Module):
 
     def media_probe_loss(self, batch: Batch, media: list[EncodedMedia]) -> torch.Tensor:
         """Probe losses (:mod:`crab_core.training.probes`) on the video / per-second audio tokens of
-        SynthAV items."""
-        video, audio = [], []
+        SynthAV items, and on the image grid tokens when the model has the image grid."""
+        video, audio, image = [], [], []
         q_v = self.model.config.vl_qformer.num_query_tokens
         q_a = self.model.config.al_qformer.num_query_tokens
         for it, m in zip(batch.items, media, strict=True):
@@ -208,10 +209,14 @@ class CrabTrainModule(nn.Module):
             v = m.features.get("video")
             if v is not None and "patch" in lab and v.shape[0] == lab["patch"].shape[0] * q_v:
                 video.append((v, torch.from_numpy(lab["patch"])))
+            im = m.features.get("image")
+            q_i = self.tower_heads.probes.q_i
+            if im is not None and q_i and "image_map" in lab and im.shape[0] == q_i:
+                image.append((im, torch.from_numpy(lab["image_map"][None])))
             a = m.features.get("audio")
             uniform = get_task(it.task).variant().audio_mode == "uniform"  # one 1-s window per second
             if a is not None and uniform and "audible" in lab and a.shape[0] == lab["audible"].shape[0] * q_a:
                 audio.append(
                     (a, torch.from_numpy(lab["audible"]), torch.from_numpy(lab["gain"].astype("float32")))
                 )
-        return probe_loss(self.tower_heads.probes, video, audio)
+        return probe_loss(self.tower_heads.probes, video, audio, image)

@@ -8,7 +8,10 @@ and predict SynthAV's per-second ground truth:
 * video frame ``(Q_v, D)`` tokens -> per class: visible (BCE) and its box ``(x1, y1, x2, y2) / S``
   (L1, on the visible classes only);
 * audio second ``(Q_a, D)`` tokens -> per class: audible (BCE) and loudness ``gain_db / 10``
-  (MSE, on the audible classes only).
+  (MSE, on the audible classes only);
+* with the image grid (``QFormerConfig.image_grid``), the single frame's ``(G*G, D)`` grid tokens
+  (ARIG's input) -> per class: visible and its box, as for a video frame. Without it ARIG's tokens
+  never got a box signal: the frame probe only reads video frames.
 
 :class:`SegTokenProbe` reads the LLM's last-layer states of the six seg tokens (the mask decoder's
 prompt) and predicts which classes the target mask holds (BCE; none for an empty target). In
@@ -79,19 +82,30 @@ class MediaProbes(nn.Module):
         video_queries: tokens per frame ``Q_v``.
         audio_queries: tokens per audio second ``Q_a``.
         num_classes: object classes ``K``.
+        image_tokens: tokens of the single-frame image input (``G*G`` with the image grid); 0 = no
+            image probe (the v5 geometry: its initialisation is unchanged).
     """
 
     def __init__(
-        self, d_model: int, video_queries: int, audio_queries: int, num_classes: int = NUM_CLASSES
+        self,
+        d_model: int,
+        video_queries: int,
+        audio_queries: int,
+        num_classes: int = NUM_CLASSES,
+        image_tokens: int = 0,
     ) -> None:
         super().__init__()
-        self.k, self.q_v, self.q_a = num_classes, video_queries, audio_queries
+        self.k, self.q_v, self.q_a, self.q_i = num_classes, video_queries, audio_queries, image_tokens
         self.video = nn.Linear(video_queries * d_model, 5 * num_classes)
         self.audio = nn.Linear(audio_queries * d_model, 2 * num_classes)
+        self.image = nn.Linear(image_tokens * d_model, 5 * num_classes) if image_tokens else None
 
-    def video_loss(self, tokens: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
-        """``tokens`` ``(N, Q_v, D)``, ``maps`` ``(N, S, S)`` -> BCE(visible) + 4 * L1(box | visible)."""
-        out = self.video(tokens.float().flatten(1)).view(-1, self.k, 5)
+    def video_loss(
+        self, tokens: torch.Tensor, maps: torch.Tensor, head: nn.Linear | None = None
+    ) -> torch.Tensor:
+        """``tokens`` ``(N, Q, D)``, ``maps`` ``(N, S, S)`` -> BCE(visible) + L1(box | visible), read by
+        ``head`` (default: the video-frame head)."""
+        out = (head or self.video)(tokens.float().flatten(1)).view(-1, self.k, 5)
         visible, boxes = frame_targets(maps, self.k)
         bce = F.binary_cross_entropy_with_logits(out[..., 0], visible)
         l1 = ((out[..., 1:].sigmoid() - boxes).abs().sum(-1) * visible).sum() / visible.sum().clamp_min(1.0)
@@ -108,14 +122,19 @@ def probe_loss(
     probes: MediaProbes,
     video: list[tuple[torch.Tensor, torch.Tensor]],
     audio: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    image: list[tuple[torch.Tensor, torch.Tensor]] = (),
 ) -> torch.Tensor:
     """Summed probe losses of a batch.
 
     Args:
         video: per item ``(tokens (T*Q_v, D), maps (T, S, S))``.
         audio: per item ``(tokens (T*Q_a, D), audible (T, K), gain (T, K))``.
+        image: per item ``(tokens (Q_i, D), map (1, S, S))`` (used when ``probes.image`` exists).
     """
     loss = sum(p.sum() * 0 for p in probes.parameters())
+    if image and probes.image is not None:
+        tok = torch.stack([t for t, _ in image])
+        loss = loss + probes.video_loss(tok, torch.cat([m for _, m in image]).to(tok.device), probes.image)
     if video:
         tok = torch.cat([t.reshape(-1, probes.q_v, t.shape[-1]) for t, _ in video])
         loss = loss + probes.video_loss(tok, torch.cat([m for _, m in video]).to(tok.device))

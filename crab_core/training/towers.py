@@ -153,6 +153,11 @@ def tower_loss(
         if heads.probes is not None and trains("vl_projector"):
             tok = model.vl_projector(feats[-1].to(model.dtype))  # (N, Q_v, D): one frame each
             out["probe_loss"] = out["probe_loss"] + heads.probes.video_loss(tok, m.to(dev))
+            if heads.probes.image is not None:  # the same frames as image-grid tokens (N, G*G, D)
+                tok = model.vl_projector(feats[-1].to(model.dtype), image=True)
+                out["probe_loss"] = out["probe_loss"] + heads.probes.video_loss(
+                    tok, m.to(dev), heads.probes.image
+                )
     if auds and audible[0].shape[0] > 0:
         a = torch.cat(auds).to(dev, model.audio_dtype)  # (N, F, 128) one 1-s window each
         tokens = model.audio_encoder(a)

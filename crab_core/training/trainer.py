@@ -46,6 +46,7 @@ from .distributed import (
 from .features import compute_features
 from .module import CrabTrainModule, build_train_module
 from .recipe import Phase, Recipe
+from .variants import add_question_variants
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class Trainer:
         self.tokenizer = CrabTokenizer.train_bpe(task_corpus(samples_per_task=r.tokenizer_samples), cfg)
         self.module = self._new_module()
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
+        self.raws += add_question_variants(self.raws, r.data.avqa_questions)
         for path in r.data.manifests:
             self.raws += read_manifest(path, cfg.vision.image_size)
         self.items = [tokenize_item(x, self.tokenizer) for x in self.raws]

@@ -1,0 +1,73 @@
+"""More training questions on the same rendered clip (SynthAV AVQA).
+
+A SynthAV AVQA sample is a clip built for one question. Training on it alone lets a small LLM
+answer from the clip and ignore the question: crab-tiny v5 restated the wrong entity in 29 of 100
+fresh test answers ("The question asks whether a dog is seen" to "Is there a trumpet in the
+video?"), and the entity it put there was usually one of the clip's objects. Each variant here asks
+the same clip another question type (:func:`crab_core.synthav.avqa.scene_questions`), so the same
+media come with different questions and different answers.
+
+Variants share the media arrays of their clip (no rendering, no extra memory) and name it in
+:attr:`~crab_core.training.data.RawItem.media_of`, so the frozen-tower features are computed once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..tasks import get_task
+from ..tasks.prompts import build_prompt
+from .data import RawItem
+
+
+def question_variants(raw: RawItem, seed: int, count: int) -> list[RawItem]:
+    """Up to ``count`` more AVQA items on the clip of SynthAV AVQA sample ``seed`` (``raw`` = its item).
+
+    Deterministic in ``seed``. The scene is rebuilt as :func:`crab_core.synthav.render_sample`
+    builds it (same generator), so the questions are about exactly the rendered clip.
+    """
+    from ..synthav.annotate import TASKS as SYNTH_TASKS
+    from ..synthav.annotate import build_target
+    from ..synthav.avqa import scene_questions
+    from ..synthav.generate import stratum
+    from ..synthav.world import split_of_seed
+
+    if raw.task != "avqa" or count <= 0:
+        return []
+    target = build_target(
+        np.random.default_rng([seed, SYNTH_TASKS.index("avqa")]), "avqa", split_of_seed(seed), stratum(seed)
+    )
+    if target.output != raw.output:
+        raise RuntimeError(f"{raw.id}: the rebuilt AVQA scene does not match the rendered sample")
+    rng = np.random.default_rng([seed, SYNTH_TASKS.index("avqa"), 1])
+    spec = get_task("avqa")
+    out = []
+    for k, (question, output, gt) in enumerate(
+        scene_questions(target.scene, rng, count, exclude=raw.gt.get("question_type"))
+    ):
+        out.append(
+            RawItem(
+                id=f"{raw.id}-q{k + 1}",
+                task="avqa",
+                prompt=build_prompt(spec, question=question),
+                output=output,
+                video=raw.video,
+                audio=raw.audio,
+                image=raw.image,
+                mask=raw.mask,
+                gt=gt,
+                labels=raw.labels,
+                media_of=raw.media_of or raw.id,
+            )
+        )
+    return out
+
+
+def add_question_variants(raws: list[RawItem], count: int) -> list[RawItem]:
+    """``count`` more questions per SynthAV AVQA item of ``raws`` (ids ``synthav-{seed}-avqa``), in order."""
+    out: list[RawItem] = []
+    for raw in raws:
+        if raw.task == "avqa" and count > 0 and raw.media_of is None and raw.id.startswith("synthav-"):
+            seed = int(raw.id[len("synthav-") : -len("-avqa")])
+            out += question_variants(raw, seed, count)
+    return out
