@@ -113,20 +113,37 @@ def late_change(rows: list[dict], label: str) -> dict[str, float | None]:
     return out
 
 
-def same_weights_line(snapshot: Path) -> str:
-    """Whether the last snapshot holds the shipped crab-tiny's weights (tensor by tensor; the files'
-    bytes may differ in their metadata)."""
+def same_weights_line(snapshot: Path, reference: str = "crab-tiny") -> str:
+    """Whether the last snapshot holds the weights of ``reference`` (``crab-tiny``: the shipped model,
+    or a model folder), tensor by tensor (the files' bytes may differ in their metadata)."""
     from safetensors.torch import load_file
 
-    mine, shipped = load_file(snapshot / "model.safetensors"), load_file(TINY_DIR / "model.safetensors")
+    folder, name = (
+        (TINY_DIR, "the shipped crab-tiny")
+        if reference == "crab-tiny"
+        else (Path(reference), f"`{reference}`")
+    )
+    mine, shipped = load_file(snapshot / "model.safetensors"), load_file(folder / "model.safetensors")
     if mine.keys() != shipped.keys() or any(mine[k].shape != shipped[k].shape for k in mine):
-        return f"Last snapshot `{snapshot.name}`: a different geometry from the shipped crab-tiny."
+        return f"Last snapshot `{snapshot.name}`: a different geometry from {name}."
     worst = max((mine[k].float() - shipped[k].float()).abs().max().item() for k in mine)
-    same = "the shipped crab-tiny's weights exactly" if worst == 0 else f"max abs difference {worst:.3g}"
+    same = f"{name}'s weights exactly" if worst == 0 else f"max abs difference {worst:.3g}"
     return (
-        f"Last snapshot `{snapshot.name}` vs the shipped crab-tiny: {same} "
+        f"Last snapshot `{snapshot.name}` vs {name}: {same} "
         f"({sum(v.numel() for v in mine.values())} parameters compared)."
     )
+
+
+def extra_args(args) -> str:
+    """The non-default ``--recipe`` / ``--reference`` / ``--name`` of a run, for its command line."""
+    out = ""
+    for flag, value, default in (
+        ("--recipe", args.recipe, "crab-tiny"),
+        ("--reference", args.reference, "crab-tiny"),
+        ("--name", args.name, "learning_curves"),
+    ):
+        out += f" {flag} {value}" if value != default else ""
+    return out
 
 
 def markdown(rows: list[dict], args) -> str:
@@ -136,8 +153,9 @@ def markdown(rows: list[dict], args) -> str:
         "# crab-tiny learning curves",
         "",
         f"`python benchmarks/learning_curves.py --run {args.run} --every {args.every} --per-task "
-        f"{args.per_task} --seed {args.seed}` on the snapshots of `python -m crab_core train --recipe "
-        f"crab-tiny --out {args.run} --snapshot-every N`. Every column scores the same fresh `test` items "
+        f"{args.per_task} --seed {args.seed}{extra_args(args)}` on the snapshots of `python -m crab_core "
+        f"train --recipe {args.recipe} --out {args.run} --snapshot-every N`. Every column scores the same "
+        "fresh `test` items "
         f"(seed {args.seed}; n per task: {json.dumps(n)}) through the path of `python -m crab_core eval`. "
         "Columns: phase@step of the snapshot (cumulative optimizer steps and training minutes in the "
         "JSON). Bold: target met.",
@@ -153,7 +171,7 @@ def markdown(rows: list[dict], args) -> str:
             f"| {t.label} | {t.text} | {'-' if base is None else f'{base:.3f}'} | " + " | ".join(cells) + " |"
         )
     if rows:
-        lines += ["", same_weights_line(Path(args.run) / "snapshots" / rows[-1]["snapshot"])]
+        lines += ["", same_weights_line(Path(args.run) / "snapshots" / rows[-1]["snapshot"], args.reference)]
     lines += ["", "## Change over the second half of each phase", ""]
     phases = list(dict.fromkeys(r["phase"] for r in rows))
     lines += ["| metric | " + " | ".join(phases) + " |", "|---|" + "---|" * len(phases)]
@@ -212,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--name", default="learning_curves")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--recipe", default="crab-tiny", help="the recipe that made the run (for the report)")
+    p.add_argument(
+        "--reference",
+        default="crab-tiny",
+        help="model the last snapshot is compared with (crab-tiny: shipped)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     rows = score_all(args)

@@ -44,9 +44,6 @@ def crab_tiny() -> CrabConfig:
     background).
     v5: the prompt-token mask decoder (``SegConfig.decoder="prompt"``: the seg tokens are tokens of
     the two-way transformer, and a frame stem gives a 56 x 56 pixel embedding; issue #13).
-    v6: the single-frame image input (ARIG) as 4 x 4 grid-cell tokens (``QFormerConfig.image_grid``):
-    the Q-Former's 4 queries kept which objects a frame holds but not where
-    (``benchmarks/results/frame_token_boxes*.md``).
     """
     return CrabConfig(
         name="crab-tiny",
@@ -80,7 +77,6 @@ def crab_tiny() -> CrabConfig:
             hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0,
             unit_embeddings=16,
-            image_grid=4,
         ),
         al_qformer=QFormerConfig(
             hidden_size=64,

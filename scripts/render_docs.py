@@ -54,9 +54,14 @@ def _ilora_ablation(ctx: dt.DocContext) -> str:
     return dt.include_section("ilora_ablation.md")(ctx)
 
 
-def _v4_quality(ctx: dt.DocContext) -> str:
-    folder = ctx.results_dir / "v4"
-    return quality_table(ctx.quality(folder), folder=ctx.rel(folder))
+def _kept_quality(sub: str) -> Callable[[dt.DocContext], str]:
+    """The quality table of a crab-tiny that is not the shipped one (results in ``results/<sub>/``)."""
+
+    def build(ctx: dt.DocContext) -> str:
+        folder = ctx.results_dir / sub
+        return quality_table(ctx.quality(folder), folder=ctx.rel(folder))
+
+    return build
 
 
 #: region name -> builder(DocContext) -> markdown
@@ -65,7 +70,8 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "crab-tiny-avqa-types": lambda ctx: (
         avqa_type_table(ctx.quality()) or "_No per-question-type AVQA results._\n"
     ),
-    "crab-tiny-v4-quality": _v4_quality,
+    "crab-tiny-v4-quality": _kept_quality("v4"),
+    "crab-tiny-v6-candidate-quality": _kept_quality("v6-candidate"),
     "prompt-choices": _prompt_choices,
     "ilora_ablation": _ilora_ablation,
     "crab-tiny-architecture": ct.crab_tiny_architecture,
@@ -94,6 +100,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "frame-token-boxes": dt.include_tables("frame_token_boxes.md"),
     "frame-token-boxes-mlp": dt.include_section("frame_token_boxes_mlp.md"),
     "llm-side": dt.include_section("llm_side.md"),
+    "avqa-binding": dt.include_section("avqa_binding.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
     "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),

@@ -349,9 +349,9 @@ def scene_questions(
     an answer the scene supports.
 
     Several questions on the same clip with different answers make the answer depend on the
-    question and not on the clip alone (crab-tiny v5 restated the wrong entity in 29 of 100 test
-    answers: issue #13). A yes / no type draws its answer first (50 / 50) and is skipped when the
-    scene cannot give it; the other types take the answer the scene gives.
+    question and not on the clip alone (crab-tiny v5 often restates a wrong entity:
+    ``benchmarks/results/avqa_binding.md``). A yes / no type draws its answer first (50 / 50) and is
+    skipped when the scene cannot give it; the other types take the answer the scene gives.
 
     Returns:
         ``[(question, output, gt)]`` with ``gt = {"answer", "question_type"}``; fewer than ``count``

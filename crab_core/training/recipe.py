@@ -42,13 +42,10 @@ from .module import COMPONENTS
 
 ALL_TASKS = tuple(TASKS)
 SEG_TASKS = seg_tasks()
-#: crab-tiny v6 step counts of its last three phases (the 90-minute budget of issue #13). v5 had
-#: 1600 / 2400 / 3000: its learning curves (benchmarks/results/learning_curves.md) still rose steeply
-#: at the end of ``align`` (AVVP audio +0.24 over its second half) and were flat late in ``instruct``
-#: and ``seg``, so v6 moves steps into ``align`` at the same total time.
-ALIGN_STEPS = 2000
-INSTRUCT_STEPS = 2200
-SEG_STEPS = 2600
+#: crab-tiny v5 step counts of its last three phases (the 90-minute budget of issue #13)
+ALIGN_STEPS = 1600
+INSTRUCT_STEPS = 2400
+SEG_STEPS = 3000
 
 
 @dataclass(frozen=True)
@@ -181,7 +178,16 @@ class Recipe:
         return dataclasses.replace(self, **kw)
 
 
-def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
+def _tiny_phases(
+    scale: float = 1.0,
+    align: int = ALIGN_STEPS,
+    instruct: int = INSTRUCT_STEPS,
+    seg: int = SEG_STEPS,
+    ms3_seg: float = 1.0,
+) -> tuple[Phase, ...]:
+    """The crab-tiny phases (v5 by default); ``align`` / ``instruct`` / ``seg``: steps of those
+    phases, ``ms3_seg``: MS3's sampling weight in ``seg``; ``scale`` multiplies every step count."""
+
     def n(steps: int) -> int:
         return max(1, int(round(steps * scale)))
 
@@ -214,7 +220,7 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
         ),
         Phase(
             "align",
-            n(ALIGN_STEPS),
+            n(align),
             (*proj, *llm, "tower_heads"),
             {**every, "caption": 0.5},
             lr=2e-3,
@@ -224,7 +230,7 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
         # AVQA and ARIG (the furthest from their targets) get twice the share of the other tasks
         Phase(
             "instruct",
-            n(INSTRUCT_STEPS),
+            n(instruct),
             ("lora", *proj, "tower_heads"),
             {**every, "caption": 0.3, "avqa": 2.0, "arig": 2.0},
             lr=2e-3,
@@ -232,8 +238,6 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
             batch_size=16,
             probe_weight=0.5,
         ),
-        # v6: MS3 at twice the share of S4 / Ref-AVS: in v5's curves MS3 peaked at its target 800 steps
-        # into the seg phase and then fell (0.685 -> 0.51) while S4, AVSS and Ref-AVS rose.
         # v5: the prompt decoder (SegConfig.decoder="prompt") and I-LoRA train together, so the mask loss
         # shapes what the LLM writes into the seg tokens (v4 trained the seg module alone: its decoder
         # ignored the prompt, swap IoU 1.00, issue #13). The other tasks stay in the mix with their LM
@@ -245,14 +249,14 @@ def _tiny_phases(scale: float = 1.0) -> tuple[Phase, ...]:
         # (swap IoU 0.99 / 0.93; runs of benchmarks/seg_selection.py, see docs/deviations.md).
         Phase(
             "seg",
-            n(SEG_STEPS),
+            n(seg),
             ("seg_module", "lora", "tower_heads"),
             {
                 **{t: 0.5 for t in ALL_TASKS if t not in SEG_TASKS},
                 "caption": 0.1,
                 **{t: 1.0 for t in SEG_TASKS},
                 "avss": 2.0,
-                "ms3": 2.0,
+                "ms3": ms3_seg,
             },
             lr=2e-3,
             lr_scale={"lora": 0.25},
@@ -270,9 +274,29 @@ def crab_tiny_recipe() -> Recipe:
     return Recipe(
         name="crab-tiny",
         model=crab_tiny(),
-        # v6: 3 more questions per AVQA clip (crab_core.training.variants)
-        data=DataSpec(synth_per_task=1000, workers=2, avqa_questions=3),
+        data=DataSpec(synth_per_task=1000, workers=2),
         phases=_tiny_phases(),
+        eval_every=0,
+        checkpoint_every=50,
+    )
+
+
+def crab_tiny_v6_recipe() -> Recipe:
+    """crab-tiny v6, trained and measured for issue #13 and not shipped (it did not beat v5:
+    ``benchmarks/results/v6-candidate/``, docs/crab-tiny.md "v6: tried, not shipped").
+
+    From v5's recipe: the image grid for ARIG's frame (``QFormerConfig.image_grid=4``) with its box
+    probe; three more AVQA questions per clip (``DataSpec.avqa_questions``); steps moved into
+    ``align`` (2000 / 2200 / 2600 instead of 1600 / 2400 / 3000: v5's learning curves still rose at
+    the end of ``align`` and were flat late in ``instruct`` and ``seg``); MS3 at twice the share of
+    S4 in ``seg`` (v5's MS3 peaked early in ``seg`` and then fell).
+    """
+    tiny = crab_tiny()
+    return Recipe(
+        name="crab-tiny-v6",
+        model=tiny.replace(vl_qformer=dataclasses.replace(tiny.vl_qformer, image_grid=4)),
+        data=DataSpec(synth_per_task=1000, workers=2, avqa_questions=3),
+        phases=_tiny_phases(align=2000, instruct=2200, seg=2600, ms3_seg=2.0),
         eval_every=0,
         checkpoint_every=50,
     )
@@ -336,7 +360,11 @@ def smoke_recipe() -> Recipe:
     )
 
 
-RECIPES: dict[str, Callable[[], Recipe]] = {"crab-tiny": crab_tiny_recipe, "smoke": smoke_recipe}
+RECIPES: dict[str, Callable[[], Recipe]] = {
+    "crab-tiny": crab_tiny_recipe,
+    "crab-tiny-v6": crab_tiny_v6_recipe,
+    "smoke": smoke_recipe,
+}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -1,11 +1,12 @@
 """More training questions on the same rendered clip (SynthAV AVQA).
 
 A SynthAV AVQA sample is a clip built for one question. Training on it alone lets a small LLM
-answer from the clip and ignore the question: crab-tiny v5 restated the wrong entity in 29 of 100
-fresh test answers ("The question asks whether a dog is seen" to "Is there a trumpet in the
-video?"), and the entity it put there was usually one of the clip's objects. Each variant here asks
+answer from the clip and ignore the question: crab-tiny v5 often restates a wrong entity ("The
+question asks whether a dog is seen" to "Is there a trumpet in the video?"), usually one of the
+clip's objects (``benchmarks/results/avqa_binding.md``). Each variant here asks
 the same clip another question type (:func:`crab_core.synthav.avqa.scene_questions`), so the same
-media come with different questions and different answers.
+media come with different questions and different answers. (Used by the ``crab-tiny-v6`` recipe;
+it did not make v6 restate the question better: docs/crab-tiny.md, "v6: tried, not shipped".)
 
 Variants share the media arrays of their clip (no rendering, no extra memory) and name it in
 :attr:`~crab_core.training.data.RawItem.media_of`, so the frozen-tower features are computed once.

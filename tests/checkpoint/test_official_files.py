@@ -141,3 +141,15 @@ def test_convert_cli_round_trip(trained, tmp_path, capsys):
 def test_report_is_never_silent():
     r = LoadReport(sources=["x"], missing=["llm.a", "llm.b", "seg_module.c"])
     assert "llm 2" in r.summary() and "seg_module 1" in r.summary()
+
+
+def test_reference_geometry_drops_crab_tiny_only_parts():
+    """crab-tiny's index embeddings, image grid and prompt decoder have no place in the reference format."""
+    from crab_core.training.recipe import crab_tiny_v6_recipe
+
+    grid = crab_tiny_v6_recipe().model
+    assert grid.vl_qformer.image_grid == 4
+    cfg = config_for_files(grid, [])
+    assert cfg.vl_qformer.image_grid == 0 and cfg.vl_qformer.unit_embeddings == 0
+    assert cfg.seg.decoder == "reference"
+    assert not any("cell_proj" in k for k in build_model(cfg, seed=0).state_dict())

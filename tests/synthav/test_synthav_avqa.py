@@ -175,3 +175,30 @@ def test_quality_benchmark_reports_each_question_type():
     assert "| Audio/Existential | 0.667 (1.000), n=3 |" in md
     assert "| Visual/Location | 0.000 (1.000), n=1 |" in md
     assert bench.avqa_type_table({"test": {"metrics": {"ave": {}}, "baselines": {}}}) == ""
+
+
+def test_scene_questions_ask_other_types_with_the_scenes_answers():
+    """More questions on one scene: distinct types other than the excluded one, each answer the one
+    its asker gives for that scene (a type's question builder returns None for a wrong answer)."""
+    from crab_core.synthav.avqa import scene_questions
+
+    answers = Counter()
+    for k in range(60):
+        t = build_avqa(np.random.default_rng([k, 9]), "train", (k + 0.5) / 60)
+        qtype = t.gt["question_type"]
+        more = scene_questions(t.scene, np.random.default_rng([k, 10]), 3, exclude=qtype)
+        again = scene_questions(t.scene, np.random.default_rng([k, 10]), 3, exclude=qtype)
+        assert more == again  # deterministic in the generator
+        types = [gt["question_type"] for _, _, gt in more]
+        assert 1 <= len(more) <= 3 and len(set(types)) == len(types) and qtype not in types
+        for question, output, gt in more:
+            assert question.endswith("?") and TAIL.search(output).group(1) == gt["answer"]
+            assert output.startswith("The question asks")
+            answers[gt["answer"]] += 1
+            kind = next(k for k in KINDS if k[0] == gt["question_type"])
+            wrong = [a for a in kind[1] if a != gt["answer"]]
+            # the scene supports the stated answer: no other count fits (the other types build their
+            # question from the answer, so several answers can be asked about one scene)
+            if gt["question_type"].endswith("Counting"):
+                assert all(kind[2](t.scene, np.random.default_rng(0), a, 0.9) is None for a in wrong)
+    assert abs(answers["yes"] - answers["no"]) <= 0.3 * (answers["yes"] + answers["no"])

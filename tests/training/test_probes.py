@@ -108,3 +108,21 @@ def test_seg_token_probe_fits_informative_states_only():
         return float(loss.detach())
 
     assert fit(informative) < 0.3 * fit(torch.ones(n, 6, d))
+
+
+def test_image_probe_reads_grid_tokens_with_its_own_head():
+    """With the image grid, the single frame's G*G tokens get their own box probe; without it the
+    probes have no image head (the v5 initialisation is unchanged)."""
+    assert MediaProbes(16, 2, 2).image is None
+    torch.manual_seed(0)
+    a = MediaProbes(16, 2, 2)
+    torch.manual_seed(0)
+    b = MediaProbes(16, 2, 2, image_tokens=4)
+    assert torch.equal(a.video.weight, b.video.weight) and torch.equal(a.audio.weight, b.audio.weight)
+    maps = torch.zeros(1, 8, 8, dtype=torch.int8)
+    maps[0, 0:4, 0:4] = 2
+    tok = torch.randn(4, 16, requires_grad=True)
+    loss = probe_loss(b, [], [], [(tok, maps)])
+    loss.backward()
+    assert loss > 0 and b.image.weight.grad.abs().sum() > 0 and b.video.weight.grad.abs().sum() == 0
+    assert probe_loss(a, [], [], [(tok, maps)]).item() == 0  # no image head: no image loss

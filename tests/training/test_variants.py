@@ -1,0 +1,42 @@
+"""More AVQA questions on the same rendered clip (crab_core.training.variants)."""
+
+from __future__ import annotations
+
+import torch
+
+from crab_core.training.data import render_synth, synth_seeds
+from crab_core.training.variants import add_question_variants
+
+
+def test_variants_share_the_clip_and_ask_other_questions():
+    raws = render_synth(synth_seeds("train", ["avqa", "ave"], 3, 0), 32, workers=1, with_labels=True)
+    more = add_question_variants(raws, 2)
+    avqa = [r for r in raws if r.task == "avqa"]
+    assert len(more) >= len(avqa) and all(v.task == "avqa" for v in more)
+    assert add_question_variants(raws, 2)[0].output == more[0].output  # deterministic
+    by_id = {r.id: r for r in raws}
+    for v in more:
+        base = by_id[v.media_of]
+        assert v.id.startswith(base.id + "-q") and v.id != base.id
+        assert v.video is base.video and v.audio is base.audio  # shared, not copied
+        assert v.gt["question_type"] != base.gt["question_type"] and v.output != base.output
+        question = v.prompt.split("Please answer this question: ")[1]
+        assert question.split(" [/INST]")[0] not in base.prompt
+    assert add_question_variants(raws, 0) == []
+
+
+def test_features_computed_once_per_clip(monkeypatch):
+    from crab_core.model.builder import build_model
+    from crab_core.presets import crab_micro
+    from crab_core.training import features as F
+
+    raws = render_synth(synth_seeds("train", ["avqa"], 2, 0), 32, workers=1, with_labels=False)
+    more = add_question_variants(raws, 2)
+    model = build_model(crab_micro(), seed=0)
+    seen = []
+    real = F.tower_outputs
+    monkeypatch.setattr(F, "tower_outputs", lambda m, rs: seen.extend(r.id for r in rs) or real(m, rs))
+    feats = F.compute_features(model, raws + more)
+    assert sorted(seen) == sorted(r.id for r in raws)  # the variants reuse their clip's tower outputs
+    for v in more:
+        assert torch.equal(feats[v.id]["audio"], feats[v.media_of]["audio"])
