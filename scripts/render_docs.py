@@ -101,6 +101,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "frame-token-boxes-mlp": dt.include_section("frame_token_boxes_mlp.md"),
     "llm-side": dt.include_section("llm_side.md"),
     "avqa-binding": dt.include_section("avqa_binding.md"),
+    "learning-curves-v6": dt.include_section("learning_curves_v6.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
     "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),
