@@ -27,8 +27,6 @@ log = logging.getLogger("avqa_binding")
 
 from crab_core.tasks.parsers import normalize_answer, parse_avqa  # noqa: E402
 
-SPLITS = {"test": 501, "test-compositional": 502}
-
 
 def first_sentence(text: str) -> str:
     """The text up to and including its first full stop, whitespace collapsed."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..tasks import get_task
 from ..tasks.prompts import build_prompt
 from .data import RawItem
@@ -39,7 +40,7 @@ def question_variants(raw: RawItem, seed: int, count: int) -> list[RawItem]:
         np.random.default_rng([seed, SYNTH_TASKS.index("avqa")]), "avqa", split_of_seed(seed), stratum(seed)
     )
     if target.output != raw.output:
-        raise RuntimeError(f"{raw.id}: the rebuilt AVQA scene does not match the rendered sample")
+        raise ConfigError(f"{raw.id}: the rebuilt AVQA scene does not match the rendered sample")
     rng = np.random.default_rng([seed, SYNTH_TASKS.index("avqa"), 1])
     spec = get_task("avqa")
     out = []
