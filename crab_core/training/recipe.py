@@ -136,6 +136,11 @@ class DataSpec:
         workers: rendering processes.
         avqa_questions: more questions per SynthAV AVQA training clip, each of another question type
             (:mod:`crab_core.training.variants`; same media, no rendering).
+        avvp_layout: how SynthAV AVVP targets write their audio events: ``ranges`` (the reference's
+            runs per event) or ``seconds`` (one tag per audible second, in time order;
+            :mod:`crab_core.training.layouts`).
+        extra_per_task: more SynthAV ``train`` samples for some tasks, on top of ``synth_per_task``
+            (the next seeds of the task's sequence: the first ``synth_per_task`` are unchanged).
     """
 
     synth_per_task: int = 400
@@ -144,6 +149,8 @@ class DataSpec:
     manifests: tuple[str, ...] = ()
     workers: int = 2
     avqa_questions: int = 0
+    avvp_layout: str = "ranges"
+    extra_per_task: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,9 +191,11 @@ def _tiny_phases(
     instruct: int = INSTRUCT_STEPS,
     seg: int = SEG_STEPS,
     ms3_seg: float = 1.0,
+    avvp_instruct: float = 1.0,
 ) -> tuple[Phase, ...]:
     """The crab-tiny phases (v5 by default); ``align`` / ``instruct`` / ``seg``: steps of those
-    phases, ``ms3_seg``: MS3's sampling weight in ``seg``; ``scale`` multiplies every step count."""
+    phases, ``ms3_seg``: MS3's sampling weight in ``seg``, ``avvp_instruct``: AVVP's in ``instruct``;
+    ``scale`` multiplies every step count."""
 
     def n(steps: int) -> int:
         return max(1, int(round(steps * scale)))
@@ -232,7 +241,7 @@ def _tiny_phases(
             "instruct",
             n(instruct),
             ("lora", *proj, "tower_heads"),
-            {**every, "caption": 0.3, "avqa": 2.0, "arig": 2.0},
+            {**every, "caption": 0.3, "avqa": 2.0, "arig": 2.0, "avvp": avvp_instruct},
             lr=2e-3,
             lr_scale={"vl_projector": 0.5, "al_projector": 0.5},
             batch_size=16,
@@ -302,6 +311,29 @@ def crab_tiny_v6_recipe() -> Recipe:
     )
 
 
+def crab_tiny_v7_recipe() -> Recipe:
+    """crab-tiny v7 (issue #13): v5's recipe with AVVP's audio events written one second per tag
+    (``DataSpec.avvp_layout="seconds"``, :mod:`crab_core.training.layouts`; measured in
+    ``benchmarks/results/avvp_layout.md``) and MS3 at twice the share of S4 in ``seg`` (the one v6
+    change its learning curves kept: MS3 no longer fell in ``seg``); AVVP at twice its share in
+    ``instruct`` and 1000 more training clips of AVE, AVVP and AVQA (``DataSpec.extra_per_task``):
+    400 more AVVP steps raised v5's fresh audio F1 0.61 -> 0.67 in either layout while its seen
+    F1 reached 0.75 / 0.80, so these tasks overfit their 1000 clips."""
+    return Recipe(
+        name="crab-tiny-v7",
+        model=crab_tiny(),
+        data=DataSpec(
+            synth_per_task=1000,
+            workers=2,
+            avvp_layout="seconds",
+            extra_per_task={"ave": 1000, "avvp": 1000, "avqa": 1000},
+        ),
+        phases=_tiny_phases(ms3_seg=2.0, avvp_instruct=2.0),
+        eval_every=0,
+        checkpoint_every=50,
+    )
+
+
 def micro_config() -> CrabConfig:
     """A very small geometry of the same classes (tests, smoke runs): :func:`crab_core.presets.crab_micro`."""
     return crab_micro()
@@ -363,6 +395,7 @@ def smoke_recipe() -> Recipe:
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "crab-tiny": crab_tiny_recipe,
     "crab-tiny-v6": crab_tiny_v6_recipe,
+    "crab-tiny-v7": crab_tiny_v7_recipe,
     "smoke": smoke_recipe,
 }
 

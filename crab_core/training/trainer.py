@@ -44,6 +44,7 @@ from .distributed import (
     mean_over_processes,
 )
 from .features import compute_features
+from .layouts import apply_avvp_layout
 from .module import CrabTrainModule, build_train_module
 from .recipe import Phase, Recipe
 from .variants import add_question_variants
@@ -120,6 +121,7 @@ class Trainer:
         self.module = self._new_module()
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
         self.raws += add_question_variants(self.raws, r.data.avqa_questions)
+        self.raws = apply_avvp_layout(self.raws, r.data.avvp_layout)
         for path in r.data.manifests:
             self.raws += read_manifest(path, cfg.vision.image_size)
         self.items = [tokenize_item(x, self.tokenizer) for x in self.raws]
@@ -127,6 +129,7 @@ class Trainer:
         for i, it in enumerate(self.items):
             self.by_task.setdefault(it.task, []).append(i)
         val = self._load_data("val", r.data.val_per_task, with_labels=False) if r.data.val_per_task else []
+        val = apply_avvp_layout(val, r.data.avvp_layout)
         self.val_items = [tokenize_item(x, self.tokenizer) for x in val]
         log.info("training items: %s", {t: len(v) for t, v in self.by_task.items()})
 
@@ -167,6 +170,10 @@ class Trainer:
     def _load_data(self, split: str, per_task: int, with_labels: bool):
         d, size = self.recipe.data, self.recipe.model.vision.image_size
         pairs = synth_seeds(split, list(self.recipe.tasks), per_task, d.user_seed)
+        if split == "train":  # more samples of some tasks: the next seeds of their sequences
+            for task, extra in d.extra_per_task.items():
+                if task in self.recipe.tasks and extra > 0:
+                    pairs += synth_seeds(split, [task], extra, d.user_seed, start=per_task)
         key = hashlib.sha1(json.dumps([pairs, size, with_labels, LABELS_VERSION]).encode()).hexdigest()[:12]
         with self.acc.main_process_first():
             return cached_synth(
