@@ -223,6 +223,21 @@ def synth_seeds(
     return [(task_seed(split, t, k, user_seed), t) for k in range(start, start + per_task) for t in tasks]
 
 
+def data_seeds(data, tasks: list[str], split: str, per_task: int) -> list[tuple[int, str]]:
+    """``(seed, task)`` of a recipe's SynthAV samples of ``split``: ``per_task`` of each task, then (on
+    ``train``) the ``DataSpec.extra_per_task`` samples of some tasks, the next seeds of their sequences.
+
+    Args:
+        data: the recipe's :class:`~crab_core.training.recipe.DataSpec`.
+    """
+    pairs = synth_seeds(split, tasks, per_task, data.user_seed)
+    if split == "train":
+        for task, extra in data.extra_per_task.items():
+            if task in tasks and extra > 0:
+                pairs += synth_seeds(split, [task], extra, data.user_seed, start=per_task)
+    return pairs
+
+
 def render_synth(
     pairs: list[tuple[int, str]],
     image_size: int,

@@ -34,7 +34,7 @@ from ..errors import CheckpointError
 from . import checkpointing as ckpt
 from .checkpointing import CKPT_DIR, STATE_FILE
 from .collate import Batch, collate
-from .data import LABELS_VERSION, cached_synth, read_manifest, synth_seeds, tokenize_item
+from .data import LABELS_VERSION, cached_synth, data_seeds, read_manifest, tokenize_item
 from .distributed import (
     check_supported,
     clip_parameters,
@@ -169,11 +169,7 @@ class Trainer:
 
     def _load_data(self, split: str, per_task: int, with_labels: bool):
         d, size = self.recipe.data, self.recipe.model.vision.image_size
-        pairs = synth_seeds(split, list(self.recipe.tasks), per_task, d.user_seed)
-        if split == "train":  # more samples of some tasks: the next seeds of their sequences
-            for task, extra in d.extra_per_task.items():
-                if task in self.recipe.tasks and extra > 0:
-                    pairs += synth_seeds(split, [task], extra, d.user_seed, start=per_task)
+        pairs = data_seeds(d, list(self.recipe.tasks), split, per_task)
         key = hashlib.sha1(json.dumps([pairs, size, with_labels, LABELS_VERSION]).encode()).hexdigest()[:12]
         with self.acc.main_process_first():
             return cached_synth(

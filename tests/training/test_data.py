@@ -44,3 +44,19 @@ def test_cache_roundtrip_and_collate(tmp_path):
     assert sorted(i for g in batch.groups for i in g.index) == [0, 1, 2]
     assert batch.items[0].labels[-1].item() == tok.config.llm.eos_token_id
     assert (batch.items[0].labels[: len(batch.items[0].prompt_ids)] == -100).all()
+
+
+def test_extra_per_task_adds_the_next_seeds_of_a_task_on_train_only():
+    from crab_core.training.data import data_seeds, synth_seeds
+    from crab_core.training.recipe import DataSpec
+
+    base = DataSpec(synth_per_task=3)
+    more = DataSpec(synth_per_task=3, extra_per_task={"avvp": 2, "s4": 5})
+    tasks = ["ave", "avvp"]
+    plain = data_seeds(base, tasks, "train", 3)
+    got = data_seeds(more, tasks, "train", 3)
+    assert plain == synth_seeds("train", tasks, 3, 0)
+    assert got[: len(plain)] == plain  # the first samples are unchanged (a cache of them stays valid)
+    assert got[len(plain) :] == synth_seeds("train", ["avvp"], 5, 0)[3:]  # s4 is not a task here
+    assert len({s for s, _ in got}) == len(got)
+    assert data_seeds(more, tasks, "val", 3) == synth_seeds("val", tasks, 3, 0)
