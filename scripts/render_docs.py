@@ -72,6 +72,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     ),
     "crab-tiny-v4-quality": _kept_quality("v4"),
     "crab-tiny-v6-candidate-quality": _kept_quality("v6-candidate"),
+    "crab-tiny-v7-candidate-quality": _kept_quality("v7-candidate"),
     "prompt-choices": _prompt_choices,
     "ilora_ablation": _ilora_ablation,
     "crab-tiny-architecture": ct.crab_tiny_architecture,
@@ -102,6 +103,14 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "llm-side": dt.include_section("llm_side.md"),
     "avqa-binding": dt.include_section("avqa_binding.md"),
     "learning-curves-v6": dt.include_section("learning_curves_v6.md"),
+    "crab-tiny-v7-ave500": lambda ctx: (
+        "**v5 (shipped)**\n\n"
+        + dt.include_tables("crab_tiny_quality_ave500.md")(ctx)
+        + "\n**v7**\n\n"
+        + dt.include_tables("crab_tiny_quality_ave500.md", under="benchmarks/results/v7-candidate")(ctx)
+    ),
+    "avvp-layout": dt.include_section("avvp_layout.md"),
+    "avvp-polyphony": dt.include_section("avvp_polyphony.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
     "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),

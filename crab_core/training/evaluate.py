@@ -45,7 +45,7 @@ def generate_items(
     tokenizer: CrabTokenizer,
     items: list[TrainItem],
     batch_size: int = 16,
-    max_new_tokens: int = 160,
+    max_new_tokens: int = 256,
 ) -> list[tuple[str, np.ndarray | None]]:
     """Greedy answers (text without EOS) and mask outputs for ``items``, in order.
 
@@ -117,10 +117,13 @@ def evaluate_items(
     tokenizer: CrabTokenizer,
     items: list[TrainItem],
     batch_size: int = 16,
-    max_new_tokens: int = 160,
+    max_new_tokens: int = 256,
     examples: int = 2,
 ) -> dict:
     """Metrics per task, majority baselines, headline summary and a few example answers.
+
+    ``max_new_tokens`` (256) covers the longest SynthAV answer: AVVP with one audio tag per second
+    (``DataSpec.avvp_layout="seconds"``) reaches ~190 tokens.
 
     Returns:
         ``{"summary": {"ave/accuracy": ..., ...}, "tasks": {task: {"n", "metrics", "baseline",
