@@ -27,7 +27,8 @@ def test_seconds_layout_parses_to_the_same_matrices_as_the_reference_layout():
         for a, b in zip(avvp_matrices(ref, t.gt), avvp_matrices(got, t.gt)):
             np.testing.assert_array_equal(a, b)
         # the visual part and the seen sentence are kept verbatim
-        assert new.split(" The sounds are ")[0].split(" The only sound is ")[0] == t.output.split(" I hear ")[0]
+        seen = new.split(" The sounds are ")[0].split(" The only sound is ")[0]
+        assert seen == t.output.split(" I hear ")[0]
         assert new.endswith(t.output[t.output.index(", and the visual events are ") :])
         seen_multi_run |= any(len(ev["ranges"]) > 1 for ev in t.gt["audio"])
     assert seen_multi_run  # the sample covers classes that sound in several runs
