@@ -110,6 +110,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
         + dt.include_tables("crab_tiny_quality_ave500.md", under="benchmarks/results/v7-candidate")(ctx)
     ),
     "avvp-layout": dt.include_section("avvp_layout.md"),
+    "learning-curves-v7": dt.include_section("learning_curves_v7.md"),
     "avvp-polyphony": dt.include_section("avvp_polyphony.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
