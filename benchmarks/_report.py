@@ -25,3 +25,22 @@ def write_report(out: str | Path, name: str, md: str) -> int:
     (folder / name).write_text(md)
     sys.stdout.write(md)
     return 0
+
+
+def eval_answers(model: str, manifest: Path, work: Path, task: str) -> list[tuple[dict, str]]:
+    """``(manifest row, answer text)`` of every ``task`` row of ``manifest`` that
+    ``python -m crab_core eval --model model`` answered (its ``--results`` file, kept in ``work``)."""
+    import json
+    import subprocess
+
+    results = Path(work) / "answers.jsonl"
+    cmd = [sys.executable, "-m", "crab_core", "eval", "--model", model, "--data", str(manifest)]
+    cmd += ["--tasks", task, "--results", str(results), "--batch-size", "8", "--no-progress", "--json"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    rows = [json.loads(x) for x in manifest.read_text(encoding="utf-8").splitlines() if x.strip()]
+    out = []
+    for line in results.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if "key" in rec and not rec.get("error"):
+            out.append((rows[int(rec["key"].split(":")[0]) - 1], rec["text"]))  # manifest lines start at 1
+    return out

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -65,19 +64,12 @@ def summarise(rows: list[dict]) -> dict:
 
 def score(model: str, manifest: Path, work: Path) -> list[dict]:
     """:func:`binding_row` of every AVQA row of ``manifest``, answered by ``python -m crab_core eval``."""
-    results = work / "answers.jsonl"
-    cmd = [sys.executable, "-m", "crab_core", "eval", "--model", model, "--data", str(manifest)]
-    cmd += ["--tasks", "avqa", "--results", str(results), "--batch-size", "8", "--no-progress", "--json"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    rows = [json.loads(x) for x in manifest.read_text(encoding="utf-8").splitlines() if x.strip()]
-    out = []
-    for line in results.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if "key" not in rec or rec.get("error"):
-            continue
-        row = rows[int(rec["key"].split(":")[0]) - 1]  # manifest line numbers start at 1
-        out.append(binding_row(rec["text"], row["output"], row["gt"]["answer"]))
-    return out
+    from _report import eval_answers
+
+    return [
+        binding_row(text, row["output"], row["gt"]["answer"])
+        for row, text in eval_answers(model, manifest, work, "avqa")
+    ]
 
 
 def table(report: dict) -> str:

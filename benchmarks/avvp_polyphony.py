@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -86,18 +85,12 @@ def summarise(counts: Counter) -> dict:
 
 
 def score(model: str, manifest: Path, work: Path) -> Counter:
-    results = work / "answers.jsonl"
-    cmd = [sys.executable, "-m", "crab_core", "eval", "--model", model, "--data", str(manifest)]
-    cmd += ["--tasks", "avvp", "--results", str(results), "--batch-size", "8", "--no-progress", "--json"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    rows = [json.loads(x) for x in manifest.read_text(encoding="utf-8").splitlines() if x.strip()]
+    """:func:`item_counts` summed over the AVVP rows of ``manifest`` (``python -m crab_core eval``)."""
+    from _report import eval_answers
+
     total: Counter = Counter()
-    for line in results.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if "key" not in rec or rec.get("error"):
-            continue
-        row = rows[int(rec["key"].split(":")[0]) - 1]  # manifest line numbers start at 1
-        total += item_counts(rec["text"], row["gt"], row.get("meta", {}))
+    for row, text in eval_answers(model, manifest, work, "avvp"):
+        total += item_counts(text, row["gt"], row.get("meta", {}))
     return total
 
 
