@@ -343,10 +343,15 @@ def build_avqa(rng: np.random.Generator, split: str, stratum: float, max_tries: 
 
 
 def scene_questions(
-    scene: Scene, rng: np.random.Generator, count: int, exclude: str | None = None
+    scene: Scene,
+    rng: np.random.Generator,
+    count: int,
+    exclude: str | None = None,
+    distinct_types: bool = True,
 ) -> list[tuple[str, str, dict]]:
-    """More questions about one scene: ``count`` distinct question types (not ``exclude``), each with
-    an answer the scene supports.
+    """More questions about one scene: ``count`` question types (distinct and not ``exclude``, or,
+    with ``distinct_types=False``, drawn with replacement among all types), each with an answer the
+    scene supports; never the same question twice.
 
     Several questions on the same clip with different answers make the answer depend on the
     question and not on the clip alone (crab-tiny v5 often restates a wrong entity:
@@ -357,9 +362,10 @@ def scene_questions(
         ``[(question, output, gt)]`` with ``gt = {"answer", "question_type"}``; fewer than ``count``
         when the scene cannot ask enough types.
     """
-    kinds = [k for k in KINDS if k[0] != exclude]
+    kinds = [k for k in KINDS if k[0] != exclude] if distinct_types else list(KINDS)
+    order = rng.permutation(len(kinds)) if distinct_types else rng.integers(len(kinds), size=4 * count)
     out: list[tuple[str, str, dict]] = []
-    for i in rng.permutation(len(kinds)):
+    for i in order:
         qtype, answers, ask, _ = kinds[int(i)]
         if answers == YES_NO:  # the answer first (50/50), then up to 4 variant draws; else skip the type
             ans = answers[int(rng.integers(2))]
@@ -369,7 +375,7 @@ def scene_questions(
             tries = [(answers[int(j)], u) for j in rng.permutation(len(answers))]
         for ans, u in tries:
             asked = ask(scene, rng, ans, u)
-            if asked is not None:
+            if asked is not None and all(asked[0] != q for q, _, _ in out):
                 question, why = asked
                 output = f"{why} So the answer is <answer> {ans} </answer>."
                 out.append((question, output, {"answer": ans, "question_type": qtype}))

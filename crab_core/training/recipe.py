@@ -134,8 +134,11 @@ class DataSpec:
         user_seed: SynthAV user seed.
         manifests: Crab-format JSONL manifests (docs/manifest.md) added to the training set.
         workers: rendering processes.
-        avqa_questions: more questions per SynthAV AVQA training clip, each of another question type
-            (:mod:`crab_core.training.variants`; same media, no rendering).
+        avqa_questions: more questions per SynthAV AVQA training clip (:mod:`crab_core.training.variants`;
+            same media, no rendering).
+        avqa_variant_types: which types those questions take: ``other`` (distinct types other than
+            the clip's own) or ``any`` (drawn with replacement among all types, the clip's own
+            included: the same clip is asked about other entities of one type, with other answers).
         avvp_layout: how SynthAV AVVP targets write their audio events: ``ranges`` (the reference's
             runs per event) or ``seconds`` (one tag per audible second, in time order;
             :mod:`crab_core.training.layouts`).
@@ -149,6 +152,7 @@ class DataSpec:
     manifests: tuple[str, ...] = ()
     workers: int = 2
     avqa_questions: int = 0
+    avqa_variant_types: str = "other"
     avvp_layout: str = "ranges"
     extra_per_task: Mapping[str, int] = field(default_factory=dict)
 
@@ -290,50 +294,6 @@ def crab_tiny_recipe() -> Recipe:
     )
 
 
-def crab_tiny_v6_recipe() -> Recipe:
-    """crab-tiny v6, trained and measured for issue #13 and not shipped (it did not beat v5:
-    ``benchmarks/results/v6-candidate/``, docs/crab-tiny.md "v6: tried, not shipped").
-
-    From v5's recipe: the image grid for ARIG's frame (``QFormerConfig.image_grid=4``) with its box
-    probe; three more AVQA questions per clip (``DataSpec.avqa_questions``); steps moved into
-    ``align`` (2000 / 2200 / 2600 instead of 1600 / 2400 / 3000: v5's learning curves still rose at
-    the end of ``align`` and were flat late in ``instruct`` and ``seg``); MS3 at twice the share of
-    S4 in ``seg`` (v5's MS3 peaked early in ``seg`` and then fell).
-    """
-    tiny = crab_tiny()
-    return Recipe(
-        name="crab-tiny-v6",
-        model=tiny.replace(vl_qformer=dataclasses.replace(tiny.vl_qformer, image_grid=4)),
-        data=DataSpec(synth_per_task=1000, workers=2, avqa_questions=3),
-        phases=_tiny_phases(align=2000, instruct=2200, seg=2600, ms3_seg=2.0),
-        eval_every=0,
-        checkpoint_every=50,
-    )
-
-
-def crab_tiny_v7_recipe() -> Recipe:
-    """crab-tiny v7 (issue #13): v5's recipe with AVVP's audio events written one second per tag
-    (``DataSpec.avvp_layout="seconds"``, :mod:`crab_core.training.layouts`; measured in
-    ``benchmarks/results/avvp_layout.md``) and MS3 at twice the share of S4 in ``seg`` (the one v6
-    change its learning curves kept: MS3 no longer fell in ``seg``); AVVP at twice its share in
-    ``instruct`` and 1000 more training clips of AVE, AVVP and AVQA (``DataSpec.extra_per_task``):
-    400 more AVVP steps raised v5's fresh audio F1 0.61 -> 0.67 in either layout while its seen
-    F1 reached 0.75 / 0.80, so these tasks overfit their 1000 clips."""
-    return Recipe(
-        name="crab-tiny-v7",
-        model=crab_tiny(),
-        data=DataSpec(
-            synth_per_task=1000,
-            workers=2,
-            avvp_layout="seconds",
-            extra_per_task={"ave": 1000, "avvp": 1000, "avqa": 1000},
-        ),
-        phases=_tiny_phases(ms3_seg=2.0, avvp_instruct=2.0),
-        eval_every=0,
-        checkpoint_every=50,
-    )
-
-
 def micro_config() -> CrabConfig:
     """A very small geometry of the same classes (tests, smoke runs): :func:`crab_core.presets.crab_micro`."""
     return crab_micro()
@@ -394,15 +354,22 @@ def smoke_recipe() -> Recipe:
 
 RECIPES: dict[str, Callable[[], Recipe]] = {
     "crab-tiny": crab_tiny_recipe,
-    "crab-tiny-v6": crab_tiny_v6_recipe,
-    "crab-tiny-v7": crab_tiny_v7_recipe,
     "smoke": smoke_recipe,
 }
 
 
+def recipes() -> dict[str, Callable[[], Recipe]]:
+    """Every named recipe: :data:`RECIPES` and the crab-tiny candidates of
+    :mod:`crab_core.training.candidates` (trained and measured, not shipped)."""
+    from .candidates import CANDIDATES
+
+    return {**RECIPES, **CANDIDATES}
+
+
 def get_recipe(name: str) -> Recipe:
     """Recipe by name; raises ``ConfigError`` for an unknown one."""
+    known = recipes()
     try:
-        return RECIPES[name]()
+        return known[name]()
     except KeyError:
-        raise ConfigError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}") from None
+        raise ConfigError(f"unknown recipe {name!r}; known: {sorted(known)}") from None

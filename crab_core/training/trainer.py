@@ -120,7 +120,7 @@ class Trainer:
         self.tokenizer = CrabTokenizer.train_bpe(task_corpus(samples_per_task=r.tokenizer_samples), cfg)
         self.module = self._new_module()
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
-        self.raws += add_question_variants(self.raws, r.data.avqa_questions)
+        self.raws += add_question_variants(self.raws, r.data.avqa_questions, r.data.avqa_variant_types)
         self.raws = apply_avvp_layout(self.raws, r.data.avvp_layout)
         for path in r.data.manifests:
             self.raws += read_manifest(path, cfg.vision.image_size)

@@ -21,12 +21,17 @@ from ..tasks import get_task
 from ..tasks.prompts import build_prompt
 from .data import RawItem
 
+#: values of :attr:`~crab_core.training.recipe.DataSpec.avqa_variant_types`
+VARIANT_TYPES = ("other", "any")
 
-def question_variants(raw: RawItem, seed: int, count: int) -> list[RawItem]:
+
+def question_variants(raw: RawItem, seed: int, count: int, types: str = "other") -> list[RawItem]:
     """Up to ``count`` more AVQA items on the clip of SynthAV AVQA sample ``seed`` (``raw`` = its item).
 
-    Deterministic in ``seed``. The scene is rebuilt as :func:`crab_core.synthav.render_sample`
-    builds it (same generator), so the questions are about exactly the rendered clip.
+    ``types``: ``other`` (distinct question types, not the clip's own) or ``any`` (types drawn with
+    replacement, the clip's own included; never the clip's own question). Deterministic in ``seed``.
+    The scene is rebuilt as :func:`crab_core.synthav.render_sample` builds it (same generator), so
+    the questions are about exactly the rendered clip.
     """
     from ..synthav.annotate import TASKS as SYNTH_TASKS
     from ..synthav.annotate import build_target
@@ -34,6 +39,8 @@ def question_variants(raw: RawItem, seed: int, count: int) -> list[RawItem]:
     from ..synthav.generate import stratum
     from ..synthav.world import split_of_seed
 
+    if types not in VARIANT_TYPES:
+        raise ConfigError(f"AVQA variant types must be one of {VARIANT_TYPES}, got {types!r}")
     if raw.task != "avqa" or count <= 0:
         return []
     target = build_target(
@@ -44,9 +51,12 @@ def question_variants(raw: RawItem, seed: int, count: int) -> list[RawItem]:
     rng = np.random.default_rng([seed, SYNTH_TASKS.index("avqa"), 1])
     spec = get_task("avqa")
     out = []
-    for k, (question, output, gt) in enumerate(
-        scene_questions(target.scene, rng, count, exclude=raw.gt.get("question_type"))
-    ):
+    other = types == "other"
+    asked = scene_questions(
+        target.scene, rng, count + (not other), exclude=raw.gt.get("question_type"), distinct_types=other
+    )
+    asked = [q for q in asked if q[0] != target.question][:count]
+    for k, (question, output, gt) in enumerate(asked):
         out.append(
             RawItem(
                 id=f"{raw.id}-q{k + 1}",
@@ -65,11 +75,12 @@ def question_variants(raw: RawItem, seed: int, count: int) -> list[RawItem]:
     return out
 
 
-def add_question_variants(raws: list[RawItem], count: int) -> list[RawItem]:
-    """``count`` more questions per SynthAV AVQA item of ``raws`` (ids ``synthav-{seed}-avqa``), in order."""
+def add_question_variants(raws: list[RawItem], count: int, types: str = "other") -> list[RawItem]:
+    """``count`` more questions per SynthAV AVQA item of ``raws`` (ids ``synthav-{seed}-avqa``), in order
+    (``types``: see :func:`question_variants`)."""
     out: list[RawItem] = []
     for raw in raws:
         if raw.task == "avqa" and count > 0 and raw.media_of is None and raw.id.startswith("synthav-"):
             seed = int(raw.id[len("synthav-") : -len("-avqa")])
-            out += question_variants(raw, seed, count)
+            out += question_variants(raw, seed, count, types)
     return out

@@ -145,7 +145,7 @@ def test_report_is_never_silent():
 
 def test_reference_geometry_drops_crab_tiny_only_parts():
     """crab-tiny's index embeddings, image grid and prompt decoder have no place in the reference format."""
-    from crab_core.training.recipe import crab_tiny_v6_recipe
+    from crab_core.training.candidates import crab_tiny_v6_recipe
 
     grid = crab_tiny_v6_recipe().model
     assert grid.vl_qformer.image_grid == 4

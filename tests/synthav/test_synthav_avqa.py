@@ -202,3 +202,25 @@ def test_scene_questions_ask_other_types_with_the_scenes_answers():
             if gt["question_type"].endswith("Counting"):
                 assert all(kind[2](t.scene, np.random.default_rng(0), a, 0.9) is None for a in wrong)
     assert abs(answers["yes"] - answers["no"]) <= 0.3 * (answers["yes"] + answers["no"])
+
+
+def test_scene_questions_with_repeated_types_ask_other_entities():
+    """``distinct_types=False``: types drawn with replacement, so one scene is asked the same type about
+    other entities with other answers; never one question twice; answers the scene's."""
+    from crab_core.synthav.avqa import scene_questions
+
+    repeats, existential_answers = 0, Counter()
+    for k in range(40):
+        t = build_avqa(np.random.default_rng([k, 9]), "train", (k + 0.5) / 40)
+        more = scene_questions(t.scene, np.random.default_rng([k, 11]), 6, distinct_types=False)
+        assert more == scene_questions(t.scene, np.random.default_rng([k, 11]), 6, distinct_types=False)
+        questions = [q for q, _, _ in more]
+        assert len(set(questions)) == len(questions) and 1 <= len(more) <= 6
+        types = [gt["question_type"] for _, _, gt in more]
+        repeats += len(types) - len(set(types))
+        for _, output, gt in more:
+            assert TAIL.search(output).group(1) == gt["answer"] and output.startswith("The question asks")
+            if gt["question_type"].endswith("Existential"):
+                existential_answers[gt["answer"]] += 1
+    assert repeats > 0  # some clip is asked one type twice (about another entity)
+    assert existential_answers["yes"] > 0 and existential_answers["no"] > 0

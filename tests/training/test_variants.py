@@ -40,3 +40,31 @@ def test_features_computed_once_per_clip(monkeypatch):
     assert sorted(seen) == sorted(r.id for r in raws)  # the variants reuse their clip's tower outputs
     for v in more:
         assert torch.equal(feats[v.id]["audio"], feats[v.media_of]["audio"])
+
+
+def test_any_type_variants_ask_other_entities_of_a_clip_never_its_own_question():
+    import pytest
+
+    from crab_core.errors import ConfigError
+
+    raws = render_synth(synth_seeds("train", ["avqa"], 6, 0), 32, workers=1, with_labels=False)
+    more = add_question_variants(raws, 5, "any")
+    again = add_question_variants(raws, 5, "any")
+    assert [(v.prompt, v.output) for v in more] == [(v.prompt, v.output) for v in again]  # deterministic
+    by_id = {r.id: r for r in raws}
+    same_type = 0
+    for v in more:
+        base = by_id[v.media_of]
+        assert v.prompt != base.prompt  # never the clip's own question
+        same_type += v.gt["question_type"] == base.gt["question_type"]
+    assert len(more) > 3 * len(raws)
+    per_clip = {}
+    for v in more:
+        per_clip.setdefault(v.media_of, []).append(v.prompt)
+    assert all(len(set(p)) == len(p) for p in per_clip.values())
+    repeated = sum(
+        len(p) - len({v.gt["question_type"] for v in more if v.media_of == c}) for c, p in per_clip.items()
+    )
+    assert same_type + repeated > 0  # one type asked twice of a clip, about other entities
+    with pytest.raises(ConfigError, match="variant types"):
+        add_question_variants(raws, 2, "some")
