@@ -73,12 +73,25 @@ def item_stages(model, tok, items, batch_size: int = 8) -> list[dict[str, bool]]
     return out
 
 
-def summarise(types: list[str], exact: list[dict[str, bool]]) -> dict:
-    """``{question type or "all": {stage: {"value", "n"}}}`` shares of exact stages."""
+#: the group of existential questions answered "no": the asked class is not in the clip, so only a
+#: copy from the question restates it right
+ABSENT = "asked class absent (existential, no)"
+
+
+def groups_of(gt: dict) -> list[str]:
+    """The table rows an item counts in: ``all``, its question type, and :data:`ABSENT` when it is one."""
+    qtype = gt["question_type"]
+    absent = qtype.endswith("Existential") and gt.get("answer") == "no"
+    return ["all", qtype] + ([ABSENT] if absent else [])
+
+
+def summarise(item_groups: list[list[str]], exact: list[dict[str, bool]]) -> dict:
+    """``{group: {stage: {"value", "n"}}}`` shares of exact stages; ``item_groups``: each item's
+    :func:`groups_of`."""
     groups: dict[str, list[dict]] = defaultdict(list)
-    for t, e in zip(types, exact, strict=True):
-        groups["all"].append(e)
-        groups[t].append(e)
+    for gs, e in zip(item_groups, exact, strict=True):
+        for g in gs:
+            groups[g].append(e)
     res = {}
     for g, rows in groups.items():
         res[g] = {}
@@ -97,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-task", type=int, default=100)
     p.add_argument("--seed", type=int, default=501, help="user seed of the fresh `test` items")
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--name", default="avqa_stages", help="results file stem")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -114,12 +128,12 @@ def main(argv: list[str] | None = None) -> int:
             raws = [it.raw for it in test_items(tok, size, "test", args.per_task, args.seed, ["avqa"], 1)]
         items = [tokenize_item(r, tok) for r in raws]
         exact = item_stages(model, tok, items)
-        res["models"][label] = summarise([it.raw.gt["question_type"] for it in items], exact)
+        res["models"][label] = summarise([groups_of(it.raw.gt) for it in items], exact)
         log.info("%s: %s", label, json.dumps(res["models"][label]["all"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "avqa_stages.json").write_text(json.dumps(res, indent=1))
-    return write_report(out, "avqa_stages.md", markdown(res))
+    (out / f"{args.name}.json").write_text(json.dumps(res, indent=1))
+    return write_report(out, f"{args.name}.md", markdown(res))
 
 
 def markdown(res: dict) -> str:
@@ -128,6 +142,7 @@ def markdown(res: dict) -> str:
     cmd = (
         f"python benchmarks/avqa_stages.py --models {a['models']} --per-task {a['per_task']} "
         f"--seed {a['seed']}"
+        + (f" --name {a['name']}" if a.get("name", "avqa_stages") != "avqa_stages" else "")
     )
     lines = [
         "# AVQA: teacher-forced exactness of restatement, evidence and verdict",
@@ -142,7 +157,9 @@ def markdown(res: dict) -> str:
         "| question type | " + " | ".join(f"{m} {s}" for m in labels for s in STAGES) + " |",
         "|---|" + "---|" * (len(labels) * len(STAGES)),
     ]
-    groups = ["all"] + sorted(g for g in res["models"][labels[0]] if g != "all")
+    first = res["models"][labels[0]]
+    groups = ["all", ABSENT] + sorted(g for g in first if g not in ("all", ABSENT))
+    groups = [g for g in groups if any(g in res["models"][m] for m in labels)]
     for g in groups:
         cells = []
         for m in labels:
