@@ -78,10 +78,12 @@ def score(model, tok, items) -> dict:
     return summarise(rows)
 
 
-def arm_recipe(base, steps: int, lr: float, variants: int):
-    """The shipped recipe reduced to an AVQA-only ``instruct`` phase with ``variants`` any-type questions."""
+def arm_recipe(base, steps: int, lr: float, variants: int, mix: bool = False, weighting: str = "token"):
+    """The shipped recipe reduced to its ``instruct`` phase, on AVQA alone (or, with ``mix``, on the
+    phase's own task mixture), with ``variants`` any-type questions and LM loss ``weighting``."""
     inst = next(p for p in base.phases if p.name == "instruct")
-    phase = dataclasses.replace(inst, steps=steps, lr=lr, tasks={"avqa": 1.0})
+    tasks = dict(inst.tasks) if mix else {"avqa": 1.0}
+    phase = dataclasses.replace(inst, steps=steps, lr=lr, tasks=tasks, lm_weighting=weighting)
     data = dataclasses.replace(base.data, avqa_questions=variants, avqa_variant_types="any")
     return base.replace(name=f"{base.name}-avqa-restate", phases=(phase,), data=data)
 
@@ -100,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--variants", type=int, default=6)
+    p.add_argument(
+        "--arms",
+        default="",
+        help="variants:weighting per arm, comma-separated (default: 0:token,VARIANTS:token)",
+    )
+    p.add_argument("--mix", action="store_true", help="train on the instruct phase's task mixture")
+    p.add_argument("--name", default="avqa_restate", help="results file stem")
     p.add_argument("--per-task", type=int, default=100)
     p.add_argument("--seed", type=int, default=501, help="user seed of the fresh test items")
     p.add_argument("--out", default="benchmarks/results")
@@ -112,10 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     state = {k: v for k, v in state.items() if not k.startswith("tower_heads.seg_probe.")}
     res: dict = {"args": vars(args), "arms": {}}
     items = None
-    for arm, variants in (("one question", 0), (f"+{args.variants} any-type", args.variants)):
-        recipe = arm_recipe(base, args.steps, args.lr, variants)
+    specs = [a.split(":") for a in (args.arms or f"0:token,{args.variants}:token").split(",")]
+    for v, weighting in specs:
+        variants = int(v)
+        arm = "one question" if variants == 0 else f"+{variants} any-type"
+        arm += ", per-answer loss" if weighting == "answer" else ""
+        recipe = arm_recipe(base, args.steps, args.lr, variants, args.mix, weighting)
         t = Trainer(
-            recipe, Path(args.work) / str(variants), accelerator=default_accelerator(cpu=True), progress=False
+            recipe,
+            Path(args.work) / f"{variants}-{weighting}",
+            accelerator=default_accelerator(cpu=True),
+            progress=False,
         )
         t.cache_dir = Path(args.cache)
         t.setup()
@@ -142,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %s", arm, json.dumps(row))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "avqa_restate.json").write_text(json.dumps(res, indent=1))
-    return write_report(out, "avqa_restate.md", markdown(res))
+    (out / f"{args.name}.json").write_text(json.dumps(res, indent=1))
+    return write_report(out, f"{args.name}.md", markdown(res))
 
 
 def markdown(res: dict) -> str:
@@ -153,12 +169,17 @@ def markdown(res: dict) -> str:
         f"python benchmarks/avqa_restate.py --checkpoint {a['checkpoint']} --steps {a['steps']} "
         f"--variants {a['variants']}"
     )
+    for flag, key, default in (("--arms", "arms", ""), ("--name", "name", "avqa_restate")):
+        if a.get(key, default) != default:
+            cmd += f" {flag} {a[key]}"
+    cmd += " --mix" if a.get("mix") else ""
+    on = "the `instruct` task mixture" if a.get("mix") else "AVQA alone"
     lines = [
         "# AVQA: copying the asked entity, with and without question variants",
         "",
         header(cmd, a["threads"]),
         "",
-        f"From that run's final weights, {a['steps']} more AVQA-only `instruct` steps per arm (I-LoRA, "
+        f"From that run's final weights, {a['steps']} more `instruct` steps on {on} per arm (I-LoRA, "
         f"projectors and probes; same schedule, lr {a['lr']}); `start` is the checkpoint itself. "
         f"Generated answers of {a['per_task']} AVQA items per split; seen: `train` clips with their own "
         f"question (user seed 0), fresh: `test` items (seed {a['seed']}). n per cell in brackets.",

@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..model.crab import SEG_TASKS, CrabModel, CrabSample, EncodedMedia
+from ..model.splice import IGNORE_INDEX
 from ..tasks import get_task
 from .collate import Batch
 from .features import encode_from_features
@@ -59,6 +61,26 @@ def component_of(name: str) -> str:
     return "llm_base"
 
 
+def answer_mean_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """LM loss averaged per answer, then over answers.
+
+    Args:
+        logits: ``(B, L, V)`` next-token logits. labels: ``(B, L)`` token ids, ``IGNORE_INDEX`` off the
+            answers (the model's spliced batch labels).
+
+    Returns:
+        the mean over rows with at least one label of each row's mean cross-entropy.
+    """
+    tgt = labels[:, 1:]
+    ce = F.cross_entropy(
+        logits[:, :-1].float().transpose(1, 2), tgt.clamp_min(0), reduction="none"
+    )  # (B, L-1)
+    mask = (tgt != IGNORE_INDEX).float()
+    count = mask.sum(1)
+    rows = count > 0
+    return ((ce * mask).sum(1)[rows] / count[rows]).mean()
+
+
 def build_train_module(recipe: Recipe) -> CrabTrainModule:
     """A freshly initialised :class:`CrabTrainModule` for ``recipe`` (on the CPU; seeds the global RNG
     with ``recipe.seed``): the model, tower heads with media probes, and the seg-token probe when a
@@ -104,6 +126,7 @@ class CrabTrainModule(nn.Module):
         self.probe_weight = 0.0
         self.seg_probe_weight = 0.0
         self.seg_swap_weight = 0.0
+        self.lm_weighting = "token"  # or "answer": :func:`answer_mean_lm_loss`
         self.trainable: tuple[str, ...] | None = None  # the components set_trainable left trainable
 
     def set_trainable(self, components: tuple[str, ...]) -> dict[str, int]:
@@ -171,6 +194,10 @@ class CrabTrainModule(nn.Module):
             return_seg_embeddings=seg_probe is not None or swap,
         )
         res = {"loss": out.loss, "lm_loss": out.lm_loss}
+        if self.lm_weighting == "answer" and out.lm_loss is not None:
+            per_answer = answer_mean_lm_loss(out.logits, out.batch.labels)
+            res["loss"] = res["loss"] - out.lm_loss + per_answer
+            res["lm_loss"] = per_answer
         if seg_probe is not None:
             res["seg_probe_loss"] = self.seg_probe_loss(seg_probe, batch, out)
             res["loss"] = res["loss"] + self.seg_probe_weight * res["seg_probe_loss"]

@@ -79,6 +79,9 @@ class Phase:
         seg_probe_weight: weight of the seg-token probe's loss
             (:class:`~crab_core.training.probes.SegTokenProbe`: the LLM states of the seg tokens must
             tell which classes the target mask holds); 0 = off.
+        lm_weighting: how the LM loss averages: ``token`` (over every answer token of the batch, as the
+            reference; long answers weigh more) or ``answer`` (each answer's mean token loss, then the
+            mean over answers: a short AVQA answer weighs as much as a long AVVP one).
         seg_swap_weight: weight of the counterfactual-prompt mask loss (:mod:`crab_core.training.swap`:
             the seg tokens of one S4 / MS3 item decoded on another item's frame must segment the classes
             they name there); 0 = off. Needs ``mask_loss``.
@@ -102,6 +105,7 @@ class Phase:
     probe_weight: float = 0.0
     seg_probe_weight: float = 0.0
     seg_swap_weight: float = 0.0
+    lm_weighting: Literal["token", "answer"] = "token"
 
     def __post_init__(self) -> None:
         bad = [c for c in self.trainable if c not in COMPONENTS]
@@ -115,6 +119,8 @@ class Phase:
             raise ConfigError(f"phase {self.name!r}: probe weights must be >= 0")
         if not 0.0 <= self.avss_balance <= 1.0:
             raise ConfigError(f"phase {self.name!r}: avss_balance must be in [0, 1]")
+        if self.lm_weighting not in ("token", "answer"):
+            raise ConfigError(f"phase {self.name!r}: lm_weighting must be 'token' or 'answer'")
         if self.objective not in ("lm", "towers"):
             raise ConfigError(f"phase {self.name!r}: objective must be 'lm' or 'towers'")
 

@@ -241,7 +241,7 @@ class Trainer:
             p.text_only,
         )
         self.module.probe_weight, self.module.seg_probe_weight = p.probe_weight, p.seg_probe_weight
-        self.module.seg_swap_weight = p.seg_swap_weight
+        self.module.seg_swap_weight, self.module.lm_weighting = p.seg_swap_weight, p.lm_weighting
         if self.model.seg_module is not None:  # a training option of the mask loss, not of the model
             self.model.seg_module.avss_balance = p.avss_balance
         counts = self.module.set_trainable(p.trainable)

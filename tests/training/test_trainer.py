@@ -169,3 +169,32 @@ def test_seg_probe_phase_trains_lora_through_seg_token_states(tmp_path, cache):
     lora_b = [p for n, p in t.model.named_parameters() if "lora_B" in n]
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lora_b)
     assert t.module.tower_heads.seg_probe.head.weight.grad.abs().sum() > 0
+
+
+def test_answer_mean_lm_loss_weighs_each_answer_equally():
+    import torch.nn.functional as F
+
+    from crab_core.training.module import answer_mean_lm_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    labels = torch.full((2, 6), -100)
+    labels[0, 1:6] = torch.tensor([1, 2, 3, 4, 5])  # a long answer: 5 tokens
+    labels[1, 4:6] = torch.tensor([7, 8])  # a short one: 2 tokens
+    ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:].clamp_min(0), reduction="none")
+    long, short = ce[0, 0:5].mean(), ce[1, 3:5].mean()
+    got = answer_mean_lm_loss(logits, labels)
+    assert torch.allclose(got, (long + short) / 2)
+    token = F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100)
+    assert not torch.allclose(got, token)  # the token mean weighs the long answer 5:2
+    labels[1] = -100  # a row without answer tokens is left out, not counted as zero
+    assert torch.allclose(answer_mean_lm_loss(logits, labels), long)
+
+
+def test_phase_lm_weighting_is_checked():
+    from crab_core.errors import ConfigError
+    from crab_core.training.recipe import Phase
+
+    assert Phase("p", 1, ("lora",), {"avqa": 1.0}).lm_weighting == "token"
+    with pytest.raises(ConfigError, match="lm_weighting"):
+        Phase("p", 1, ("lora",), {"avqa": 1.0}, lm_weighting="sample")
