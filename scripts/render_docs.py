@@ -116,6 +116,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "avqa-stages": dt.include_section("avqa_stages.md"),
     "avqa-stages-v8-snapshots": dt.include_section("avqa_stages_v8_snapshots.md"),
     "avqa-restate": dt.include_section("avqa_restate.md"),
+    "avqa-restate-mix": dt.include_section("avqa_restate_mix.md"),
     "avqa-probe": dt.include_section("avqa_probe.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
