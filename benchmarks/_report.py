@@ -44,3 +44,22 @@ def eval_answers(model: str, manifest: Path, work: Path, task: str) -> list[tupl
         if "key" in rec and not rec.get("error"):
             out.append((rows[int(rec["key"].split(":")[0]) - 1], rec["text"]))  # manifest lines start at 1
     return out
+
+
+def load_run(checkpoint: str, recipe: str):
+    """A training run's module (model and its probes) from ``checkpoint/model.safetensors``, in eval
+    mode; exits with a clear message when the checkpoint does not fit ``recipe``."""
+    from safetensors.torch import load_file
+
+    from crab_core.training.module import build_train_module
+    from crab_core.training.recipe import get_recipe
+
+    module = build_train_module(get_recipe(recipe))
+    missing, unexpected = module.load_state_dict(
+        load_file(Path(checkpoint) / "model.safetensors"), strict=False
+    )
+    if missing or unexpected:
+        raise SystemExit(
+            f"{checkpoint} does not fit recipe {recipe}: {len(missing)} missing, {len(unexpected)} unexpected"
+        )
+    return module.eval()

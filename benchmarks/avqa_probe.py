@@ -59,7 +59,7 @@ def question_of(prompt: str) -> str:
 @torch.no_grad()
 def run_rows(checkpoint: str, recipe: str, model_dir: str, per_task: int, seed: int) -> list[dict]:
     """``{"type", "probe", "answer"}`` (each right or not) of every Audio comparative / temporal item."""
-    from safetensors.torch import load_file
+    from _report import load_run
 
     from crab_core.synthav.world import CLASSES
     from crab_core.tasks.parsers import normalize_answer, parse_avqa
@@ -67,18 +67,8 @@ def run_rows(checkpoint: str, recipe: str, model_dir: str, per_task: int, seed: 
     from crab_core.training.collate import collate
     from crab_core.training.data import render_synth, synth_seeds, tokenize_item
     from crab_core.training.evaluate import generate_items
-    from crab_core.training.module import build_train_module
-    from crab_core.training.recipe import get_recipe
 
-    module = build_train_module(get_recipe(recipe))
-    missing, unexpected = module.load_state_dict(
-        load_file(Path(checkpoint) / "model.safetensors"), strict=False
-    )
-    if missing or unexpected:
-        raise SystemExit(
-            f"{checkpoint} does not fit {recipe}: {len(missing)} missing, {len(unexpected)} unexpected"
-        )
-    module.eval()
+    module = load_run(checkpoint, recipe)
     size = module.model.config.vision.image_size
     raws = render_synth(synth_seeds("test", ["avqa"], per_task, seed), size, 1, with_labels=True)
     raws = [r for r in raws if r.gt["question_type"] in TYPES]

@@ -99,24 +99,14 @@ def probe_counts(checkpoint: str, recipe: str, model_dir: str, manifest: Path) -
     (rendered again from their seeds, with the per-second audible labels); ``model_dir``: the run's
     exported model (its tokenizer)."""
     import torch
-    from safetensors.torch import load_file
+    from _report import load_run
 
     from crab_core.synthav.world import CLASSES
     from crab_core.tokenizer import CrabTokenizer
     from crab_core.training.collate import collate
     from crab_core.training.data import render_synth, tokenize_item
-    from crab_core.training.module import build_train_module
-    from crab_core.training.recipe import get_recipe
 
-    module = build_train_module(get_recipe(recipe))
-    missing, unexpected = module.load_state_dict(
-        load_file(Path(checkpoint) / "model.safetensors"), strict=False
-    )
-    if missing or unexpected:
-        raise SystemExit(
-            f"{checkpoint} does not fit recipe {recipe}: {len(missing)} missing, {len(unexpected)} unexpected"
-        )
-    module.eval()
+    module = load_run(checkpoint, recipe)
     rows = [json.loads(x) for x in manifest.read_text(encoding="utf-8").splitlines() if x.strip()]
     seeds = [(int(r["seed"]), "avvp") for r in rows if r["task"] == "avvp"]
     raws = render_synth(seeds, module.model.config.vision.image_size, 2, with_labels=True)
