@@ -78,12 +78,24 @@ def score(model, tok, items) -> dict:
     return summarise(rows)
 
 
-def arm_recipe(base, steps: int, lr: float, variants: int, mix: bool = False, weighting: str = "token"):
+def arm_recipe(
+    base,
+    steps: int,
+    lr: float,
+    variants: int,
+    mix: bool = False,
+    weighting: str = "token",
+    extra: tuple[str, ...] = (),
+):
     """The shipped recipe reduced to its ``instruct`` phase, on AVQA alone (or, with ``mix``, on the
-    phase's own task mixture), with ``variants`` any-type questions and LM loss ``weighting``."""
+    phase's own task mixture), with ``variants`` any-type questions, LM loss ``weighting`` and the
+    components ``extra`` trained besides the phase's own."""
     inst = next(p for p in base.phases if p.name == "instruct")
     tasks = dict(inst.tasks) if mix else {"avqa": 1.0}
-    phase = dataclasses.replace(inst, steps=steps, lr=lr, tasks=tasks, lm_weighting=weighting)
+    trainable = tuple(inst.trainable) + tuple(c for c in extra if c not in inst.trainable)
+    phase = dataclasses.replace(
+        inst, steps=steps, lr=lr, tasks=tasks, lm_weighting=weighting, trainable=trainable
+    )
     data = dataclasses.replace(base.data, avqa_questions=variants, avqa_variant_types="any")
     return base.replace(name=f"{base.name}-avqa-restate", phases=(phase,), data=data)
 
@@ -108,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         help="variants:weighting per arm, comma-separated (default: 0:token,VARIANTS:token)",
     )
     p.add_argument("--mix", action="store_true", help="train on the instruct phase's task mixture")
+    p.add_argument(
+        "--extra-trainable",
+        default="",
+        help="components trained besides the instruct phase's own, comma-separated (e.g. llm_base)",
+    )
     p.add_argument("--name", default="avqa_restate", help="results file stem")
     p.add_argument("--per-task", type=int, default=100)
     p.add_argument("--seed", type=int, default=501, help="user seed of the fresh test items")
@@ -126,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         variants = int(v)
         arm = "one question" if variants == 0 else f"+{variants} any-type"
         arm += ", per-answer loss" if weighting == "answer" else ""
-        recipe = arm_recipe(base, args.steps, args.lr, variants, args.mix, weighting)
+        extra = tuple(c for c in args.extra_trainable.split(",") if c)
+        recipe = arm_recipe(base, args.steps, args.lr, variants, args.mix, weighting, extra)
         t = Trainer(
             recipe,
             Path(args.work) / f"{variants}-{weighting}",
@@ -169,18 +187,23 @@ def markdown(res: dict) -> str:
         f"python benchmarks/avqa_restate.py --checkpoint {a['checkpoint']} --steps {a['steps']} "
         f"--variants {a['variants']}"
     )
-    for flag, key, default in (("--arms", "arms", ""), ("--name", "name", "avqa_restate")):
+    for flag, key, default in (
+        ("--arms", "arms", ""),
+        ("--extra-trainable", "extra_trainable", ""),
+        ("--name", "name", "avqa_restate"),
+    ):
         if a.get(key, default) != default:
             cmd += f" {flag} {a[key]}"
     cmd += " --mix" if a.get("mix") else ""
     on = "the `instruct` task mixture" if a.get("mix") else "AVQA alone"
+    extra = f", and also {a['extra_trainable']}" if a.get("extra_trainable") else ""
     lines = [
         "# AVQA: copying the asked entity, with and without question variants",
         "",
         header(cmd, a["threads"]),
         "",
         f"From that run's final weights, {a['steps']} more `instruct` steps on {on} per arm (I-LoRA, "
-        f"projectors and probes; same schedule, lr {a['lr']}); `start` is the checkpoint itself. "
+        f"projectors and probes{extra}; same schedule, lr {a['lr']}); `start` is the checkpoint itself. "
         f"Generated answers of {a['per_task']} AVQA items per split; seen: `train` clips with their own "
         f"question (user seed 0), fresh: `test` items (seed {a['seed']}). n per cell in brackets.",
         "",

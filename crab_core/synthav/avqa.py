@@ -319,6 +319,16 @@ KINDS: tuple[tuple[str, tuple[str, ...], Asker, bool], ...] = (
 QUESTION_TYPES: tuple[str, ...] = tuple(k[0] for k in KINDS)
 
 
+def planned(stratum: float) -> tuple[str, str, float]:
+    """``(question_type, answer, u)`` that a sample of ``stratum`` in [0, 1) asks (nothing is
+    rendered): the type is which 12th, the answer which part of it, ``u`` in [0, 1) where inside that
+    part (the type's variant: equidistributed too over a low-discrepancy sequence of strata)."""
+    x = stratum * len(KINDS)
+    qtype, answers = KINDS[min(int(x), len(KINDS) - 1)][:2]
+    y = (x - int(x)) * len(answers)
+    return qtype, answers[min(int(y), len(answers) - 1)], y - int(y)
+
+
 def build_avqa(rng: np.random.Generator, split: str, stratum: float, max_tries: int = 2000) -> Target:
     """Pick a question type, a target answer and the type's variant from ``stratum`` in [0, 1)
     (type = which 12th, answer = which part of it, variant = where inside that part), then
@@ -327,11 +337,8 @@ def build_avqa(rng: np.random.Generator, split: str, stratum: float, max_tries: 
     Raises:
         TaskError: no scene gave the target answer in ``max_tries`` tries.
     """
-    x = stratum * len(KINDS)
-    qtype, answers, ask, class_answer = KINDS[min(int(x), len(KINDS) - 1)]
-    y = (x - int(x)) * len(answers)
-    ans = answers[min(int(y), len(answers) - 1)]
-    u = y - int(y)  # the variant: equidistributed too over a low-discrepancy sequence of strata
+    qtype, ans, u = planned(stratum)
+    _, _, ask, class_answer = KINDS[QUESTION_TYPES.index(qtype)]
     for _ in range(max_tries):
         scene = sample_scene(rng, split, include=ans if class_answer else None)
         asked = ask(scene, rng, ans, u)

@@ -47,6 +47,8 @@ def test_arm_recipe_is_an_avqa_only_instruct_phase_with_any_type_variants():
     assert phase.trainable == inst.trainable and r.model == base.model
     assert r.data.avqa_questions == 4 and r.data.avqa_variant_types == "any"
     assert ar.arm_recipe(base, 7, 1e-3, 0).data.avqa_questions == 0
+    (wide,) = ar.arm_recipe(base, 7, 1e-3, 4, extra=("llm_base", "lora")).phases
+    assert wide.trainable == (*inst.trainable, "llm_base")
 
 
 def test_markdown_has_a_row_per_reading_and_a_column_pair_per_arm():
@@ -72,3 +74,6 @@ def test_markdown_has_a_row_per_reading_and_a_column_pair_per_arm():
     assert md.count("\n| ") == 1 + len(ar.ROWS)  # the header and one row per reading
     assert "| accuracy | 0.500 (n=10) |" in md and "| - |" in md
     assert '{"+6 any-type": 70}' in md
+    res["args"]["extra_trainable"] = "llm_base"
+    md = ar.markdown(res)
+    assert "--extra-trainable llm_base" in md and "and also llm_base" in md

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from crab_core.checkpoint.pretrained import load_pretrained
-from crab_core.synthav.avqa import KINDS
+from crab_core.synthav.avqa import KINDS, planned
 from crab_core.synthav.generate import stratum, task_seed
 from crab_core.training import cli as train_cli
 from crab_core.training.data import render_synth, tokenize_item
@@ -48,9 +48,7 @@ NULL_S_CEILING = 0.25
 def avqa_kind_answer(seed: int) -> tuple[str, str]:
     """``(question_type, answer)`` of an AVQA sample, read from its stratum as
     :func:`crab_core.synthav.avqa.build_avqa` reads it (nothing is rendered)."""
-    x = stratum(seed) * len(KINDS)
-    kind, answers = KINDS[min(int(x), len(KINDS) - 1)][:2]
-    return kind, answers[min(int((x - int(x)) * len(answers)), len(answers) - 1)]
+    return planned(stratum(seed))[:2]
 
 
 def avqa_balanced_pairs(per_type: int, seed: int = SEED, split: str = "test") -> list[tuple[int, str]]:
