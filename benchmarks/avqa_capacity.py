@@ -49,6 +49,13 @@ ARMS = {
     "base": ("lora+base", ("llm_base",), 0),
     "deeper": ("lora+base+{k} layers", ("llm_base",), None),
 }
+#: table labels of the summary readings (per-type rows read ``accuracy, <type>``)
+LABELS = {
+    "accuracy": "accuracy",
+    "restated": "restated the question right",
+    "said_yes": "yes/no questions answered yes",
+    "absent_called_present": "asked class absent (existential, no) answered yes",
+}
 #: identity at init: the outputs of these projections of a new layer are zeroed
 ZEROED = ("self_attn.o_proj", "mlp.down_proj")
 
@@ -139,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", type=int, default=300, help="fresh `test` items (seed --seed)")
     p.add_argument("--seen", type=int, default=120, help="`train` items the run trained on")
     p.add_argument("--seed", type=int, default=501)
+    p.add_argument("--name", default="avqa_capacity", help="results file stem")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -180,21 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %s", arm, json.dumps(row))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "avqa_capacity.json").write_text(json.dumps(res, indent=1))
-    return write_report(out, "avqa_capacity.md", markdown(res))
+    (out / f"{args.name}.json").write_text(json.dumps(res, indent=1))
+    return write_report(out, f"{args.name}.md", markdown(res))
 
 
 def markdown(res: dict) -> str:
     a = res["args"]
     arms = list(res["arms"])
     cmd = f"python benchmarks/avqa_capacity.py --checkpoint {a['checkpoint']} --steps {a['steps']}"
+    for flag, key, default in (
+        ("--lr", "lr", 1e-3),
+        ("--arms", "arms", ",".join(ARMS)),
+        ("--name", "name", "avqa_capacity"),
+    ):
+        if a.get(key, default) != default:
+            cmd += f" {flag} {a[key]}"
     keys = list(res["arms"]["start"]["test"])
-    labels = {
-        "accuracy": "accuracy",
-        "restated": "restated the question right",
-        "said_yes": "yes/no questions answered yes",
-        "absent_called_present": "asked class absent (existential, no) answered yes",
-    }
     lines = [
         "# AVQA: what limits it? Long AVQA-only continuations, per question type",
         "",
@@ -215,7 +224,7 @@ def markdown(res: dict) -> str:
             for split in ("test", "train"):
                 c = res["arms"][arm][split].get(key, {"value": None, "n": 0})
                 cells.append("-" if c["value"] is None else f"{c['value']:.3f} (n={c['n']})")
-        label = labels.get(key, key.replace("type:", "accuracy, "))
+        label = LABELS.get(key, key.replace("type:", "accuracy, "))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     mins = {arm: round(r["train_s"] / 60, 1) for arm, r in res["arms"].items() if "train_s" in r}
     lines += ["", "Training minutes per arm: " + json.dumps(mins)]

@@ -118,6 +118,8 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "avqa-restate": dt.include_section("avqa_restate.md"),
     "avqa-restate-mix": dt.include_section("avqa_restate_mix.md"),
     "avqa-probe": dt.include_section("avqa_probe.md"),
+    "avqa-capacity": dt.include_section("avqa_capacity.md"),
+    "avqa-decision-probe": dt.include_section("avqa_decision_probe.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
     "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),

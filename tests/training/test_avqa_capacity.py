@@ -63,3 +63,18 @@ def test_capacity_summary_counts_yes_bias_and_types():
     md = cap.markdown(res)
     assert "| accuracy, Visual/Location | 1.000 (n=1) |" in md and '{"lora": 1.0}' in md
     assert md.count("\n| ") == 1 + len(s)
+
+
+def test_types_report_has_a_column_per_model():
+    import avqa_types as at
+
+    s = cap.summarise(
+        [{"type": "Audio/Existential", "answer": "no", "said": "yes", "correct": False, "restated": True}]
+    )
+    res = {
+        "args": {"models": "a=x,b=y", "fresh": 1, "seed": 5, "name": "avqa_types", "threads": 1},
+        "models": {"a": s, "b": s},
+    }
+    md = at.markdown(res)
+    assert "| reading | a | b |" in md and md.count("\n| ") == 1 + len(s)
+    assert "| asked class absent (existential, no) answered yes | 1.000 (n=1) | 1.000 (n=1) |" in md

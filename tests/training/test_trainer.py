@@ -1,5 +1,6 @@
 """Trainer: loss falls, checkpoints resume to an identical continuation, phases freeze the right parts."""
 
+import dataclasses
 import json
 
 import pytest
@@ -122,6 +123,19 @@ def test_registry():
     from crab_core.tasks import get_task
 
     assert all(get_task(t).variant().audio_mode == "uniform" for t in audio.tasks)
+
+
+def test_v9_is_v8_with_the_llm_at_a_quarter_lr():
+    from crab_core.training.candidates import V9_LLM_LR_SCALE
+
+    v8, v9 = get_recipe("crab-tiny-v8"), get_recipe("crab-tiny-v9")
+    assert v9.data == v8.data and v9.model == v8.model
+    for p8, p9 in zip(v8.phases, v9.phases, strict=True):
+        scaled = V9_LLM_LR_SCALE.get(p8.name, {})
+        assert dataclasses.replace(p9, lr_scale=p8.lr_scale) == p8
+        assert dict(p9.lr_scale) == {**p8.lr_scale, **scaled}
+        assert set(scaled) <= set(p9.trainable)
+    assert V9_LLM_LR_SCALE["align"]["llm_base"] == 0.25
 
 
 def test_tower_loss_skips_frozen_towers(tmp_path, cache):

@@ -1,0 +1,171 @@
+"""Can crab-tiny's LLM learn "is the asked class in the list?" Text only, from scratch, per layout and LR.
+
+crab-tiny answers "yes" to most existential AVQA questions whose class is absent, though it lists the
+clip's classes right, and its states at the decision do not hold the answer
+(``avqa_capacity.md``, ``avqa_decision_probe.md``). An AVQA answer asks for a membership test whose
+query word already stands earlier in the sequence: the question names the class, the answer restates
+it, lists what the clip holds, then decides. This trains a fresh LLM of crab-tiny's geometry
+(:func:`crab_core.presets.crab_tiny`'s ``LLMConfig``, random init, AdamW, constant LR, no media) on a
+synthetic token task with the decision as its only target, in two layouts:
+
+* ``after``: ``LIST c1 .. ck . ASK q`` -> yes / no (the asked class first appears after the list);
+* ``question-first``: ``ASK q . RESTATE q . LIST c1 .. ck .`` -> yes / no (AVQA's order: ``q`` stands
+  twice before the list, so "has ``q`` been seen?" is always true);
+
+1-3 listed classes of 10, the asked one in the list half of the time. Held-out accuracy (500 fresh
+sequences) every ``--every`` steps, per layout and learning rate::
+
+    python benchmarks/llm_membership.py --steps 1500 --lrs 2e-3,1e-3,5e-4,2e-4
+
+Writes ``benchmarks/results/llm_membership.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+log = logging.getLogger("llm_membership")
+
+from _report import header, write_report  # noqa: E402
+
+CLASSES = 10
+#: marker token ids (above the class ids 0..9)
+ASK, RESTATE, LIST, STOP, YES, NO, PAD = range(20, 27)
+LAYOUTS = ("after", "question-first")
+
+
+def sequence(rng: random.Random, layout: str) -> tuple[list[int], int]:
+    """One ``(tokens, answer)``: 1-3 listed classes, the asked one listed half of the time."""
+    listed = rng.sample(range(CLASSES), rng.randint(1, 3))
+    if rng.random() < 0.5:
+        q = rng.choice(listed)
+    else:
+        q = rng.choice([c for c in range(CLASSES) if c not in listed])
+    if layout == "after":
+        toks = [LIST, *listed, STOP, ASK, q]
+    elif layout == "question-first":
+        toks = [ASK, q, STOP, RESTATE, q, STOP, LIST, *listed, STOP]
+    else:
+        raise ValueError(f"unknown layout {layout!r}; known: {LAYOUTS}")
+    return toks, YES if q in listed else NO
+
+
+def batch(rng: random.Random, layout: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(tokens (n, L) right-padded, answers (n,), index of each sequence's last token (n,))``."""
+    seqs = [sequence(rng, layout) for _ in range(n)]
+    width = max(len(s) for s, _ in seqs)
+    x = torch.full((n, width), PAD)
+    for i, (s, _) in enumerate(seqs):
+        x[i, : len(s)] = torch.tensor(s)
+    return x, torch.tensor([a for _, a in seqs]), torch.tensor([len(s) - 1 for s, _ in seqs])
+
+
+def fresh_llm(seed: int):
+    """A randomly initialised LLM of crab-tiny's geometry."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from crab_core.presets import crab_tiny
+
+    c = crab_tiny().llm
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=c.vocab_size,
+            hidden_size=c.hidden_size,
+            intermediate_size=c.intermediate_size,
+            num_hidden_layers=c.num_hidden_layers,
+            num_attention_heads=c.num_attention_heads,
+            num_key_value_heads=c.num_key_value_heads,
+            max_position_embeddings=c.max_position_embeddings,
+        )
+    )
+
+
+@torch.no_grad()
+def accuracy(model, layout: str, n: int = 500, seed: int = 12345) -> float:
+    """Held-out share of sequences whose yes / no logit pair picks the right answer."""
+    x, y, last = batch(random.Random(seed), layout, n)
+    logits = model(input_ids=x).logits[torch.arange(n), last][:, [YES, NO]]
+    return round(float((logits.argmax(-1) == (y == NO).long()).float().mean()), 3)
+
+
+def run(layout: str, lr: float, steps: int, every: int, batch_size: int = 32, seed: int = 0) -> dict:
+    """Train one fresh LLM on ``layout`` at ``lr``; held-out accuracy at every ``every`` steps."""
+    model = fresh_llm(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    rng = random.Random(seed)
+    curve, t0 = {}, time.perf_counter()
+    for step in range(1, steps + 1):
+        x, y, last = batch(rng, layout, batch_size)
+        loss = F.cross_entropy(model(input_ids=x).logits[torch.arange(batch_size), last], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % every == 0:
+            model.eval()
+            curve[step] = accuracy(model, layout)
+            model.train()
+    return {"curve": curve, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--every", type=int, default=250)
+    p.add_argument("--lrs", default="2e-3,1e-3,5e-4,2e-4")
+    p.add_argument("--layouts", default=",".join(LAYOUTS))
+    p.add_argument("--out", default="benchmarks/results")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    res: dict = {"args": vars(args), "runs": []}
+    for layout in args.layouts.split(","):
+        for lr in (float(v) for v in args.lrs.split(",")):
+            row = {"layout": layout, "lr": lr, **run(layout, lr, args.steps, args.every)}
+            res["runs"].append(row)
+            log.info("%s", json.dumps(row))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "llm_membership.json").write_text(json.dumps(res, indent=1))
+    return write_report(out, "llm_membership.md", markdown(res))
+
+
+def markdown(res: dict) -> str:
+    a = res["args"]
+    cmd = f"python benchmarks/llm_membership.py --steps {a['steps']} --lrs {a['lrs']}"
+    steps = list(res["runs"][0]["curve"])
+    lines = [
+        "# Can crab-tiny's LLM learn a membership test? Text only, by layout and learning rate",
+        "",
+        header(cmd, a["threads"]),
+        "",
+        "A fresh LLM of crab-tiny's geometry (random init; AdamW, constant LR, batch 32) trained on the "
+        "yes / "
+        "no decision alone. *after*: the asked class first appears after the list; *question-first*: it "
+        "stands twice before the list, as in an AVQA answer. Held-out accuracy on 500 fresh sequences "
+        "(chance 0.5) after each number of steps.",
+        "",
+        "| layout | LR | " + " | ".join(f"step {s}" for s in steps) + " | seconds |",
+        "|---|---|" + "---|" * len(steps) + "---|",
+    ]
+    for r in res["runs"]:
+        cells = " | ".join(f"{r['curve'][s]:.3f}" for s in steps)
+        lines.append(f"| {r['layout']} | {r['lr']:g} | {cells} | {r['seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""LLM membership benchmark (benchmarks/llm_membership.py): sequences, training loop, report."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import llm_membership as lm  # noqa: E402
+
+
+@pytest.mark.parametrize("layout", lm.LAYOUTS)
+def test_sequences_answer_membership_and_balance(layout):
+    rng = random.Random(0)
+    yes = 0
+    for _ in range(400):
+        toks, ans = lm.sequence(rng, layout)
+        listed = toks[toks.index(lm.LIST) + 1 : toks.index(lm.STOP, toks.index(lm.LIST))]
+        q = toks[toks.index(lm.ASK) + 1]
+        assert 1 <= len(listed) <= 3 and ans == (lm.YES if q in listed else lm.NO)
+        yes += ans == lm.YES
+    assert 150 < yes < 250
+    if layout == "question-first":
+        assert toks[:2] == [lm.ASK, q] and toks[-1] == lm.STOP
+    else:
+        assert toks[-2:] == [lm.ASK, q]
+    with pytest.raises(ValueError, match="unknown layout"):
+        lm.sequence(rng, "sideways")
+
+
+def test_batch_pads_and_points_at_the_last_token():
+    x, y, last = lm.batch(random.Random(1), "after", 6)
+    assert x.shape[0] == 6 and y.shape == (6,) and last.shape == (6,)
+    assert all(int(x[i, last[i] - 1]) == lm.ASK for i in range(6))
+    assert all((x[i, last[i] + 1 :] == lm.PAD).all() for i in range(6))
+
+
+def test_run_learns_the_after_layout_quickly():
+    """A few hundred steps at a low LR already beat chance clearly (the benchmark's easy case)."""
+    out = lm.run("after", 5e-4, steps=300, every=300, batch_size=32)
+    assert out["curve"][300] >= 0.75
+
+
+def test_markdown_has_a_row_per_run():
+    res = {
+        "args": {"steps": 2, "lrs": "1e-3", "threads": 1},
+        "runs": [
+            {"layout": "after", "lr": 1e-3, "curve": {1: 0.5, 2: 0.75}, "seconds": 1.0},
+            {"layout": "question-first", "lr": 1e-3, "curve": {1: 0.5, 2: 0.5}, "seconds": 1.0},
+        ],
+    }
+    md = lm.markdown(json.loads(json.dumps(res)) | {"runs": res["runs"]})
+    assert "| after | 0.001 | 0.500 | 0.750 | 1.0 |" in md and md.count("\n| ") == 3
