@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-type", type=int, default=200)
     p.add_argument("--seed", type=int, default=501, help="user seed of the fresh `test` items")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--name", default="avqa_decision_probe", help="results file stem")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -177,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%s: %s", label, json.dumps(row))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "avqa_decision_probe.json").write_text(json.dumps(res, indent=1))
-    return write_report(out, "avqa_decision_probe.md", markdown(res))
+    (out / f"{args.name}.json").write_text(json.dumps(res, indent=1))
+    return write_report(out, f"{args.name}.md", markdown(res))
 
 
 def markdown(res: dict) -> str:
     a = res["args"]
     cmd = f"python benchmarks/avqa_decision_probe.py --models {a['models']} --per-type {a['per_type']}"
+    cmd += f" --name {a['name']}" if a.get("name", "avqa_decision_probe") != "avqa_decision_probe" else ""
     first = next(iter(res["models"].values()))
     layers = len(first["all"]["decision"])
     lines = [
