@@ -204,6 +204,8 @@ def markdown(res: dict) -> str:
         if a.get(key, default) != default:
             cmd += f" {flag} {a[key]}"
     keys = list(res["arms"]["start"]["test"])
+    grown = any(r.get("layers", res["layers"]) > res["layers"] for r in res["arms"].values())
+    deeper = "; the deeper arm's new layers start as the identity" if grown else ""
     lines = [
         "# AVQA: what limits it? Long AVQA-only continuations, per question type",
         "",
@@ -211,8 +213,8 @@ def markdown(res: dict) -> str:
         "",
         f"From that run's final weights, {a['steps']} more `instruct` steps on AVQA alone per arm "
         f"({a['variants']} more any-type questions per training clip, lr {a['lr']}, the phase's schedule); "
-        f"`start` is the checkpoint itself. The LLM has {res['layers']} layers; the deeper arm's new layers "
-        f"start as the identity. Generated answers of {a['fresh']} fresh `test` items (seed {a['seed']}) "
+        f"`start` is the checkpoint itself. The LLM has {res['layers']} layers{deeper}. "
+        f"Generated answers of {a['fresh']} fresh `test` items (seed {a['seed']}) "
         f"and {a['seen']} seen `train` items (user seed 0). n per cell in brackets.",
         "",
         "| reading | " + " | ".join(f"{arm} fresh | {arm} seen" for arm in arms) + " |",
