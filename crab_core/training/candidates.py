@@ -87,7 +87,7 @@ def crab_tiny_v9_recipe() -> Recipe:
     existential questions whose class is absent and its states at the decision do not hold the answer
     (``benchmarks/results/avqa_capacity.md``, ``avqa_decision_probe.md``); a fresh LLM of the same
     geometry learns that membership test (the asked class named before the list, as in AVQA) within
-    1000 steps at 5e-4 and stays near chance at 2e-3 (``benchmarks/results/llm_membership.md``)."""
+    1000 steps at 5e-4 and stays far from it at 2e-3 (``benchmarks/results/llm_membership.md``)."""
     phases = tuple(
         dataclasses.replace(p, lr_scale={**p.lr_scale, **V9_LLM_LR_SCALE.get(p.name, {})})
         for p in _tiny_phases()
