@@ -63,3 +63,13 @@ def load_run(checkpoint: str, recipe: str):
             f"{checkpoint} does not fit recipe {recipe}: {len(missing)} missing, {len(unexpected)} unexpected"
         )
     return module.eval()
+
+
+def write_results(out: str | Path, name: str, res: dict, md: str) -> int:
+    """Write ``res`` to ``out/name.json`` and ``md`` to ``out/name.md`` (folders created); returns 0."""
+    import json
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(res, indent=1))
+    return write_report(folder, f"{name}.md", md)

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 log = logging.getLogger("avqa_capacity")
 
-from _report import header, write_report  # noqa: E402
+from _report import header, write_results  # noqa: E402
 from avqa_binding import binding_row  # noqa: E402
 from avqa_restate import arm_recipe  # noqa: E402
 
@@ -186,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         row.update({s: score(t.model, t.tokenizer, its) for s, its in items.items()})
         res["arms"][label.format(k=k)] = row
         log.info("%s: %s", arm, json.dumps(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(res, indent=1))
-    return write_report(out, f"{args.name}.md", markdown(res))
+    return write_results(args.out, args.name, res, markdown(res))
 
 
 def markdown(res: dict) -> str:

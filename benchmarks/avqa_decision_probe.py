@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 log = logging.getLogger("avqa_decision_probe")
 
-from _report import header, write_report  # noqa: E402
+from _report import header, write_results  # noqa: E402
 
 TYPES = ("Audio/Existential", "Visual/Existential", "Audio-Visual/Existential")
 
@@ -176,10 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 row[qtype][pos] = [probe_accuracy(x[sel, k], y, args.folds) for k in range(x.shape[1])]
         res["models"][label] = row
         log.info("%s: %s", label, json.dumps(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(res, indent=1))
-    return write_report(out, f"{args.name}.md", markdown(res))
+    return write_results(args.out, args.name, res, markdown(res))
 
 
 def markdown(res: dict) -> str:

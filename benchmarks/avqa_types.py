@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 log = logging.getLogger("avqa_types")
 
-from _report import header, write_report  # noqa: E402
+from _report import header, write_results  # noqa: E402
 from avqa_capacity import LABELS, score  # noqa: E402
 
 
@@ -52,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             items = test_items(tok, size, "test", args.fresh, args.seed, tasks=["avqa"], workers=1)
         res["models"][label] = score(model, tok, items)
         log.info("%s: %s", label, json.dumps(res["models"][label]))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(res, indent=1))
-    return write_report(out, f"{args.name}.md", markdown(res))
+    return write_results(args.out, args.name, res, markdown(res))
 
 
 def markdown(res: dict) -> str:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 log = logging.getLogger("llm_membership")
 
-from _report import header, write_report  # noqa: E402
+from _report import header, write_results  # noqa: E402
 
 CLASSES = 10
 #: marker token ids (above the class ids 0..9)
@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"layout": layout, "lr": lr, **run(layout, lr, args.steps, args.every)}
             res["runs"].append(row)
             log.info("%s", json.dumps(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "llm_membership.json").write_text(json.dumps(res, indent=1))
-    return write_report(out, "llm_membership.md", markdown(res))
+    return write_results(args.out, "llm_membership", res, markdown(res))
 
 
 def markdown(res: dict) -> str:
