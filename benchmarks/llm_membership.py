@@ -11,6 +11,11 @@ synthetic token task with the decision as its only target, in two layouts:
 * ``after``: ``LIST c1 .. ck . ASK q`` -> yes / no (the asked class first appears after the list);
 * ``question-first``: ``ASK q . RESTATE q . LIST c1 .. ck .`` -> yes / no (AVQA's order: ``q`` stands
   twice before the list, so "has ``q`` been seen?" is always true);
+* ``restate-after``: ``question-first`` then ``ASK q`` again right before the decision (an answer
+  template that names the asked class after the list);
+* ``per-item``: ``question-first`` with a flag after each listed class, ``c1 f1 .. ck fk``, ``f`` =
+  MATCH / OTHER (is this the asked class?), the flags supervised too (an answer template that compares
+  each listed class with the asked one before concluding);
 
 1-3 listed classes of 10, the asked one in the list half of the time. Held-out accuracy (500 fresh
 sequences) every ``--every`` steps, per layout and learning rate::
@@ -42,8 +47,8 @@ from _report import header, write_results  # noqa: E402
 
 CLASSES = 10
 #: marker token ids (above the class ids 0..9)
-ASK, RESTATE, LIST, STOP, YES, NO, PAD = range(20, 27)
-LAYOUTS = ("after", "question-first")
+ASK, RESTATE, LIST, STOP, YES, NO, PAD, MATCH, OTHER = range(20, 29)
+LAYOUTS = ("after", "question-first", "restate-after", "per-item")
 
 
 def sequence(rng: random.Random, layout: str) -> tuple[list[int], int]:
@@ -57,6 +62,11 @@ def sequence(rng: random.Random, layout: str) -> tuple[list[int], int]:
         toks = [LIST, *listed, STOP, ASK, q]
     elif layout == "question-first":
         toks = [ASK, q, STOP, RESTATE, q, STOP, LIST, *listed, STOP]
+    elif layout == "restate-after":
+        toks = [ASK, q, STOP, RESTATE, q, STOP, LIST, *listed, STOP, ASK, q]
+    elif layout == "per-item":
+        flagged = [t for c in listed for t in (c, MATCH if c == q else OTHER)]
+        toks = [ASK, q, STOP, RESTATE, q, STOP, LIST, *flagged, STOP]
     else:
         raise ValueError(f"unknown layout {layout!r}; known: {LAYOUTS}")
     return toks, YES if q in listed else NO
@@ -70,6 +80,14 @@ def batch(rng: random.Random, layout: str, n: int) -> tuple[torch.Tensor, torch.
     for i, (s, _) in enumerate(seqs):
         x[i, : len(s)] = torch.tensor(s)
     return x, torch.tensor([a for _, a in seqs]), torch.tensor([len(s) - 1 for s, _ in seqs])
+
+
+def flag_targets(x: torch.Tensor) -> torch.Tensor:
+    """``(n, L)`` next-token targets for the per-item flags (-100 elsewhere): position ``i`` predicts
+    ``x[:, i + 1]`` where that is MATCH / OTHER."""
+    nxt = torch.full_like(x, -100)
+    nxt[:, :-1] = x[:, 1:]
+    return nxt.masked_fill((nxt != MATCH) & (nxt != OTHER), -100)
 
 
 def fresh_llm(seed: int):
@@ -101,23 +119,39 @@ def accuracy(model, layout: str, n: int = 500, seed: int = 12345) -> float:
     return round(float((logits.argmax(-1) == (y == NO).long()).float().mean()), 3)
 
 
+@torch.no_grad()
+def flag_accuracy(model, n: int = 500, seed: int = 12345) -> float:
+    """Held-out share of per-item flags (MATCH / OTHER, teacher-forced) predicted right."""
+    x, _, _ = batch(random.Random(seed), "per-item", n)
+    tgt = flag_targets(x)
+    pred = model(input_ids=x).logits[..., [MATCH, OTHER]].argmax(-1)
+    keep = tgt != -100
+    return round(float((pred[keep] == (tgt[keep] == OTHER).long()).float().mean()), 3)
+
+
 def run(layout: str, lr: float, steps: int, every: int, batch_size: int = 32, seed: int = 0) -> dict:
     """Train one fresh LLM on ``layout`` at ``lr``; held-out accuracy at every ``every`` steps."""
     model = fresh_llm(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     rng = random.Random(seed)
-    curve, t0 = {}, time.perf_counter()
+    curve, flags, t0 = {}, {}, time.perf_counter()
     for step in range(1, steps + 1):
         x, y, last = batch(rng, layout, batch_size)
-        loss = F.cross_entropy(model(input_ids=x).logits[torch.arange(batch_size), last], y)
+        logits = model(input_ids=x).logits
+        loss = F.cross_entropy(logits[torch.arange(batch_size), last], y)
+        if layout == "per-item":
+            loss = loss + F.cross_entropy(logits.flatten(0, 1), flag_targets(x).flatten(), ignore_index=-100)
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % every == 0:
             model.eval()
             curve[step] = accuracy(model, layout)
+            if layout == "per-item":
+                flags[step] = flag_accuracy(model)
             model.train()
-    return {"curve": curve, "seconds": round(time.perf_counter() - t0, 1)}
+    out = {"curve": curve, "seconds": round(time.perf_counter() - t0, 1)}
+    return out | ({"flags": flags} if flags else {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layouts", default=",".join(LAYOUTS))
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--name", default="llm_membership", help="results file stem")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -137,12 +172,16 @@ def main(argv: list[str] | None = None) -> int:
             row = {"layout": layout, "lr": lr, **run(layout, lr, args.steps, args.every)}
             res["runs"].append(row)
             log.info("%s", json.dumps(row))
-    return write_results(args.out, "llm_membership", res, markdown(res))
+    return write_results(args.out, args.name, res, markdown(res))
 
 
 def markdown(res: dict) -> str:
     a = res["args"]
     cmd = f"python benchmarks/llm_membership.py --steps {a['steps']} --lrs {a['lrs']}"
+    if a.get("layouts", ",".join(LAYOUTS[:2])) != ",".join(LAYOUTS[:2]):
+        cmd += f" --layouts {a['layouts']}"
+    if a.get("name", "llm_membership") != "llm_membership":
+        cmd += f" --name {a['name']}"
     steps = list(res["runs"][0]["curve"])
     lines = [
         "# Can crab-tiny's LLM learn a membership test? Text only, by layout and learning rate",
@@ -150,16 +189,21 @@ def markdown(res: dict) -> str:
         header(cmd, a["threads"]),
         "",
         "A fresh LLM of crab-tiny's geometry (random init; AdamW, constant LR, batch 32) trained on the "
-        "yes / "
-        "no decision alone. *after*: the asked class first appears after the list; *question-first*: it "
-        "stands twice before the list, as in an AVQA answer. Held-out accuracy on 500 fresh sequences "
-        "(chance 0.5) after each number of steps.",
+        "yes / no decision alone. *after*: the asked class first appears after the list; *question-first*: "
+        "it stands twice before the list, as in an AVQA answer; *restate-after*: question-first, then the "
+        "class named again right before the decision; *per-item*: question-first with a supervised "
+        "MATCH / OTHER flag after each listed class. Held-out accuracy of the decision on 500 fresh "
+        "sequences (chance 0.5) after each number of steps; for *per-item* the flags' accuracy "
+        "(teacher-forced) in brackets.",
         "",
         "| layout | LR | " + " | ".join(f"step {s}" for s in steps) + " | seconds |",
         "|---|---|" + "---|" * len(steps) + "---|",
     ]
     for r in res["runs"]:
-        cells = " | ".join(f"{r['curve'][s]:.3f}" for s in steps)
+        flags = r.get("flags", {})
+        cells = " | ".join(
+            f"{r['curve'][s]:.3f}" + (f" ({flags[s]:.3f})" if s in flags else "") for s in steps
+        )
         lines.append(f"| {r['layout']} | {r['lr']:g} | {cells} | {r['seconds']} |")
     return "\n".join(lines) + "\n"
 

@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", default="crab-tiny", help="recipe name (crab-tiny, smoke)")
     p.add_argument("--out", help="output folder (logs, checkpoint, model/)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in an OUT that holds a checkpoint (it is replaced)",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time (checkpointed)")
     p.add_argument("--eval-every", type=int, default=None, help="validation every N optimizer steps (0: off)")
     p.add_argument(
@@ -113,6 +118,26 @@ def main(argv: list[str] | None = None) -> int:
     return train_main(args)
 
 
+def _refuse_to_restart_over(out: Path, resume: bool, overwrite: bool) -> None:
+    """A run started without ``--resume`` in a folder that holds a checkpoint would replace it at its
+    first save: refuse unless ``--overwrite`` says so.
+
+    Raises:
+        CheckpointError: ``out`` holds a checkpoint and neither flag is given.
+    """
+    from ..errors import CheckpointError
+    from . import checkpointing as ckpt
+
+    if resume or overwrite:
+        return
+    held = [f for f in ckpt.paths(out) if ckpt.read_state(f) is not None]
+    if held:
+        raise CheckpointError(
+            f"{out} holds a checkpoint ({held[0]}): continue it with --resume, start over with "
+            "--overwrite, or choose another --out"
+        )
+
+
 def train_main(args) -> int:
     import torch
 
@@ -123,6 +148,7 @@ def train_main(args) -> int:
     t_start = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     recipe = get_recipe(args.recipe)
+    _refuse_to_restart_over(Path(args.out), resume=args.resume, overwrite=getattr(args, "overwrite", False))
     trainer = Trainer(
         recipe,
         args.out,

@@ -1,4 +1,4 @@
-"""Answer layouts for our own training targets (SynthAV AVVP), all read by Crab's parsers.
+"""Answer layouts for our own training targets (SynthAV AVVP and AVQA), all read by Crab's parsers.
 
 SynthAV writes AVVP answers the reference way: a reasoning sentence per modality with every
 event's time runs, then one tag per event with its runs (``<audio_event>dog,(0 3)(5 10)</audio_event>``).
@@ -18,6 +18,21 @@ scene's order within a second::
 Every decision is then local: which classes sound at second ``t``. The parser merges a class's
 tags, so the segment- and event-level metrics read it as the merged runs (the scores of the
 reference layout and of this one are equal for the same events).
+
+The ``checked`` AVQA layout (``DataSpec.avqa_layout``) rewrites the Audio / Visual existential
+answers, whose evidence is a list of the clip's classes, so that each listed class is followed by
+whether it is the asked one::
+
+    The question asks whether a violin is heard. The sounds are piano (no) and drum (no). No violin
+    is heard. So the answer is <answer> no </answer>.
+
+crab-tiny answers "yes" to most such questions whose class is absent, though it lists the clip's
+classes right, and its states at the decision do not hold the answer (``benchmarks/results/
+avqa_decision_probe.md``): the question names the class before the list, so "has this class been
+seen?" is true at the decision whatever the list holds. A fresh LLM of crab-tiny's geometry learns
+that whole-list test slowly or not at all at the recipe's LR, and the per-item form (each flag a
+comparison of two words, the decision an "any flag says yes") at once (``benchmarks/results/
+llm_membership_layouts.md``). Only the list sentence changes; the answer tag is the same.
 """
 
 from __future__ import annotations
@@ -25,10 +40,16 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import ConfigError
-from ..synthav.text import listing
+from ..synthav.text import join, listing
 from .data import RawItem
 
 AVVP_LAYOUTS = ("ranges", "seconds")
+AVQA_LAYOUTS = ("reference", "checked")
+#: the existential types whose reasoning lists the clip's classes: (verb of the restatement, list forms)
+_LISTED = {
+    "Audio/Existential": ("heard", ("The sounds are ", "The only sound is ")),
+    "Visual/Existential": ("seen", ("The objects seen are ", "The only object seen is ")),
+}
 _AUDIO = " The audio events are "
 _VISUAL = ", and the visual events are "
 
@@ -70,6 +91,48 @@ def apply_avvp_layout(raws: list[RawItem], layout: str) -> list[RawItem]:
     return [
         dataclasses.replace(r, output=avvp_seconds_output(r.output, r.gt))
         if r.task == "avvp" and r.id.startswith("synthav-")
+        else r
+        for r in raws
+    ]
+
+
+def avqa_checked_output(output: str, question_type: str) -> str:
+    """A SynthAV AVQA target rewritten in the ``checked`` layout (module docstring); other question
+    types and an empty list (``Nothing sounds.``) come back unchanged.
+
+    Raises:
+        ConfigError: an Audio / Visual existential ``output`` that is not a SynthAV answer.
+    """
+    if question_type not in _LISTED:
+        return output
+    verb, forms = _LISTED[question_type]
+    first, _, rest = output.partition(". ")
+    words = first.split()
+    if words[:4] != ["The", "question", "asks", "whether"] or words[-2:] != ["is", verb] or len(words) != 8:
+        raise ConfigError(f"not a SynthAV {question_type} answer: {output[:80]!r}")
+    asked = words[5]
+    form = next((f for f in forms if rest.startswith(f)), None)
+    if form is None:
+        return output
+    listed, dot, tail = rest[len(form) :].partition(".")
+    names = listed.replace(" and ", ", ").split(", ")
+    if not dot or any(not n or " " in n for n in names):
+        raise ConfigError(f"not a SynthAV {question_type} answer: {output[:80]!r}")
+    flagged = join([f"{n} ({'yes' if n == asked else 'no'})" for n in names])
+    return f"{first}. {form}{flagged}.{tail}"
+
+
+def apply_layouts(raws: list[RawItem], avvp: str = "ranges", avqa: str = "reference") -> list[RawItem]:
+    """``raws`` with every SynthAV AVVP target in the ``avvp`` layout and every SynthAV AVQA target in
+    the ``avqa`` layout (``ranges`` / ``reference``: unchanged)."""
+    if avqa not in AVQA_LAYOUTS:
+        raise ConfigError(f"unknown AVQA layout {avqa!r}; choose one of {AVQA_LAYOUTS}")
+    raws = apply_avvp_layout(raws, avvp)
+    if avqa == "reference":
+        return raws
+    return [
+        dataclasses.replace(r, output=avqa_checked_output(r.output, r.gt.get("question_type", "")))
+        if r.task == "avqa" and r.id.startswith("synthav-")
         else r
         for r in raws
     ]

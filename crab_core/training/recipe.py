@@ -148,6 +148,9 @@ class DataSpec:
         avvp_layout: how SynthAV AVVP targets write their audio events: ``ranges`` (the reference's
             runs per event) or ``seconds`` (one tag per audible second, in time order;
             :mod:`crab_core.training.layouts`).
+        avqa_layout: how SynthAV Audio / Visual existential AVQA targets write their list of classes:
+            ``reference`` or ``checked`` (each listed class flagged ``(yes)`` / ``(no)``: is it the
+            asked one; :mod:`crab_core.training.layouts`).
         extra_per_task: more SynthAV ``train`` samples for some tasks, on top of ``synth_per_task``
             (the next seeds of the task's sequence: the first ``synth_per_task`` are unchanged).
     """
@@ -160,6 +163,7 @@ class DataSpec:
     avqa_questions: int = 0
     avqa_variant_types: str = "other"
     avvp_layout: str = "ranges"
+    avqa_layout: str = "reference"
     extra_per_task: Mapping[str, int] = field(default_factory=dict)
 
 

@@ -44,7 +44,7 @@ from .distributed import (
     mean_over_processes,
 )
 from .features import compute_features
-from .layouts import apply_avvp_layout
+from .layouts import apply_layouts
 from .module import CrabTrainModule, build_train_module
 from .recipe import Phase, Recipe
 from .variants import add_question_variants
@@ -121,7 +121,7 @@ class Trainer:
         self.module = self._new_module()
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
         self.raws += add_question_variants(self.raws, r.data.avqa_questions, r.data.avqa_variant_types)
-        self.raws = apply_avvp_layout(self.raws, r.data.avvp_layout)
+        self.raws = apply_layouts(self.raws, r.data.avvp_layout, r.data.avqa_layout)
         for path in r.data.manifests:
             self.raws += read_manifest(path, cfg.vision.image_size)
         self.items = [tokenize_item(x, self.tokenizer) for x in self.raws]
@@ -129,7 +129,7 @@ class Trainer:
         for i, it in enumerate(self.items):
             self.by_task.setdefault(it.task, []).append(i)
         val = self._load_data("val", r.data.val_per_task, with_labels=False) if r.data.val_per_task else []
-        val = apply_avvp_layout(val, r.data.avvp_layout)
+        val = apply_layouts(val, r.data.avvp_layout, r.data.avqa_layout)
         self.val_items = [tokenize_item(x, self.tokenizer) for x in val]
         log.info("training items: %s", {t: len(v) for t, v in self.by_task.items()})
 

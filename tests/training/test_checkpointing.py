@@ -149,8 +149,8 @@ def test_crab_tiny_recipe_is_the_shipped_one():
     """``--recipe crab-tiny`` is exactly what trained the shipped crab-tiny (its training.json): every
     recorded field, and each phase's task order (the order the sampler draws tasks in). Of the fields
     added since the shipped run (absent from its file), ``avqa_questions``, ``avqa_variant_types``,
-    ``avvp_layout``, ``extra_per_task`` and each phase's ``lm_weighting`` must be off (0, other types, the
-    reference layout, none, per token), and
+    ``avvp_layout``, ``avqa_layout``, ``extra_per_task`` and each phase's ``lm_weighting`` must be off
+    (0, other types, the reference layouts, none, per token), and
     ``avss_balance`` was then a field of the model's seg config (``config.json``: 0.5)."""
     from crab_core.training.recipe import crab_tiny_recipe
     from tests._helpers import REPO
@@ -163,10 +163,31 @@ def test_crab_tiny_recipe_is_the_shipped_one():
     assert "data.avqa_questions: absent in the checkpoint, 0 now" in added
     assert "data.avvp_layout: absent in the checkpoint, 'ranges' now" in added
     assert "data.avqa_variant_types: absent in the checkpoint, 'other' now" in added
+    assert "data.avqa_layout: absent in the checkpoint, 'reference' now" in added
     assert now["data"]["extra_per_task"] == {}
     balance = json.loads((REPO / "assets" / "crab-tiny" / "config.json").read_text())["seg"]["avss_balance"]
     assert [p["avss_balance"] for p in now["phases"]] == [0.0, 0.0, 0.0, 0.0, balance]
     assert [p["lm_weighting"] for p in now["phases"]] == ["token"] * len(now["phases"])
-    assert len(added) == 3 + 2 * len(now["phases"]) + ("data.extra_per_task" in " ".join(added)), added
+    assert len(added) == 4 + 2 * len(now["phases"]) + ("data.extra_per_task" in " ".join(added)), added
     for old, new in zip(shipped["phases"], now["phases"], strict=True):
         assert list(old["tasks"]) == list(new["tasks"]), old["name"]
+
+
+def test_train_refuses_to_start_over_a_checkpoint(tmp_path, capsys):
+    """Forgetting --resume must not replace a run's checkpoint at its first save (nothing is lost)."""
+    from crab_core.cli import main as cli_main
+    from crab_core.training import checkpointing as ckpt
+    from crab_core.training.cli import _refuse_to_restart_over
+
+    out = tmp_path / "run"
+    _refuse_to_restart_over(out, resume=False, overwrite=False)  # a new folder: fine
+    final = ckpt.paths(out)[0]
+    final.mkdir(parents=True)
+    ckpt.write_state(final, {"recipe": "smoke", "phase": 2, "step": 150})
+    before = (final / ckpt.STATE_FILE).read_bytes()
+    assert cli_main(["train", "--recipe", "smoke", "--out", str(out), "--cpu", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "holds a checkpoint" in err and "--resume" in err and "--overwrite" in err
+    assert (final / ckpt.STATE_FILE).read_bytes() == before
+    _refuse_to_restart_over(out, resume=True, overwrite=False)
+    _refuse_to_restart_over(out, resume=False, overwrite=True)

@@ -23,10 +23,13 @@ def test_sequences_answer_membership_and_balance(layout):
         toks, ans = lm.sequence(rng, layout)
         listed = toks[toks.index(lm.LIST) + 1 : toks.index(lm.STOP, toks.index(lm.LIST))]
         q = toks[toks.index(lm.ASK) + 1]
+        if layout == "per-item":
+            listed, flags = listed[::2], listed[1::2]
+            assert flags == [lm.MATCH if c == q else lm.OTHER for c in listed]
         assert 1 <= len(listed) <= 3 and ans == (lm.YES if q in listed else lm.NO)
         yes += ans == lm.YES
     assert 150 < yes < 250
-    if layout == "question-first":
+    if layout in ("question-first", "per-item"):
         assert toks[:2] == [lm.ASK, q] and toks[-1] == lm.STOP
     else:
         assert toks[-2:] == [lm.ASK, q]
@@ -39,6 +42,16 @@ def test_batch_pads_and_points_at_the_last_token():
     assert x.shape[0] == 6 and y.shape == (6,) and last.shape == (6,)
     assert all(int(x[i, last[i] - 1]) == lm.ASK for i in range(6))
     assert all((x[i, last[i] + 1 :] == lm.PAD).all() for i in range(6))
+
+
+def test_flag_targets_mark_only_the_flags():
+    x, y, _ = lm.batch(random.Random(2), "per-item", 8)
+    tgt = lm.flag_targets(x)
+    keep = tgt != -100
+    assert keep.any() and set(tgt[keep].tolist()) <= {lm.MATCH, lm.OTHER}
+    assert (x[:, 1:][keep[:, :-1]] == tgt[:, :-1][keep[:, :-1]]).all()
+    # a yes answer has exactly one MATCH flag, a no answer none
+    assert ((tgt == lm.MATCH).sum(1) == (y == lm.YES).long()).all()
 
 
 def test_run_learns_the_after_layout_quickly():
@@ -57,3 +70,8 @@ def test_markdown_has_a_row_per_run():
     }
     md = lm.markdown(json.loads(json.dumps(res)) | {"runs": res["runs"]})
     assert "| after | 0.001 | 0.500 | 0.750 | 1.0 |" in md and md.count("\n| ") == 3
+    assert "--layouts" not in md and "--name" not in md
+    res["args"] |= {"layouts": "per-item", "name": "x"}
+    res["runs"] = [{"layout": "per-item", "lr": 1e-3, "curve": {1: 0.5}, "flags": {1: 0.9}, "seconds": 1.0}]
+    md = lm.markdown(res)
+    assert "--layouts per-item --name x" in md and "| per-item | 0.001 | 0.500 (0.900) | 1.0 |" in md

@@ -138,6 +138,13 @@ def test_v9_is_v8_with_the_llm_at_a_quarter_lr():
     assert V9_LLM_LR_SCALE["align"]["llm_base"] == 0.25
 
 
+def test_v10_is_v8_with_the_checked_avqa_layout():
+    v8, v10 = get_recipe("crab-tiny-v8"), get_recipe("crab-tiny-v10")
+    assert v8.data.avqa_layout == "reference" and v10.name == "crab-tiny-v10"
+    assert v10.data == dataclasses.replace(v8.data, avqa_layout="checked")
+    assert v10.phases == v8.phases and v10.model == v8.model
+
+
 def test_tower_loss_skips_frozen_towers(tmp_path, cache):
     """An audio-only tower phase never runs CLIP; a frozen BEATs without probes is skipped too."""
     from crab_core.training.towers import tower_loss
