@@ -55,7 +55,11 @@ LABELS = {
     "restated": "restated the question right",
     "said_yes": "yes/no questions answered yes",
     "absent_called_present": "asked class absent (existential, no) answered yes",
+    "flags_right": "checked list: its (yes) flag right (Audio / Visual existential)",
+    "verdict_follows_flags": "checked list: the answer follows its flags",
 }
+#: the existential types whose answers list the clip's classes (flagged in the ``checked`` layout)
+LISTED = ("Audio/Existential", "Visual/Existential")
 #: identity at init: the outputs of these projections of a new layer are zeroed
 ZEROED = ("self_attn.o_proj", "mlp.down_proj")
 
@@ -96,7 +100,14 @@ def item_row(gt: dict, prediction: str, reference: str) -> dict:
     from crab_core.tasks.parsers import parse_avqa
 
     row = binding_row(prediction, reference, gt["answer"])
-    return {"type": gt["question_type"], "answer": gt["answer"], "said": parse_avqa(prediction).answer, **row}
+    flagged = "(yes)" in prediction or "(no)" in prediction
+    return {
+        "type": gt["question_type"],
+        "answer": gt["answer"],
+        "said": parse_avqa(prediction).answer,
+        "flag": ("(yes)" in prediction) if flagged else None,
+        **row,
+    }
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -110,11 +121,15 @@ def summarise(rows: list[dict]) -> dict:
         types[r["type"]].append(r)
     yes_no = [r for r in rows if r["answer"] in ("yes", "no")]
     absent = [r for r in rows if r["type"].endswith("Existential") and r["answer"] == "no"]
+    # in both listed types the asked class is in the list exactly when the answer is yes
+    flagged = [r for r in rows if r["type"] in LISTED and r.get("flag") is not None]
     out = {
         "accuracy": share(rows, lambda r: r["correct"]),
         "restated": share(rows, lambda r: r["restated"]),
         "said_yes": share(yes_no, lambda r: r["said"] == "yes"),
         "absent_called_present": share(absent, lambda r: r["said"] == "yes"),
+        "flags_right": share(flagged, lambda r: r["flag"] == (r["answer"] == "yes")),
+        "verdict_follows_flags": share(flagged, lambda r: r["flag"] == (r["said"] == "yes")),
     }
     out.update({f"type:{t}": share(rs, lambda r: r["correct"]) for t, rs in sorted(types.items())})
     return out

@@ -78,3 +78,19 @@ def test_types_report_has_a_column_per_model():
     md = at.markdown(res)
     assert "| reading | a | b |" in md and md.count("\n| ") == 1 + len(s)
     assert "| asked class absent (existential, no) answered yes | 1.000 (n=1) | 1.000 (n=1) |" in md
+
+
+def test_checked_flags_are_read_from_generated_answers():
+    ask = "The question asks whether a dog is heard."
+    ref = f"{ask} The sounds are bell. No dog is heard. So the answer is <answer> no </answer>."
+    right = f"{ask} The sounds are bell (no). No dog is heard. So the answer is <answer> no </answer>."
+    against = f"{ask} The sounds are bell (no). The dog is heard. So the answer is <answer> yes </answer>."
+    wrong_flag = f"{ask} The sounds are dog (yes). The dog is heard. So the answer is <answer> yes </answer>."
+    gt = {"question_type": "Audio/Existential", "answer": "no"}
+    rows = [cap.item_row(gt, p, ref) for p in (right, against, wrong_flag, ref)]
+    assert [r["flag"] for r in rows] == [False, False, True, None]  # no flags: not counted
+    s = cap.summarise(rows)
+    assert s["flags_right"] == {"value": 0.667, "n": 3}
+    assert s["verdict_follows_flags"] == {"value": 0.667, "n": 3}
+    loc = cap.item_row({"question_type": "Visual/Location", "answer": "left"}, "(yes) left", "left")
+    assert cap.summarise([loc])["flags_right"] == {"value": None, "n": 0}  # only the listed types
