@@ -122,6 +122,8 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "avqa-capacity-lr": dt.include_section("avqa_capacity_lr.md"),
     "avqa-decision-probe": dt.include_section("avqa_decision_probe.md"),
     "llm-membership": dt.include_section("llm_membership.md"),
+    "llm-membership-layouts": dt.include_section("llm_membership_layouts.md"),
+    "avqa-types-align": dt.include_section("avqa_types_align.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
     "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),
