@@ -11,6 +11,9 @@ over ``--folds`` folds of the items, beside the majority baseline::
 
     python benchmarks/avqa_decision_probe.py --models v5=runs/v5/model --per-type 200
 
+``--avqa-layout checked`` teacher-forces the references in the training layout of that name
+(:mod:`crab_core.training.layouts`: each listed class flagged), for models trained on it.
+
 A probe near 1 at some layer says the LLM computes the decision and the answer fails to use it; a
 probe near the baseline at every layer says the LLM never computes it. Writes
 ``benchmarks/results/avqa_decision_probe.{md,json}``.
@@ -144,12 +147,14 @@ def probe_accuracy(
 def main(argv: list[str] | None = None) -> int:
     from crab_core.checkpoint.pretrained import load_pretrained
     from crab_core.training.data import render_synth, tokenize_item
+    from crab_core.training.layouts import apply_layouts
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="v5=runs/v5/model", help="label=model folder, comma-separated")
     p.add_argument("--per-type", type=int, default=200)
     p.add_argument("--seed", type=int, default=501, help="user seed of the fresh `test` items")
     p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--avqa-layout", default="reference", help="layout of the teacher-forced references")
     p.add_argument("--name", default="avqa_decision_probe", help="results file stem")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=2)
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if raws is None:
             seeds = existential_seeds(args.per_type, args.seed)
             raws = render_synth(seeds, model.config.vision.image_size, 1, with_labels=False)
+            raws = apply_layouts(raws, avqa=args.avqa_layout)
         items = [tokenize_item(r, tok) for r in raws]
         xs = states(model, tok, items)
         row: dict = {}
@@ -182,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(res: dict) -> str:
     a = res["args"]
     cmd = f"python benchmarks/avqa_decision_probe.py --models {a['models']} --per-type {a['per_type']}"
+    if a.get("avqa_layout", "reference") != "reference":
+        cmd += f" --avqa-layout {a['avqa_layout']}"
     cmd += f" --name {a['name']}" if a.get("name", "avqa_decision_probe") != "avqa_decision_probe" else ""
     first = next(iter(res["models"].values()))
     layers = len(first["all"]["decision"])

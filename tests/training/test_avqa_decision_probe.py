@@ -55,3 +55,21 @@ def test_markdown_has_a_row_per_model_type_and_position():
     }
     md = dp.markdown(res)
     assert md.count("\n| v5 |") == 4 and "| v5 | all | decision | 4 | 0.500 | 0.500 | 0.750 |" in md
+    assert "--avqa-layout" not in md
+    res["args"] |= {"avqa_layout": "checked", "name": "p"}
+    assert "--per-type 2 --avqa-layout checked --name p" in dp.markdown(res)
+
+
+def test_checked_layout_keeps_the_decision_after_the_flagged_list():
+    """The teacher-forced decision position of a checked reference is still the list sentence's end."""
+    from crab_core.training.layouts import avqa_checked_output
+
+    ref = (
+        "The question asks whether a dog is heard. The sounds are bell and piano. No dog is heard. "
+        "So the answer is <answer> no </answer>."
+    )
+    new = avqa_checked_output(ref, "Audio/Existential")
+    words = new.split(" ")
+    pieces = [" ".join(words[: k + 1]) for k in range(len(words))]
+    k = dp.sentence_end(pieces, dp.POSITIONS["decision"]("Audio/Existential"))
+    assert pieces[k].endswith("bell (no) and piano (no).")
