@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="runs/v5/checkpoint")
+    p.add_argument("--recipe", default="crab-tiny", help="the run's recipe (its data layouts carry over)")
     p.add_argument("--cache", default="runs/v5/cache", help="the run's rendered-data cache")
     p.add_argument("--work", default="runs/avqa-capacity")
     p.add_argument("--steps", type=int, default=1200)
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown arms {unknown}; known: {list(ARMS)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    base = get_recipe("crab-tiny")
+    base = get_recipe(args.recipe)
     state = load_file(Path(args.checkpoint) / "model.safetensors")
     state = {k: v for k, v in state.items() if not k.startswith("tower_heads.seg_probe.")}
     layers = base.model.llm.num_hidden_layers
@@ -209,6 +210,7 @@ def markdown(res: dict) -> str:
     arms = list(res["arms"])
     cmd = f"python benchmarks/avqa_capacity.py --checkpoint {a['checkpoint']} --steps {a['steps']}"
     for flag, key, default in (
+        ("--recipe", "recipe", "crab-tiny"),
         ("--lr", "lr", 1e-3),
         ("--arms", "arms", ",".join(ARMS)),
         ("--name", "name", "avqa_capacity"),

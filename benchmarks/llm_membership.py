@@ -48,6 +48,8 @@ from _report import header, write_results  # noqa: E402
 CLASSES = 10
 #: marker token ids (above the class ids 0..9)
 ASK, RESTATE, LIST, STOP, YES, NO, PAD, MATCH, OTHER = range(20, 29)
+#: ``--prefix`` distractor tokens (standing in for the media tokens before the text) are drawn from here
+DISTRACTORS = range(100, 300)
 LAYOUTS = ("after", "question-first", "restate-after", "per-item")
 
 
@@ -72,9 +74,13 @@ def sequence(rng: random.Random, layout: str) -> tuple[list[int], int]:
     return toks, YES if q in listed else NO
 
 
-def batch(rng: random.Random, layout: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(tokens (n, L) right-padded, answers (n,), index of each sequence's last token (n,))``."""
+def batch(
+    rng: random.Random, layout: str, n: int, prefix: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(tokens (n, L) right-padded, answers (n,), index of each sequence's last token (n,))``; each
+    sequence after ``prefix`` random distractor tokens."""
     seqs = [sequence(rng, layout) for _ in range(n)]
+    seqs = [([rng.choice(DISTRACTORS) for _ in range(prefix)] + s, a) for s, a in seqs]
     width = max(len(s) for s, _ in seqs)
     x = torch.full((n, width), PAD)
     for i, (s, _) in enumerate(seqs):
@@ -112,31 +118,33 @@ def fresh_llm(seed: int):
 
 
 @torch.no_grad()
-def accuracy(model, layout: str, n: int = 500, seed: int = 12345) -> float:
+def accuracy(model, layout: str, n: int = 500, seed: int = 12345, prefix: int = 0) -> float:
     """Held-out share of sequences whose yes / no logit pair picks the right answer."""
-    x, y, last = batch(random.Random(seed), layout, n)
+    x, y, last = batch(random.Random(seed), layout, n, prefix)
     logits = model(input_ids=x).logits[torch.arange(n), last][:, [YES, NO]]
     return round(float((logits.argmax(-1) == (y == NO).long()).float().mean()), 3)
 
 
 @torch.no_grad()
-def flag_accuracy(model, n: int = 500, seed: int = 12345) -> float:
+def flag_accuracy(model, n: int = 500, seed: int = 12345, prefix: int = 0) -> float:
     """Held-out share of per-item flags (MATCH / OTHER, teacher-forced) predicted right."""
-    x, _, _ = batch(random.Random(seed), "per-item", n)
+    x, _, _ = batch(random.Random(seed), "per-item", n, prefix)
     tgt = flag_targets(x)
     pred = model(input_ids=x).logits[..., [MATCH, OTHER]].argmax(-1)
     keep = tgt != -100
     return round(float((pred[keep] == (tgt[keep] == OTHER).long()).float().mean()), 3)
 
 
-def run(layout: str, lr: float, steps: int, every: int, batch_size: int = 32, seed: int = 0) -> dict:
+def run(
+    layout: str, lr: float, steps: int, every: int, batch_size: int = 32, seed: int = 0, prefix: int = 0
+) -> dict:
     """Train one fresh LLM on ``layout`` at ``lr``; held-out accuracy at every ``every`` steps."""
     model = fresh_llm(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     rng = random.Random(seed)
     curve, flags, t0 = {}, {}, time.perf_counter()
     for step in range(1, steps + 1):
-        x, y, last = batch(rng, layout, batch_size)
+        x, y, last = batch(rng, layout, batch_size, prefix)
         logits = model(input_ids=x).logits
         loss = F.cross_entropy(logits[torch.arange(batch_size), last], y)
         if layout == "per-item":
@@ -146,9 +154,9 @@ def run(layout: str, lr: float, steps: int, every: int, batch_size: int = 32, se
         opt.step()
         if step % every == 0:
             model.eval()
-            curve[step] = accuracy(model, layout)
+            curve[step] = accuracy(model, layout, prefix=prefix)
             if layout == "per-item":
-                flags[step] = flag_accuracy(model)
+                flags[step] = flag_accuracy(model, prefix=prefix)
             model.train()
     out = {"curve": curve, "seconds": round(time.perf_counter() - t0, 1)}
     return out | ({"flags": flags} if flags else {})
@@ -158,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--every", type=int, default=250)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--prefix", type=int, default=0, help="random distractor tokens before each sequence")
     p.add_argument("--lrs", default="2e-3,1e-3,5e-4,2e-4")
     p.add_argument("--layouts", default=",".join(LAYOUTS))
     p.add_argument("--out", default="benchmarks/results")
@@ -169,7 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"args": vars(args), "runs": []}
     for layout in args.layouts.split(","):
         for lr in (float(v) for v in args.lrs.split(",")):
-            row = {"layout": layout, "lr": lr, **run(layout, lr, args.steps, args.every)}
+            row = {
+                "layout": layout,
+                "lr": lr,
+                **run(layout, lr, args.steps, args.every, args.batch_size, prefix=args.prefix),
+            }
             res["runs"].append(row)
             log.info("%s", json.dumps(row))
     return write_results(args.out, args.name, res, markdown(res))
@@ -180,15 +194,24 @@ def markdown(res: dict) -> str:
     cmd = f"python benchmarks/llm_membership.py --steps {a['steps']} --lrs {a['lrs']}"
     if a.get("layouts", ",".join(LAYOUTS[:2])) != ",".join(LAYOUTS[:2]):
         cmd += f" --layouts {a['layouts']}"
+    for flag, key, default in (
+        ("--every", "every", 250),
+        ("--batch-size", "batch_size", 32),
+        ("--prefix", "prefix", 0),
+    ):
+        if a.get(key, default) != default:
+            cmd += f" {flag} {a[key]}"
     if a.get("name", "llm_membership") != "llm_membership":
         cmd += f" --name {a['name']}"
     steps = list(res["runs"][0]["curve"])
+    prefix = f", each sequence after {a['prefix']} random distractor tokens" if a.get("prefix") else ""
     lines = [
         "# Can crab-tiny's LLM learn a membership test? Text only, by layout and learning rate",
         "",
         header(cmd, a["threads"]),
         "",
-        "A fresh LLM of crab-tiny's geometry (random init; AdamW, constant LR, batch 32) trained on the "
+        "A fresh LLM of crab-tiny's geometry (random init; AdamW, constant LR, "
+        f"batch {a.get('batch_size', 32)}{prefix}) trained on the "
         "yes / no decision alone. *after*: the asked class first appears after the list; *question-first*: "
         "it stands twice before the list, as in an AVQA answer; *restate-after*: question-first, then the "
         "class named again right before the decision; *per-item*: question-first with a supervised "

@@ -75,3 +75,15 @@ def test_markdown_has_a_row_per_run():
     res["runs"] = [{"layout": "per-item", "lr": 1e-3, "curve": {1: 0.5}, "flags": {1: 0.9}, "seconds": 1.0}]
     md = lm.markdown(res)
     assert "--layouts per-item --name x" in md and "| per-item | 0.001 | 0.500 (0.900) | 1.0 |" in md
+
+
+def test_prefix_puts_distractors_before_each_sequence():
+    x, y, last = lm.batch(random.Random(3), "per-item", 5, prefix=7)
+    assert all(int(v) in lm.DISTRACTORS for v in x[:, :7].flatten())
+    assert (x[:, 7] == lm.ASK).all() and all(int(x[i, last[i]]) == lm.STOP for i in range(5))
+    res = {
+        "args": {"steps": 2, "lrs": "1e-3", "threads": 1, "prefix": 7, "batch_size": 8, "every": 1},
+        "runs": [{"layout": "after", "lr": 1e-3, "curve": {1: 0.5}, "seconds": 1.0}],
+    }
+    md = lm.markdown(res)
+    assert "--every 1 --batch-size 8 --prefix 7" in md and "batch 8, each sequence after 7 random" in md
