@@ -127,6 +127,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "llm-membership-small-batch": dt.include_section("llm_membership_small_batch.md"),
     "avqa-types-v10": dt.include_section("avqa_types_v10.md"),
     "avqa-capacity-v10": dt.include_section("avqa_capacity_v10.md"),
+    "avqa-capacity-v10-base": dt.include_section("avqa_capacity_v10_base.md"),
     "avqa-decision-probe-v10": dt.include_section("avqa_decision_probe_v10.md"),
     "avqa-types-align": dt.include_section("avqa_types_align.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
