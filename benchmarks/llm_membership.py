@@ -16,6 +16,8 @@ synthetic token task with the decision as its only target, in two layouts:
 * ``per-item``: ``question-first`` with a flag after each listed class, ``c1 f1 .. ck fk``, ``f`` =
   MATCH / OTHER (is this the asked class?), the flags supervised too (an answer template that compares
   each listed class with the asked one before concluding);
+* ``per-item-sep``: ``per-item`` with a separator token between each class and its flag, ``c1 SEP f1``
+  (as crab-tiny's tokenizer writes ``car (no)``: ``car``, ``(``, ``no``, ``)``);
 
 1-3 listed classes of 10, the asked one in the list half of the time. Held-out accuracy (500 fresh
 sequences) every ``--every`` steps, per layout and learning rate::
@@ -47,10 +49,10 @@ from _report import header, write_results  # noqa: E402
 
 CLASSES = 10
 #: marker token ids (above the class ids 0..9)
-ASK, RESTATE, LIST, STOP, YES, NO, PAD, MATCH, OTHER = range(20, 29)
+ASK, RESTATE, LIST, STOP, YES, NO, PAD, MATCH, OTHER, SEP = range(20, 30)
 #: ``--prefix`` distractor tokens (standing in for the media tokens before the text) are drawn from here
 DISTRACTORS = range(100, 300)
-LAYOUTS = ("after", "question-first", "restate-after", "per-item")
+LAYOUTS = ("after", "question-first", "restate-after", "per-item", "per-item-sep")
 
 
 def sequence(rng: random.Random, layout: str) -> tuple[list[int], int]:
@@ -66,8 +68,9 @@ def sequence(rng: random.Random, layout: str) -> tuple[list[int], int]:
         toks = [ASK, q, STOP, RESTATE, q, STOP, LIST, *listed, STOP]
     elif layout == "restate-after":
         toks = [ASK, q, STOP, RESTATE, q, STOP, LIST, *listed, STOP, ASK, q]
-    elif layout == "per-item":
-        flagged = [t for c in listed for t in (c, MATCH if c == q else OTHER)]
+    elif layout in ("per-item", "per-item-sep"):
+        sep = [SEP] if layout == "per-item-sep" else []
+        flagged = [t for c in listed for t in (c, *sep, MATCH if c == q else OTHER)]
         toks = [ASK, q, STOP, RESTATE, q, STOP, LIST, *flagged, STOP]
     else:
         raise ValueError(f"unknown layout {layout!r}; known: {LAYOUTS}")
@@ -126,9 +129,9 @@ def accuracy(model, layout: str, n: int = 500, seed: int = 12345, prefix: int = 
 
 
 @torch.no_grad()
-def flag_accuracy(model, n: int = 500, seed: int = 12345, prefix: int = 0) -> float:
+def flag_accuracy(model, n: int = 500, seed: int = 12345, prefix: int = 0, layout: str = "per-item") -> float:
     """Held-out share of per-item flags (MATCH / OTHER, teacher-forced) predicted right."""
-    x, _, _ = batch(random.Random(seed), "per-item", n, prefix)
+    x, _, _ = batch(random.Random(seed), layout, n, prefix)
     tgt = flag_targets(x)
     pred = model(input_ids=x).logits[..., [MATCH, OTHER]].argmax(-1)
     keep = tgt != -100
@@ -147,7 +150,7 @@ def run(
         x, y, last = batch(rng, layout, batch_size, prefix)
         logits = model(input_ids=x).logits
         loss = F.cross_entropy(logits[torch.arange(batch_size), last], y)
-        if layout == "per-item":
+        if layout.startswith("per-item"):
             loss = loss + F.cross_entropy(logits.flatten(0, 1), flag_targets(x).flatten(), ignore_index=-100)
         opt.zero_grad()
         loss.backward()
@@ -155,8 +158,8 @@ def run(
         if step % every == 0:
             model.eval()
             curve[step] = accuracy(model, layout, prefix=prefix)
-            if layout == "per-item":
-                flags[step] = flag_accuracy(model, prefix=prefix)
+            if layout.startswith("per-item"):
+                flags[step] = flag_accuracy(model, prefix=prefix, layout=layout)
             model.train()
     out = {"curve": curve, "seconds": round(time.perf_counter() - t0, 1)}
     return out | ({"flags": flags} if flags else {})

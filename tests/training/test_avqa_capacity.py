@@ -62,7 +62,9 @@ def test_capacity_summary_counts_yes_bias_and_types():
     res["args"]["threads"] = 1
     md = cap.markdown(res)
     assert "| accuracy, Visual/Location | 1.000 (n=1) |" in md and '{"lora": 1.0}' in md
-    assert md.count("\n| ") == 1 + len(s)
+    assert md.count("\n| ") == 1 + len(s) and "--recipe" not in md
+    res["args"]["recipe"] = "crab-tiny-v10"
+    assert "--steps 3 --recipe crab-tiny-v10" in cap.markdown(res)
 
 
 def test_types_report_has_a_column_per_model():

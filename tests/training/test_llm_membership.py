@@ -23,13 +23,16 @@ def test_sequences_answer_membership_and_balance(layout):
         toks, ans = lm.sequence(rng, layout)
         listed = toks[toks.index(lm.LIST) + 1 : toks.index(lm.STOP, toks.index(lm.LIST))]
         q = toks[toks.index(lm.ASK) + 1]
-        if layout == "per-item":
+        if layout == "per-item-sep":
+            assert listed[1::3] == [lm.SEP] * (len(listed) // 3)
+            listed = [t for t in listed if t != lm.SEP]
+        if layout.startswith("per-item"):
             listed, flags = listed[::2], listed[1::2]
             assert flags == [lm.MATCH if c == q else lm.OTHER for c in listed]
         assert 1 <= len(listed) <= 3 and ans == (lm.YES if q in listed else lm.NO)
         yes += ans == lm.YES
     assert 150 < yes < 250
-    if layout in ("question-first", "per-item"):
+    if layout in ("question-first", "per-item", "per-item-sep"):
         assert toks[:2] == [lm.ASK, q] and toks[-1] == lm.STOP
     else:
         assert toks[-2:] == [lm.ASK, q]
