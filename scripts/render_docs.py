@@ -125,6 +125,8 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "llm-membership": dt.include_section("llm_membership.md"),
     "llm-membership-layouts": dt.include_section("llm_membership_layouts.md"),
     "llm-membership-small-batch": dt.include_section("llm_membership_small_batch.md"),
+    "llm-membership-sep": dt.include_section("llm_membership_sep.md"),
+    "llm-membership-sep-lr": dt.include_section("llm_membership_sep_lr.md"),
     "avqa-types-v10": dt.include_section("avqa_types_v10.md"),
     "avqa-capacity-v10": dt.include_section("avqa_capacity_v10.md"),
     "avqa-capacity-v10-base": dt.include_section("avqa_capacity_v10_base.md"),

@@ -106,10 +106,22 @@ def crab_tiny_v10_recipe() -> Recipe:
     return v8.replace(name="crab-tiny-v10", data=dataclasses.replace(v8.data, avqa_layout="checked"))
 
 
+def crab_tiny_v11_recipe() -> Recipe:
+    """crab-tiny v11 (issue #13, defined, not yet trained): v10's data (the ``checked`` AVQA layout)
+    with v9's rates (the LLM at a quarter of the phase LR in ``align`` and ``instruct``). v10 wrote
+    ``(no)`` after nearly every listed class, the asked one included (``avqa_types_v10.md``); a fresh LLM
+    of its geometry, with a separator between class and flag as crab-tiny's tokenizer writes ``car
+    (no)``, stays at that prior over 3000 steps at the recipe's 2e-3 and learns the flags at 1e-3 and
+    5e-4 (``llm_membership_sep.md``, ``llm_membership_sep_lr.md``)."""
+    v10, v9 = crab_tiny_v10_recipe(), crab_tiny_v9_recipe()
+    return v10.replace(name="crab-tiny-v11", phases=v9.phases)
+
+
 CANDIDATES: dict[str, Callable[[], Recipe]] = {
     "crab-tiny-v6": crab_tiny_v6_recipe,
     "crab-tiny-v7": crab_tiny_v7_recipe,
     "crab-tiny-v8": crab_tiny_v8_recipe,
     "crab-tiny-v9": crab_tiny_v9_recipe,
     "crab-tiny-v10": crab_tiny_v10_recipe,
+    "crab-tiny-v11": crab_tiny_v11_recipe,
 }

@@ -145,6 +145,12 @@ def test_v10_is_v8_with_the_checked_avqa_layout():
     assert v10.phases == v8.phases and v10.model == v8.model
 
 
+def test_v11_is_v10_data_with_v9_rates():
+    v9, v10, v11 = (get_recipe(f"crab-tiny-v{k}") for k in (9, 10, 11))
+    assert v11.data == v10.data and v11.phases == v9.phases and v11.model == v10.model
+    assert v11.data.avqa_layout == "checked" and v11.name == "crab-tiny-v11"
+
+
 def test_tower_loss_skips_frozen_towers(tmp_path, cache):
     """An audio-only tower phase never runs CLIP; a frozen BEATs without probes is skipped too."""
     from crab_core.training.towers import tower_loss
