@@ -58,8 +58,6 @@ LABELS = {
     "flags_right": "checked list: its (yes) flag right (Audio / Visual existential)",
     "verdict_follows_flags": "checked list: the answer follows its flags",
 }
-#: the existential types whose answers list the clip's classes (flagged in the ``checked`` layout)
-LISTED = ("Audio/Existential", "Visual/Existential")
 #: identity at init: the outputs of these projections of a new layer are zeroed
 ZEROED = ("self_attn.o_proj", "mlp.down_proj")
 
@@ -111,7 +109,9 @@ def item_row(gt: dict, prediction: str, reference: str) -> dict:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Accuracy overall and per type, the yes share of yes/no answers, absent classes called present."""
+    """Accuracy overall and per type, the yes share of yes/no answers, absent classes called present,
+    and for answers in the ``checked`` layout whether their flags are right and the answer follows them."""
+    from crab_core.training.layouts import CHECKED_TYPES
 
     def share(sel: list[dict], pred) -> dict:
         return {"value": round(sum(bool(pred(r)) for r in sel) / len(sel), 3) if sel else None, "n": len(sel)}
@@ -122,7 +122,7 @@ def summarise(rows: list[dict]) -> dict:
     yes_no = [r for r in rows if r["answer"] in ("yes", "no")]
     absent = [r for r in rows if r["type"].endswith("Existential") and r["answer"] == "no"]
     # in both listed types the asked class is in the list exactly when the answer is yes
-    flagged = [r for r in rows if r["type"] in LISTED and r.get("flag") is not None]
+    flagged = [r for r in rows if r["type"] in CHECKED_TYPES and r.get("flag") is not None]
     out = {
         "accuracy": share(rows, lambda r: r["correct"]),
         "restated": share(rows, lambda r: r["restated"]),

@@ -121,21 +121,21 @@ def fresh_llm(seed: int):
 
 
 @torch.no_grad()
-def accuracy(model, layout: str, n: int = 500, seed: int = 12345, prefix: int = 0) -> float:
-    """Held-out share of sequences whose yes / no logit pair picks the right answer."""
+def held_out(
+    model, layout: str, prefix: int = 0, n: int = 500, seed: int = 12345
+) -> tuple[float, float | None]:
+    """``(decision accuracy, flag accuracy)`` on ``n`` fresh sequences, one forward pass: the share
+    whose yes / no logit pair picks the right answer, and for the per-item layouts the share of flags
+    (MATCH / OTHER, teacher-forced) predicted right (None for the other layouts)."""
     x, y, last = batch(random.Random(seed), layout, n, prefix)
-    logits = model(input_ids=x).logits[torch.arange(n), last][:, [YES, NO]]
-    return round(float((logits.argmax(-1) == (y == NO).long()).float().mean()), 3)
-
-
-@torch.no_grad()
-def flag_accuracy(model, n: int = 500, seed: int = 12345, prefix: int = 0, layout: str = "per-item") -> float:
-    """Held-out share of per-item flags (MATCH / OTHER, teacher-forced) predicted right."""
-    x, _, _ = batch(random.Random(seed), layout, n, prefix)
+    logits = model(input_ids=x).logits
+    decision = logits[torch.arange(n), last][:, [YES, NO]].argmax(-1) == (y == NO).long()
+    if not layout.startswith("per-item"):
+        return round(float(decision.float().mean()), 3), None
     tgt = flag_targets(x)
-    pred = model(input_ids=x).logits[..., [MATCH, OTHER]].argmax(-1)
     keep = tgt != -100
-    return round(float((pred[keep] == (tgt[keep] == OTHER).long()).float().mean()), 3)
+    flags = logits[..., [MATCH, OTHER]].argmax(-1)[keep] == (tgt[keep] == OTHER).long()
+    return round(float(decision.float().mean()), 3), round(float(flags.float().mean()), 3)
 
 
 def run(
@@ -157,9 +157,9 @@ def run(
         opt.step()
         if step % every == 0:
             model.eval()
-            curve[step] = accuracy(model, layout, prefix=prefix)
-            if layout.startswith("per-item"):
-                flags[step] = flag_accuracy(model, prefix=prefix, layout=layout)
+            curve[step], flag = held_out(model, layout, prefix)
+            if flag is not None:
+                flags[step] = flag
             model.train()
     out = {"curve": curve, "seconds": round(time.perf_counter() - t0, 1)}
     return out | ({"flags": flags} if flags else {})

@@ -3,8 +3,11 @@
 Train (single process, or any ``accelerate launch --config_file configs/accelerate/<x>.yaml -m
 crab_core train ...``)::
 
-    python -m crab_core train --recipe crab-tiny --out runs/tiny [--resume] [--max-minutes M]
+    python -m crab_core train --recipe crab-tiny --out runs/tiny [--resume | --overwrite] [--max-minutes M]
         [--eval-every N] [--test-per-task N]
+
+An ``OUT`` that already holds a checkpoint needs ``--resume`` (continue it) or ``--overwrite`` (start
+over and replace it); without either the command stops before touching it.
 
 The trained model is written to ``OUT/model`` (``save_pretrained`` format, with ``training.json``:
 recipe, time, losses and test metrics). Score a model folder on fresh seeds (never used in
@@ -148,7 +151,7 @@ def train_main(args) -> int:
     t_start = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     recipe = get_recipe(args.recipe)
-    _refuse_to_restart_over(Path(args.out), resume=args.resume, overwrite=getattr(args, "overwrite", False))
+    _refuse_to_restart_over(Path(args.out), resume=args.resume, overwrite=args.overwrite)
     trainer = Trainer(
         recipe,
         args.out,

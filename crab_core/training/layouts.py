@@ -50,6 +50,8 @@ _LISTED = {
     "Audio/Existential": ("heard", ("The sounds are ", "The only sound is ")),
     "Visual/Existential": ("seen", ("The objects seen are ", "The only object seen is ")),
 }
+#: the AVQA question types the ``checked`` layout flags
+CHECKED_TYPES: tuple[str, ...] = tuple(_LISTED)
 _AUDIO = " The audio events are "
 _VISUAL = ", and the visual events are "
 

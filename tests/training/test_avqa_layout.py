@@ -85,3 +85,22 @@ def test_apply_layouts_touches_only_synthav_avqa():
     assert AVQA_LAYOUTS == ("reference", "checked")
     with pytest.raises(ConfigError, match="unknown AVQA layout"):
         apply_layouts(raws, avqa="sideways")
+
+
+def test_crab_tiny_tokenizer_puts_a_separator_between_class_and_flag():
+    """The fact the ``per-item-sep`` text test (benchmarks/llm_membership.py) stands for: crab-tiny's
+    tokenizer (the shipped one; every recipe trains the same BPE on the same corpus) writes a listed
+    class, then ``(``, then the flag; ``(yes)`` in two pieces."""
+    from tokenizers import Tokenizer
+
+    from tests._helpers import REPO
+
+    path = REPO / "assets" / "crab-tiny" / "tokenizer" / "tokenizer.json"
+    if not path.is_file():
+        pytest.skip("no shipped crab-tiny tokenizer")
+    tok = Tokenizer.from_file(str(path))
+    pieces = [p.lstrip("\u2581") for p in tok.encode("The sounds are car (no) and piano (yes).").tokens]
+    pieces = [p for p in pieces if p]
+    assert pieces[pieces.index("car") :][:4] == ["car", "(", "no", ")"]
+    after = pieces[pieces.index("piano") + 1 :]
+    assert after[0] == "(" and after.index(")") > 2  # "yes" split into at least two pieces

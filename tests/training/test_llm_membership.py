@@ -90,3 +90,11 @@ def test_prefix_puts_distractors_before_each_sequence():
     }
     md = lm.markdown(res)
     assert "--every 1 --batch-size 8 --prefix 7" in md and "batch 8, each sequence after 7 random" in md
+
+
+def test_held_out_reads_flags_only_for_the_per_item_layouts():
+    model = lm.fresh_llm(0).eval()
+    dec, flags = lm.held_out(model, "per-item-sep", n=40)
+    assert 0.0 <= dec <= 1.0 and 0.0 <= flags <= 1.0
+    dec, flags = lm.held_out(model, "after", prefix=3, n=40)
+    assert 0.0 <= dec <= 1.0 and flags is None
