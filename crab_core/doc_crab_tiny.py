@@ -163,3 +163,53 @@ def crab_tiny_architecture(ctx: DocContext) -> str:
 
 
 __all__ = ["crab_tiny_architecture", "crab_tiny_facts", "crab_tiny_recipe", "seg_selection_table"]
+
+
+# ---------------------------------------------------------------- every candidate side by side
+
+
+def candidates_table(entries: Sequence[tuple[str, str]]):
+    """A builder putting the quality of several crab-tiny versions side by side: ``entries`` =
+    (column label, folder under the results dir, ``""`` for the results dir itself). Each folder's
+    ``crab_tiny_quality.json`` is read; all must score the same split seeds (else ``ReportError``).
+    One row per issue #13 target, one column per version, each cell ``test / compositional``."""
+    from .reports import PRIMARY, SPLITS, TARGETS, load_results
+
+    def build(ctx: DocContext) -> str:
+        cols, seeds = [], None
+        for label, sub in entries:
+            path = (ctx.results_dir / sub if sub else ctx.results_dir) / f"{PRIMARY}.json"
+            by_split = {r.split: r for r in load_results([path])}
+            got = {s: (by_split[s].seed, by_split[s].counts.get("avqa")) for s in SPLITS if s in by_split}
+            if seeds is None:
+                seeds = got
+            elif got != seeds:
+                raise ReportError(f"{ctx.rel(path)}: splits {got} differ from the first column's {seeds}")
+            cols.append((label, by_split, path))
+        head = ["metric", "target", "baseline (test / comp.)"] + [label for label, _, _ in cols]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for t in TARGETS:
+            first = cols[0][1]
+            base = " / ".join(_num(first[s].baseline(t.task, t.key)) if s in first else "-" for s in SPLITS)
+            cells = [t.label, t.text, base]
+            for _, by_split, _ in cols:
+                vals = [by_split[s].value(t.task, t.key) if s in by_split else None for s in SPLITS]
+                cells.append(" / ".join(_num(v, bold=v is not None and t.met(v)) for v in vals))
+            lines.append("| " + " | ".join(cells) + " |")
+        where = ", ".join(f"{s}: seed {seed}, n={n} per task" for s, (seed, n) in (seeds or {}).items())
+        srcs = "\n".join(f"- {label}: `{ctx.rel(path)}`" for label, _, path in cols)
+        return (
+            "\n".join(lines)
+            + f"\n\nEach cell: test / test-compositional ({where}; the same items for every version). "
+            + "Bold: target met. Baseline: the majority / trivial answer on the same items.\n\nFrom:\n"
+            + srcs
+            + "\n"
+        )
+
+    return build
+
+
+def _num(v: float | None, bold: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"**{v:.3f}**" if bold else f"{v:.3f}"

@@ -75,6 +75,15 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "crab-tiny-v7-candidate-quality": _kept_quality("v7-candidate"),
     "crab-tiny-v8-candidate-quality": _kept_quality("v8-candidate"),
     "crab-tiny-v10-candidate-quality": _kept_quality("v10-candidate"),
+    "crab-tiny-candidates": ct.candidates_table(
+        [
+            ("v5 (shipped)", ""),
+            ("v6", "v6-candidate"),
+            ("v7", "v7-candidate"),
+            ("v8", "v8-candidate"),
+            ("v10", "v10-candidate"),
+        ]
+    ),
     "prompt-choices": _prompt_choices,
     "ilora_ablation": _ilora_ablation,
     "crab-tiny-architecture": ct.crab_tiny_architecture,

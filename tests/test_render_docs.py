@@ -259,3 +259,23 @@ def test_benchmark_uses_the_report_targets_and_records_its_run(tmp_path):
     assert bench.model_weights_digest(str(tmp_path)) == hashlib.sha256(w.read_bytes()).hexdigest()[:16]
     assert weights_digest(w) == bench.model_weights_digest(str(tmp_path))
     assert bench.model_weights_digest(str(tmp_path / "none")) is None
+
+
+def test_candidates_table_puts_versions_side_by_side_on_the_same_items(tmp_path):
+    from crab_core.doc_crab_tiny import candidates_table
+
+    results = tmp_path / "results"
+    for sub, ave in (("", 0.93), ("v9", 0.80)):
+        (results / sub).mkdir(parents=True, exist_ok=True)
+        body = {"test": _split(501, ave, 0.5), "test-compositional": _split(502, ave - 0.1, 0.4)}
+        (results / sub / "crab_tiny_quality.json").write_text(json.dumps(body))
+    ctx = DocContext(tmp_path, results_dir=results)
+    out = candidates_table([("shipped", ""), ("v9", "v9")])(ctx)
+    assert "| AVE accuracy | >= 0.92 | 0.500 / 0.400 | **0.930** / 0.830 | 0.800 / 0.700 |" in out
+    assert "| ARIG cIoU | >= 0.60 | - / - | - / - | - / - |" in out  # no result: a dash, not a zero
+    assert "test: seed 501" in out and "results/v9/crab_tiny_quality.json" in out
+    # a version scored on other items cannot stand in the same table
+    other = {"test": _split(601, 0.9, 0.5), "test-compositional": _split(502, 0.8, 0.4)}
+    (results / "v9" / "crab_tiny_quality.json").write_text(json.dumps(other))
+    with pytest.raises(ReportError, match="differ from the first column"):
+        candidates_table([("shipped", ""), ("v9", "v9")])(DocContext(tmp_path, results_dir=results))
