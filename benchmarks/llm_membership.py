@@ -138,10 +138,28 @@ def held_out(
     return round(float(decision.float().mean()), 3), round(float(flags.float().mean()), 3)
 
 
+def lm_targets(x: torch.Tensor, prefix: int = 0) -> torch.Tensor:
+    """``(n, L)`` next-token targets of every text token (-100 on padding and on the distractor
+    prefix), as the recipe's LM loss supervises every answer token."""
+    nxt = torch.full_like(x, -100)
+    nxt[:, :-1] = x[:, 1:]
+    nxt[:, : max(prefix - 1, 0)] = -100
+    return nxt.masked_fill(nxt == PAD, -100)
+
+
 def run(
-    layout: str, lr: float, steps: int, every: int, batch_size: int = 32, seed: int = 0, prefix: int = 0
+    layout: str,
+    lr: float,
+    steps: int,
+    every: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    prefix: int = 0,
+    supervise: str = "targets",
 ) -> dict:
-    """Train one fresh LLM on ``layout`` at ``lr``; held-out accuracy at every ``every`` steps."""
+    """Train one fresh LLM on ``layout`` at ``lr``; held-out accuracy at every ``every`` steps.
+    ``supervise="targets"``: the loss is the decision's (and the flags'); ``"all"``: one LM loss over
+    every next token of the text, the decision and flags among them."""
     model = fresh_llm(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     rng = random.Random(seed)
@@ -149,8 +167,13 @@ def run(
     for step in range(1, steps + 1):
         x, y, last = batch(rng, layout, batch_size, prefix)
         logits = model(input_ids=x).logits
-        loss = F.cross_entropy(logits[torch.arange(batch_size), last], y)
-        if layout.startswith("per-item"):
+        if supervise == "all":
+            tgt = lm_targets(x, prefix)
+            tgt[torch.arange(batch_size), last] = y
+            loss = F.cross_entropy(logits.flatten(0, 1), tgt.flatten(), ignore_index=-100)
+        else:
+            loss = F.cross_entropy(logits[torch.arange(batch_size), last], y)
+        if supervise != "all" and layout.startswith("per-item"):
             loss = loss + F.cross_entropy(logits.flatten(0, 1), flag_targets(x).flatten(), ignore_index=-100)
         opt.zero_grad()
         loss.backward()
@@ -176,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--name", default="llm_membership", help="results file stem")
+    p.add_argument(
+        "--supervise",
+        choices=("targets", "all"),
+        default="targets",
+        help="loss on the decision (and flags) only, or an LM loss on every next token",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -185,7 +214,15 @@ def main(argv: list[str] | None = None) -> int:
             row = {
                 "layout": layout,
                 "lr": lr,
-                **run(layout, lr, args.steps, args.every, args.batch_size, prefix=args.prefix),
+                **run(
+                    layout,
+                    lr,
+                    args.steps,
+                    args.every,
+                    args.batch_size,
+                    prefix=args.prefix,
+                    supervise=args.supervise,
+                ),
             }
             res["runs"].append(row)
             log.info("%s", json.dumps(row))
@@ -201,6 +238,7 @@ def markdown(res: dict) -> str:
         ("--every", "every", 250),
         ("--batch-size", "batch_size", 32),
         ("--prefix", "prefix", 0),
+        ("--supervise", "supervise", "targets"),
     ):
         if a.get(key, default) != default:
             cmd += f" {flag} {a[key]}"
@@ -208,6 +246,8 @@ def markdown(res: dict) -> str:
         cmd += f" --name {a['name']}"
     steps = list(res["runs"][0]["curve"])
     prefix = f", each sequence after {a['prefix']} random distractor tokens" if a.get("prefix") else ""
+    if a.get("supervise", "targets") == "all":
+        prefix += "; one LM loss over every next token of the text, the decision and flags among them"
     lines = [
         "# Can crab-tiny's LLM learn a membership test? Text only, by layout and learning rate",
         "",
@@ -215,7 +255,8 @@ def markdown(res: dict) -> str:
         "",
         "A fresh LLM of crab-tiny's geometry (random init; AdamW, constant LR, "
         f"batch {a.get('batch_size', 32)}{prefix}) trained on the "
-        "yes / no decision alone. *after*: the asked class first appears after the list; *question-first*: "
+        + ("text" if a.get("supervise", "targets") == "all" else "yes / no decision alone")
+        + ". *after*: the asked class first appears after the list; *question-first*: "
         "it stands twice before the list, as in an AVQA answer; *restate-after*: question-first, then the "
         "class named again right before the decision; *per-item*: question-first with a supervised "
         "MATCH / OTHER flag after each listed class. Held-out accuracy of the decision on 500 fresh "

@@ -98,3 +98,25 @@ def test_held_out_reads_flags_only_for_the_per_item_layouts():
     assert 0.0 <= dec <= 1.0 and 0.0 <= flags <= 1.0
     dec, flags = lm.held_out(model, "after", prefix=3, n=40)
     assert 0.0 <= dec <= 1.0 and flags is None
+
+
+def test_lm_targets_supervise_every_text_token_but_padding_and_prefix():
+    x, _, last = lm.batch(random.Random(4), "per-item-sep", 4, prefix=3)
+    tgt = lm.lm_targets(x, prefix=3)
+    assert (tgt[:, :2] == -100).all()  # predicting distractors is not a target
+    for i in range(4):
+        n = int(last[i])
+        assert tgt[i, 2:n].tolist() == x[i, 3 : n + 1].tolist()  # next token from the last distractor on
+        assert (tgt[i, n:] == -100).all()  # the decision is set by run(), the padding never
+
+
+def test_run_with_every_token_supervised_trains_and_reports_it():
+    out = lm.run("per-item-sep", 5e-4, steps=4, every=2, batch_size=4, supervise="all")
+    assert set(out["curve"]) == {2, 4} and set(out["flags"]) == {2, 4}
+    res = {
+        "args": {"steps": 4, "lrs": "5e-4", "threads": 1, "supervise": "all", "layouts": "per-item-sep"},
+        "runs": [{"layout": "per-item-sep", "lr": 5e-4, **out}],
+    }
+    md = lm.markdown(res)
+    assert "--supervise all" in md and "one LM loss over every next token" in md
+    assert "trained on the text" in md
