@@ -9,7 +9,9 @@ weights, AdamW at a constant ``--lr``, batch 8:
 - ``lm / lora``: the recipe's LM loss over every answer token, I-LoRA trains (as in ``instruct``);
 - ``flags / lora``: the loss on the flag tokens only, I-LoRA trains;
 - ``flags / llm``: the loss on the flag tokens only, the whole LLM trains (base, embeddings, head,
-  I-LoRA).
+  I-LoRA);
+- ``lm+flags / lora``: the LM loss plus the mean loss of the flag tokens as a second term (the flags
+  weighted up inside the recipe's loss), I-LoRA trains.
 
 Each arm's teacher-forced flag accuracy (the pick between the flag tokens ``y`` and ``no``, as in
 ``avqa_flag_probe.py``) on fresh `test` items every ``--every`` steps::
@@ -40,7 +42,7 @@ log = logging.getLogger("avqa_flag_train")
 from _report import header, write_results  # noqa: E402
 from avqa_flag_probe import TYPES, flag_positions, read_flags  # noqa: E402
 
-ARMS = ("lm/lora", "flags/lora", "flags/llm")
+ARMS = ("lm/lora", "flags/lora", "flags/llm", "lm+flags/lora")
 
 
 def items_for(per_type: int, seed: int, split: str, model, tok) -> list:
@@ -56,7 +58,8 @@ def items_for(per_type: int, seed: int, split: str, model, tok) -> list:
 
 
 def arm_loss(model, mod, tok, chunk, objective: str) -> torch.Tensor:
-    """The LM loss over every answer token (``lm``) or over the flag tokens only (``flags``)."""
+    """The LM loss over every answer token (``lm``), over the flag tokens only (``flags``), or both
+    terms added (``lm+flags``)."""
     from crab_core.training.collate import collate
 
     batch = collate(chunk)
@@ -69,10 +72,9 @@ def arm_loss(model, mod, tok, chunk, objective: str) -> torch.Tensor:
         position_ids=spliced.position_ids,
         use_cache=False,
     ).logits
+    lm = F.cross_entropy(logits[:, :-1].flatten(0, 1), spliced.labels[:, 1:].flatten(), ignore_index=-100)
     if objective == "lm":
-        return F.cross_entropy(
-            logits[:, :-1].flatten(0, 1), spliced.labels[:, 1:].flatten(), ignore_index=-100
-        )
+        return lm
     rows, targets = [], []
     for r, it in enumerate(chunk):
         ids = it.answer_ids.tolist()
@@ -80,7 +82,8 @@ def arm_loss(model, mod, tok, chunk, objective: str) -> torch.Tensor:
         for k, _ in flag_positions(tok.hf.convert_ids_to_tokens(ids)):
             rows.append(logits[r, pos[k]])
             targets.append(ids[k + 1])
-    return F.cross_entropy(torch.stack(rows), torch.tensor(targets))
+    flags = F.cross_entropy(torch.stack(rows), torch.tensor(targets))
+    return flags + lm if objective == "lm+flags" else flags
 
 
 def flag_accuracy(model, tok, items) -> dict:
@@ -172,7 +175,8 @@ def markdown(res: dict) -> str:
         "",
         f"From `{a['model']}`'s weights, per arm: AdamW at {a['lr']:g} (constant), batch 8, on "
         f"{res['train_items']} Audio / Visual existential `train` items (user seed 0) in the `checked` "
-        "layout. *lm*: the LM loss over every answer token; *flags*: the loss on the flag tokens only. "
+        "layout. *lm*: the LM loss over every answer token; *flags*: the loss on the flag tokens only; "
+        "*lm+flags*: both added. "
         "*lora*: I-LoRA trains; *llm*: the whole LLM trains. Teacher-forced flag accuracy (the pick "
         f"between `y` and `no`) on {res['test_items']} fresh `test` items (seed 501); in brackets: on the "
         "yes flags / on the no flags. Step 0: the model itself.",

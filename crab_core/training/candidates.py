@@ -107,7 +107,8 @@ def crab_tiny_v10_recipe() -> Recipe:
 
 
 def crab_tiny_v11_recipe() -> Recipe:
-    """crab-tiny v11 (issue #13, defined, not yet trained): v10's data (the ``checked`` AVQA layout)
+    """crab-tiny v11 (issue #13, trained and measured, not shipped: ``benchmarks/results/v11-candidate/``,
+    docs/crab-tiny.md "v11"): v10's data (the ``checked`` AVQA layout)
     with v9's rates (the LLM at a quarter of the phase LR in ``align`` and ``instruct``). v10 wrote
     ``(no)`` after nearly every listed class, the asked one included (``avqa_types_v10.md``); a fresh LLM
     of its geometry, with a separator between class and flag as crab-tiny's tokenizer writes ``car
@@ -117,6 +118,26 @@ def crab_tiny_v11_recipe() -> Recipe:
     return v10.replace(name="crab-tiny-v11", phases=v9.phases)
 
 
+#: v12: weight of the checked flags' own loss in every phase that trains the LLM
+V12_FLAG_WEIGHT = 1.0
+
+
+def crab_tiny_v12_recipe() -> Recipe:
+    """crab-tiny v12 (issue #13, defined, not yet trained): v10 (v8's rates, the ``checked`` AVQA
+    layout) with the flags' own loss (:mod:`crab_core.training.flags`) added at weight
+    :data:`V12_FLAG_WEIGHT` in ``align``, ``instruct`` and ``seg``. v10 and v11 (a quarter of the LLM's
+    rate) never flag the asked class ``(yes)``, and no probe reads "is this class the asked one?" from
+    v11's states at a flag (``avqa_flag_probe_v11.md``). Continued from v11 with the flags' loss added,
+    I-LoRA learns the flags at 5e-4 and at 2e-3; with the LM loss alone it does not
+    (``avqa_flag_train*.md``): the rate is not what decides, the flags' share of the loss is."""
+    v10 = crab_tiny_v10_recipe()
+    phases = tuple(
+        dataclasses.replace(p, flag_weight=V12_FLAG_WEIGHT) if p.name in ("align", "instruct", "seg") else p
+        for p in v10.phases
+    )
+    return v10.replace(name="crab-tiny-v12", phases=phases)
+
+
 CANDIDATES: dict[str, Callable[[], Recipe]] = {
     "crab-tiny-v6": crab_tiny_v6_recipe,
     "crab-tiny-v7": crab_tiny_v7_recipe,
@@ -124,4 +145,5 @@ CANDIDATES: dict[str, Callable[[], Recipe]] = {
     "crab-tiny-v9": crab_tiny_v9_recipe,
     "crab-tiny-v10": crab_tiny_v10_recipe,
     "crab-tiny-v11": crab_tiny_v11_recipe,
+    "crab-tiny-v12": crab_tiny_v12_recipe,
 }

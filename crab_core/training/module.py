@@ -17,6 +17,7 @@ from ..model.splice import IGNORE_INDEX
 from ..tasks import get_task
 from .collate import Batch
 from .features import encode_from_features
+from .flags import flag_loss
 from .probes import MediaProbes, SegTokenProbe, probe_loss
 from .swap import prompt_swap_loss
 from .towers import TowerHeads, tower_loss
@@ -127,6 +128,8 @@ class CrabTrainModule(nn.Module):
         self.seg_probe_weight = 0.0
         self.seg_swap_weight = 0.0
         self.lm_weighting = "token"  # or "answer": :func:`answer_mean_lm_loss`
+        self.flag_weight = 0.0  # weight of :func:`~crab_core.training.flags.flag_loss`
+        self.flag_tokens = None  # its FlagTokens (set by the trainer from the tokenizer)
         self.trainable: tuple[str, ...] | None = None  # the components set_trainable left trainable
 
     def set_trainable(self, components: tuple[str, ...]) -> dict[str, int]:
@@ -198,6 +201,11 @@ class CrabTrainModule(nn.Module):
             per_answer = answer_mean_lm_loss(out.logits, out.batch.labels)
             res["loss"] = res["loss"] - out.lm_loss + per_answer
             res["lm_loss"] = per_answer
+        if self.flag_weight > 0 and self.flag_tokens is not None and out.lm_loss is not None:
+            flags = flag_loss(out.logits, out.batch.labels, self.flag_tokens)
+            if flags is not None:
+                res["flag_loss"] = flags
+                res["loss"] = res["loss"] + self.flag_weight * flags
         if seg_probe is not None:
             res["seg_probe_loss"] = self.seg_probe_loss(seg_probe, batch, out)
             res["loss"] = res["loss"] + self.seg_probe_weight * res["seg_probe_loss"]

@@ -85,6 +85,8 @@ class Phase:
         seg_swap_weight: weight of the counterfactual-prompt mask loss (:mod:`crab_core.training.swap`:
             the seg tokens of one S4 / MS3 item decoded on another item's frame must segment the classes
             they name there); 0 = off. Needs ``mask_loss``.
+        flag_weight: weight of the ``checked`` AVQA flags' own loss (:mod:`crab_core.training.flags`:
+            the mean cross-entropy of the flag tokens) added to the LM loss; 0 = off.
     """
 
     name: str
@@ -106,6 +108,7 @@ class Phase:
     seg_probe_weight: float = 0.0
     seg_swap_weight: float = 0.0
     lm_weighting: Literal["token", "answer"] = "token"
+    flag_weight: float = 0.0
 
     def __post_init__(self) -> None:
         bad = [c for c in self.trainable if c not in COMPONENTS]
@@ -115,7 +118,7 @@ class Phase:
             raise ConfigError(f"phase {self.name!r}: steps >= 0, batch_size >= 1, grad_accum >= 1")
         if not self.tasks or any(w < 0 for w in self.tasks.values()) or sum(self.tasks.values()) <= 0:
             raise ConfigError(f"phase {self.name!r}: task weights must be >= 0 with a positive sum")
-        if self.probe_weight < 0 or self.seg_probe_weight < 0 or self.seg_swap_weight < 0:
+        if min(self.probe_weight, self.seg_probe_weight, self.seg_swap_weight, self.flag_weight) < 0:
             raise ConfigError(f"phase {self.name!r}: probe weights must be >= 0")
         if not 0.0 <= self.avss_balance <= 1.0:
             raise ConfigError(f"phase {self.name!r}: avss_balance must be in [0, 1]")

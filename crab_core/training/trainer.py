@@ -44,6 +44,7 @@ from .distributed import (
     mean_over_processes,
 )
 from .features import compute_features
+from .flags import FlagTokens
 from .layouts import apply_layouts
 from .module import CrabTrainModule, build_train_module
 from .recipe import Phase, Recipe
@@ -242,6 +243,9 @@ class Trainer:
         )
         self.module.probe_weight, self.module.seg_probe_weight = p.probe_weight, p.seg_probe_weight
         self.module.seg_swap_weight, self.module.lm_weighting = p.seg_swap_weight, p.lm_weighting
+        self.module.flag_weight = p.flag_weight
+        if p.flag_weight > 0 and self.module.flag_tokens is None:
+            self.module.flag_tokens = FlagTokens.from_tokenizer(self.tokenizer)
         if self.model.seg_module is not None:  # a training option of the mask loss, not of the model
             self.model.seg_module.avss_balance = p.avss_balance
         counts = self.module.set_trainable(p.trainable)

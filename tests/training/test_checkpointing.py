@@ -149,8 +149,8 @@ def test_crab_tiny_recipe_is_the_shipped_one():
     """``--recipe crab-tiny`` is exactly what trained the shipped crab-tiny (its training.json): every
     recorded field, and each phase's task order (the order the sampler draws tasks in). Of the fields
     added since the shipped run (absent from its file), ``avqa_questions``, ``avqa_variant_types``,
-    ``avvp_layout``, ``avqa_layout``, ``extra_per_task`` and each phase's ``lm_weighting`` must be off
-    (0, other types, the reference layouts, none, per token), and
+    ``avvp_layout``, ``avqa_layout``, ``extra_per_task`` and each phase's ``lm_weighting`` and
+    ``flag_weight`` must be off (0, other types, the reference layouts, none, per token, 0), and
     ``avss_balance`` was then a field of the model's seg config (``config.json``: 0.5)."""
     from crab_core.training.recipe import crab_tiny_recipe
     from tests._helpers import REPO
@@ -168,7 +168,8 @@ def test_crab_tiny_recipe_is_the_shipped_one():
     balance = json.loads((REPO / "assets" / "crab-tiny" / "config.json").read_text())["seg"]["avss_balance"]
     assert [p["avss_balance"] for p in now["phases"]] == [0.0, 0.0, 0.0, 0.0, balance]
     assert [p["lm_weighting"] for p in now["phases"]] == ["token"] * len(now["phases"])
-    assert len(added) == 4 + 2 * len(now["phases"]) + ("data.extra_per_task" in " ".join(added)), added
+    assert [p["flag_weight"] for p in now["phases"]] == [0.0] * len(now["phases"])
+    assert len(added) == 4 + 3 * len(now["phases"]) + ("data.extra_per_task" in " ".join(added)), added
     for old, new in zip(shipped["phases"], now["phases"], strict=True):
         assert list(old["tasks"]) == list(new["tasks"]), old["name"]
 

@@ -225,3 +225,43 @@ def test_phase_lm_weighting_is_checked():
     assert Phase("p", 1, ("lora",), {"avqa": 1.0}).lm_weighting == "token"
     with pytest.raises(ConfigError, match="lm_weighting"):
         Phase("p", 1, ("lora",), {"avqa": 1.0}, lm_weighting="sample")
+
+
+def test_v12_is_v10_with_the_flag_loss_in_every_llm_phase():
+    from crab_core.training.candidates import V12_FLAG_WEIGHT
+
+    v10, v12 = get_recipe("crab-tiny-v10"), get_recipe("crab-tiny-v12")
+    assert v12.data == v10.data and v12.model == v10.model and v12.name == "crab-tiny-v12"
+    for p10, p12 in zip(v10.phases, v12.phases, strict=True):
+        weighted = p10.name in ("align", "instruct", "seg")
+        assert p12.flag_weight == (V12_FLAG_WEIGHT if weighted else 0.0) and p10.flag_weight == 0.0
+        assert dataclasses.replace(p12, flag_weight=0.0) == p10
+
+
+def test_flag_weight_adds_the_flags_loss_to_the_phase_loss(tmp_path, cache):
+    """A phase with ``flag_weight`` logs ``flag_loss`` and adds it; the trainer takes the flag's token
+    ids from its tokenizer (here set by hand to a pair that occurs in the micro run's AVQA answers)."""
+    from crab_core.training.flags import FlagTokens
+
+    phase = Phase(
+        "fit", 2, ("lora",), {"avqa": 1.0}, lr=1e-3, batch_size=4, warmup_ratio=0.0, flag_weight=2.0
+    )
+    recipe = Recipe(
+        "flags",
+        micro_config(),
+        DataSpec(synth_per_task=4, val_per_task=0, workers=1, avqa_layout="checked"),
+        (phase,),
+        checkpoint_every=100,
+        log_every=1,
+        tokenizer_samples=2,
+    )
+    t = _trainer(recipe, tmp_path, cache)
+    answers = [it.answer_ids.tolist() for it in t.items]
+    pairs = {(a[k], a[k + 1]) for a in answers for k in range(len(a) - 1)}
+    paren, yes = min(pairs)  # a pair present in every epoch order: all four answers are drawn
+    t.module.flag_tokens = FlagTokens(paren=paren, yes=yes, no=-1)
+    assert t.train()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in rows if "flag_loss" in r]
+    assert logged and all(r["flag_loss"] > 0 for r in logged)
+    assert all(r["loss"] >= 2.0 * r["flag_loss"] for r in logged)
