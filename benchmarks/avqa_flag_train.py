@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--train-per-type", type=int, default=400)
     p.add_argument("--test-per-type", type=int, default=100)
-    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--arms", default=",".join(ARMS[:3]), help=f"comma-separated, of {ARMS}")
     p.add_argument("--name", default="avqa_flag_train", help="results file stem")
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--threads", type=int, default=2)
@@ -163,6 +163,7 @@ def markdown(res: dict) -> str:
     for flag, key, default in (
         ("--lr", "lr", 5e-4),
         ("--every", "every", 200),
+        ("--arms", "arms", ",".join(ARMS[:3])),
         ("--name", "name", "avqa_flag_train"),
     ):
         if a.get(key, default) != default:

@@ -75,6 +75,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "crab-tiny-v7-candidate-quality": _kept_quality("v7-candidate"),
     "crab-tiny-v8-candidate-quality": _kept_quality("v8-candidate"),
     "crab-tiny-v10-candidate-quality": _kept_quality("v10-candidate"),
+    "crab-tiny-v11-candidate-quality": _kept_quality("v11-candidate"),
     "crab-tiny-candidates": ct.candidates_table(
         [
             ("v5 (shipped)", ""),
@@ -82,6 +83,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
             ("v7", "v7-candidate"),
             ("v8", "v8-candidate"),
             ("v10", "v10-candidate"),
+            ("v11", "v11-candidate"),
         ]
     ),
     "prompt-choices": _prompt_choices,
@@ -141,6 +143,12 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "avqa-capacity-v10-base": dt.include_section("avqa_capacity_v10_base.md"),
     "avqa-decision-probe-v10": dt.include_section("avqa_decision_probe_v10.md"),
     "avqa-types-align": dt.include_section("avqa_types_align.md"),
+    "avqa-types-v11": dt.include_section("avqa_types_v11.md"),
+    "avqa-flag-probe-v11": dt.include_section("avqa_flag_probe_v11.md"),
+    "llm-membership-sep-all": dt.include_section("llm_membership_sep_all.md"),
+    "avqa-flag-train": dt.include_section("avqa_flag_train.md"),
+    "avqa-flag-train-weighted": dt.include_tables("avqa_flag_train_weighted.md"),
+    "avqa-flag-train-weighted-2e-3": dt.include_tables("avqa_flag_train_weighted_lr2e-3.md"),
     "seg-selection-v3": dt.include_tables("seg_selection.md"),
     "seg-selection-v3-3200": dt.include_tables("seg_selection_3200.md"),
     "seg-oracle-prompt": dt.include_tables("seg_oracle_prompt.md"),
