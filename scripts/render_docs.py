@@ -145,6 +145,8 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "avqa-types-align": dt.include_section("avqa_types_align.md"),
     "avqa-types-v11": dt.include_section("avqa_types_v11.md"),
     "avqa-flag-probe-v11": dt.include_section("avqa_flag_probe_v11.md"),
+    "avqa-flag-probe-v11-snapshots": dt.include_tables("avqa_flag_probe_v11_snapshots.md"),
+    "avqa-flag-probe-v12": dt.include_section("avqa_flag_probe_v12.md"),
     "llm-membership-sep-all": dt.include_section("llm_membership_sep_all.md"),
     "avqa-flag-train": dt.include_section("avqa_flag_train.md"),
     "avqa-flag-train-weighted": dt.include_tables("avqa_flag_train_weighted.md"),

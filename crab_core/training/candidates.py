@@ -123,8 +123,9 @@ V12_FLAG_WEIGHT = 1.0
 
 
 def crab_tiny_v12_recipe() -> Recipe:
-    """crab-tiny v12 (issue #13, defined, not yet trained): v10 (v8's rates, the ``checked`` AVQA
-    layout) with the flags' own loss (:mod:`crab_core.training.flags`) added at weight
+    """crab-tiny v12 (issue #13; one run stopped after ``instruct``, its flags still at the prior there:
+    ``benchmarks/results/avqa_flag_probe_v12.md``, docs/crab-tiny.md "v12"): v10 (v8's rates, the
+    ``checked`` AVQA layout) with the flags' own loss (:mod:`crab_core.training.flags`) added at weight
     :data:`V12_FLAG_WEIGHT` in ``align``, ``instruct`` and ``seg``. v10 and v11 (a quarter of the LLM's
     rate) never flag the asked class ``(yes)``, and no probe reads "is this class the asked one?" from
     v11's states at a flag (``avqa_flag_probe_v11.md``). Continued from v11 with the flags' loss added,
