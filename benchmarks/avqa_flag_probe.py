@@ -67,11 +67,29 @@ def grouped_probe(x: torch.Tensor, y: torch.Tensor, groups: torch.Tensor, folds:
     return round(right / len(y), 3)
 
 
+def teacher_forced(model, mod, chunk, hidden: bool = False):
+    """``(spliced batch, LLM output)`` of ``chunk`` (tokenised items) teacher-forced with their answers;
+    the media encoded without gradients, the LLM with them unless the caller disables them."""
+    from crab_core.training.collate import collate
+
+    batch = collate(chunk)
+    with torch.no_grad():
+        media = mod.encode(batch)
+    spliced = model.prepare(mod.samples(batch, media))
+    out = model.llm(
+        inputs_embeds=spliced.inputs_embeds,
+        attention_mask=spliced.attention_mask,
+        position_ids=spliced.position_ids,
+        output_hidden_states=hidden,
+        use_cache=False,
+    )
+    return spliced, out
+
+
 @torch.no_grad()
 def read_flags(model, tok, items, batch_size: int = 8) -> dict:
     """Per flag of the teacher-forced reference answers: hidden states ``(F, layers + 1, D)``, the
     target (class is the asked one), the model's pick between the two flag tokens, the item index."""
-    from crab_core.training.collate import collate
     from crab_core.training.module import CrabTrainModule
 
     mod = CrabTrainModule(model)
@@ -80,15 +98,7 @@ def read_flags(model, tok, items, batch_size: int = 8) -> dict:
     hs, target, pick, item = [], [], [], []
     for s in range(0, len(items), batch_size):
         chunk = items[s : s + batch_size]
-        batch = collate(chunk)
-        spliced = model.prepare(mod.samples(batch, mod.encode(batch)))
-        out = model.llm(
-            inputs_embeds=spliced.inputs_embeds,
-            attention_mask=spliced.attention_mask,
-            position_ids=spliced.position_ids,
-            output_hidden_states=True,
-            use_cache=False,
-        )
+        spliced, out = teacher_forced(model, mod, chunk, hidden=True)
         hidden = torch.stack(out.hidden_states, 1)  # (B, layers + 1, L, D)
         for r, it in enumerate(chunk):
             pieces = tok.hf.convert_ids_to_tokens(it.answer_ids.tolist())

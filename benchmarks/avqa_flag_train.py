@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 log = logging.getLogger("avqa_flag_train")
 
 from _report import header, write_results  # noqa: E402
-from avqa_flag_probe import TYPES, flag_positions, read_flags  # noqa: E402
+from avqa_flag_probe import TYPES, read_flags, teacher_forced  # noqa: E402
 
 ARMS = ("lm/lora", "flags/lora", "flags/llm", "lm+flags/lora")
 
@@ -60,29 +60,16 @@ def items_for(per_type: int, seed: int, split: str, model, tok) -> list:
 def arm_loss(model, mod, tok, chunk, objective: str) -> torch.Tensor:
     """The LM loss over every answer token (``lm``), over the flag tokens only (``flags``), or both
     terms added (``lm+flags``)."""
-    from crab_core.training.collate import collate
-
-    batch = collate(chunk)
-    with torch.no_grad():
-        media = mod.encode(batch)
-    spliced = model.prepare(mod.samples(batch, media))
-    logits = model.llm(
-        inputs_embeds=spliced.inputs_embeds,
-        attention_mask=spliced.attention_mask,
-        position_ids=spliced.position_ids,
-        use_cache=False,
-    ).logits
+    spliced, out = teacher_forced(model, mod, chunk)
+    logits = out.logits
     lm = F.cross_entropy(logits[:, :-1].flatten(0, 1), spliced.labels[:, 1:].flatten(), ignore_index=-100)
     if objective == "lm":
         return lm
-    rows, targets = [], []
-    for r, it in enumerate(chunk):
-        ids = it.answer_ids.tolist()
-        pos = (spliced.labels[r] != -100).nonzero().flatten()
-        for k, _ in flag_positions(tok.hf.convert_ids_to_tokens(ids)):
-            rows.append(logits[r, pos[k]])
-            targets.append(ids[k + 1])
-    flags = F.cross_entropy(torch.stack(rows), torch.tensor(targets))
+    from crab_core.training.flags import FlagTokens, flag_loss
+
+    flags = flag_loss(logits, spliced.labels, FlagTokens.from_tokenizer(tok))  # the recipe's own term
+    if flags is None:  # no flag in this batch (every list empty): nothing to learn from it
+        flags = logits.sum() * 0.0
     return flags + lm if objective == "lm+flags" else flags
 
 
