@@ -355,6 +355,7 @@ def scene_questions(
     count: int,
     exclude: str | None = None,
     distinct_types: bool = True,
+    only: tuple[str, ...] | None = None,
 ) -> list[tuple[str, str, dict]]:
     """More questions about one scene: ``count`` question types (distinct and not ``exclude``, or,
     with ``distinct_types=False``, drawn with replacement among all types), each with an answer the
@@ -362,14 +363,16 @@ def scene_questions(
 
     Several questions on the same clip with different answers make the answer depend on the
     question and not on the clip alone (crab-tiny v5 often restates a wrong entity:
-    ``benchmarks/results/avqa_binding.md``). A yes / no type draws its answer first (50 / 50) and is
+    ``benchmarks/results/avqa_binding.md``). ``only``: draw among these question types alone. A
+    yes / no type draws its answer first (50 / 50) and is
     skipped when the scene cannot give it; the other types take the answer the scene gives.
 
     Returns:
         ``[(question, output, gt)]`` with ``gt = {"answer", "question_type"}``; fewer than ``count``
         when the scene cannot ask enough types.
     """
-    kinds = [k for k in KINDS if k[0] != exclude] if distinct_types else list(KINDS)
+    pool = [k for k in KINDS if only is None or k[0] in only]
+    kinds = [k for k in pool if k[0] != exclude] if distinct_types else pool
     order = rng.permutation(len(kinds)) if distinct_types else rng.integers(len(kinds), size=4 * count)
     out: list[tuple[str, str, dict]] = []
     for i in order:

@@ -139,6 +139,22 @@ def crab_tiny_v12_recipe() -> Recipe:
     return v10.replace(name="crab-tiny-v12", phases=phases)
 
 
+#: v13: existential (``checked``) questions per AVQA training clip, on top of v8's six any-type ones
+V13_CHECKED_QUESTIONS = 4
+
+
+def crab_tiny_v13_recipe() -> Recipe:
+    """crab-tiny v13 (issue #13): v12 (v10's ``checked`` AVQA layout with the flags' own loss) with
+    :data:`V13_CHECKED_QUESTIONS` more Audio / Visual existential questions per AVQA training clip
+    (``DataSpec.avqa_checked_questions``), so about half of the AVQA items carry flags instead of a
+    sixth. v12's flags stayed at the prior through ``instruct`` (``avqa_flag_probe_v12.md``) after
+    about 1900 flagged answers; the continuation from v11 that learned them (``avqa_flag_train_
+    weighted.md``) saw about 4800, all flagged. The other question types keep v12's items."""
+    v12 = crab_tiny_v12_recipe()
+    data = dataclasses.replace(v12.data, avqa_checked_questions=V13_CHECKED_QUESTIONS)
+    return v12.replace(name="crab-tiny-v13", data=data)
+
+
 CANDIDATES: dict[str, Callable[[], Recipe]] = {
     "crab-tiny-v6": crab_tiny_v6_recipe,
     "crab-tiny-v7": crab_tiny_v7_recipe,
@@ -147,4 +163,5 @@ CANDIDATES: dict[str, Callable[[], Recipe]] = {
     "crab-tiny-v10": crab_tiny_v10_recipe,
     "crab-tiny-v11": crab_tiny_v11_recipe,
     "crab-tiny-v12": crab_tiny_v12_recipe,
+    "crab-tiny-v13": crab_tiny_v13_recipe,
 }

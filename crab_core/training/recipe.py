@@ -148,6 +148,9 @@ class DataSpec:
         avqa_variant_types: which types those questions take: ``other`` (distinct types other than
             the clip's own) or ``any`` (drawn with replacement among all types, the clip's own
             included: the same clip is asked about other entities of one type, with other answers).
+        avqa_checked_questions: more questions per SynthAV AVQA training clip, on top of
+            ``avqa_questions``, of the Audio / Visual existential types alone (``checked`` in
+            :mod:`crab_core.training.variants`): with ``avqa_layout="checked"`` each carries flags.
         avvp_layout: how SynthAV AVVP targets write their audio events: ``ranges`` (the reference's
             runs per event) or ``seconds`` (one tag per audible second, in time order;
             :mod:`crab_core.training.layouts`).
@@ -165,6 +168,7 @@ class DataSpec:
     workers: int = 2
     avqa_questions: int = 0
     avqa_variant_types: str = "other"
+    avqa_checked_questions: int = 0
     avvp_layout: str = "ranges"
     avqa_layout: str = "reference"
     extra_per_task: Mapping[str, int] = field(default_factory=dict)

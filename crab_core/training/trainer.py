@@ -122,6 +122,7 @@ class Trainer:
         self.module = self._new_module()
         self.raws = self._load_data("train", r.data.synth_per_task, with_labels=True)
         self.raws += add_question_variants(self.raws, r.data.avqa_questions, r.data.avqa_variant_types)
+        self.raws += add_question_variants(self.raws, r.data.avqa_checked_questions, "checked")
         self.raws = apply_layouts(self.raws, r.data.avvp_layout, r.data.avqa_layout)
         for path in r.data.manifests:
             self.raws += read_manifest(path, cfg.vision.image_size)

@@ -149,9 +149,10 @@ def test_crab_tiny_recipe_is_the_shipped_one():
     """``--recipe crab-tiny`` is exactly what trained the shipped crab-tiny (its training.json): every
     recorded field, and each phase's task order (the order the sampler draws tasks in). Of the fields
     added since the shipped run (absent from its file), ``avqa_questions``, ``avqa_variant_types``,
-    ``avvp_layout``, ``avqa_layout``, ``extra_per_task`` and each phase's ``lm_weighting`` and
-    ``flag_weight`` must be off (0, other types, the reference layouts, none, per token, 0), and
-    ``avss_balance`` was then a field of the model's seg config (``config.json``: 0.5)."""
+    ``avqa_checked_questions``, ``avvp_layout``, ``avqa_layout``, ``extra_per_task`` and each
+    phase's ``lm_weighting`` and ``flag_weight`` must be off (0, other types, 0, the reference layouts,
+    none, per token, 0), and ``avss_balance`` was then a field of the model's seg config
+    (``config.json``: 0.5)."""
     from crab_core.training.recipe import crab_tiny_recipe
     from tests._helpers import REPO
 
@@ -164,12 +165,13 @@ def test_crab_tiny_recipe_is_the_shipped_one():
     assert "data.avvp_layout: absent in the checkpoint, 'ranges' now" in added
     assert "data.avqa_variant_types: absent in the checkpoint, 'other' now" in added
     assert "data.avqa_layout: absent in the checkpoint, 'reference' now" in added
+    assert "data.avqa_checked_questions: absent in the checkpoint, 0 now" in added
     assert now["data"]["extra_per_task"] == {}
     balance = json.loads((REPO / "assets" / "crab-tiny" / "config.json").read_text())["seg"]["avss_balance"]
     assert [p["avss_balance"] for p in now["phases"]] == [0.0, 0.0, 0.0, 0.0, balance]
     assert [p["lm_weighting"] for p in now["phases"]] == ["token"] * len(now["phases"])
     assert [p["flag_weight"] for p in now["phases"]] == [0.0] * len(now["phases"])
-    assert len(added) == 4 + 3 * len(now["phases"]) + ("data.extra_per_task" in " ".join(added)), added
+    assert len(added) == 5 + 3 * len(now["phases"]) + ("data.extra_per_task" in " ".join(added)), added
     for old, new in zip(shipped["phases"], now["phases"], strict=True):
         assert list(old["tasks"]) == list(new["tasks"]), old["name"]
 

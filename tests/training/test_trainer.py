@@ -238,6 +238,16 @@ def test_v12_is_v10_with_the_flag_loss_in_every_llm_phase():
         assert dataclasses.replace(p12, flag_weight=0.0) == p10
 
 
+def test_v13_is_v12_with_existential_questions_added():
+    from crab_core.training.candidates import V13_CHECKED_QUESTIONS
+
+    v12, v13 = get_recipe("crab-tiny-v12"), get_recipe("crab-tiny-v13")
+    assert v13.phases == v12.phases and v13.model == v12.model and v13.name == "crab-tiny-v13"
+    assert v12.data.avqa_checked_questions == 0
+    assert v13.data.avqa_checked_questions == V13_CHECKED_QUESTIONS > 0
+    assert dataclasses.replace(v13.data, avqa_checked_questions=0) == v12.data
+
+
 def test_flag_weight_adds_the_flags_loss_to_the_phase_loss(tmp_path, cache):
     """A phase with ``flag_weight`` logs ``flag_loss`` and adds it; the trainer takes the flag's token
     ids from its tokenizer (here set by hand to a pair that occurs in the micro run's AVQA answers)."""

@@ -68,3 +68,24 @@ def test_any_type_variants_ask_other_entities_of_a_clip_never_its_own_question()
     assert same_type + repeated > 0  # one type asked twice of a clip, about other entities
     with pytest.raises(ConfigError, match="variant types"):
         add_question_variants(raws, 2, "some")
+
+
+def test_checked_variants_ask_existential_questions_the_clip_was_not_asked():
+    """``checked`` variants are Audio / Visual existential questions (ids ``-c{k}``), with both answers,
+    flagged in the ``checked`` layout, and never repeat a question already asked of their clip."""
+    from crab_core.training.layouts import CHECKED_TYPES, apply_layouts
+
+    raws = render_synth(synth_seeds("train", ["avqa"], 8, 0), 32, workers=1, with_labels=False)
+    anys = add_question_variants(raws, 6, "any")
+    checked = add_question_variants(raws + anys, 4, "checked")
+    assert checked == add_question_variants(raws + anys, 4, "checked")  # deterministic
+    assert len(checked) > 2 * len(raws)
+    assert {v.gt["question_type"] for v in checked} == set(CHECKED_TYPES)
+    assert {v.gt["answer"] for v in checked} == {"yes", "no"}
+    asked = {}
+    for r in raws + anys + checked:
+        asked.setdefault(r.media_of or r.id, []).append(r.prompt)
+    assert all(len(set(p)) == len(p) for p in asked.values())  # no question twice on one clip
+    assert all("-c" in v.id.rsplit("-avqa", 1)[1] for v in checked)
+    flagged = apply_layouts(checked, "ranges", "checked")
+    assert all(" (yes)" in v.output or " (no)" in v.output for v in flagged)
