@@ -76,6 +76,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "crab-tiny-v8-candidate-quality": _kept_quality("v8-candidate"),
     "crab-tiny-v10-candidate-quality": _kept_quality("v10-candidate"),
     "crab-tiny-v11-candidate-quality": _kept_quality("v11-candidate"),
+    "crab-tiny-v13-candidate-quality": _kept_quality("v13-candidate"),
     "crab-tiny-candidates": ct.candidates_table(
         [
             ("v5 (shipped)", ""),
@@ -84,6 +85,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
             ("v8", "v8-candidate"),
             ("v10", "v10-candidate"),
             ("v11", "v11-candidate"),
+            ("v13", "v13-candidate"),
         ]
     ),
     "prompt-choices": _prompt_choices,
@@ -147,6 +149,7 @@ BUILDERS: dict[str, Callable[[dt.DocContext], str]] = {
     "avqa-flag-probe-v11": dt.include_section("avqa_flag_probe_v11.md"),
     "avqa-flag-probe-v11-snapshots": dt.include_tables("avqa_flag_probe_v11_snapshots.md"),
     "avqa-flag-probe-v12": dt.include_section("avqa_flag_probe_v12.md"),
+    "avqa-flag-probe-v13": dt.include_section("avqa_flag_probe_v13.md"),
     "llm-membership-sep-all": dt.include_section("llm_membership_sep_all.md"),
     "avqa-flag-train": dt.include_section("avqa_flag_train.md"),
     "avqa-flag-train-weighted": dt.include_tables("avqa_flag_train_weighted.md"),
