@@ -364,8 +364,8 @@ def scene_questions(
     Several questions on the same clip with different answers make the answer depend on the
     question and not on the clip alone (crab-tiny v5 often restates a wrong entity:
     ``benchmarks/results/avqa_binding.md``). ``only``: draw among these question types alone. A
-    yes / no type draws its answer first (50 / 50) and is
-    skipped when the scene cannot give it; the other types take the answer the scene gives.
+    yes / no type draws its answer first (50 / 50) and is skipped when the scene cannot give it; the
+    other types take the answer the scene gives.
 
     Returns:
         ``[(question, output, gt)]`` with ``gt = {"answer", "question_type"}``; fewer than ``count``
