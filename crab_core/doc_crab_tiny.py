@@ -201,12 +201,51 @@ def candidates_table(entries: Sequence[tuple[str, str]]):
         return (
             "\n".join(lines)
             + f"\n\nEach cell: test / test-compositional ({where}; the same items for every version). "
-            + "Bold: target met. Baseline: the majority / trivial answer on the same items.\n\nFrom:\n"
+            + "Bold: target met. Baseline: the majority / trivial answer on the same items.\n\n"
+            + _reach_summary([(label, by_split) for label, by_split, _ in cols])
+            + "From:\n"
             + srcs
             + "\n"
         )
 
     return build
+
+
+def _reach_summary(cols: Sequence[tuple[str, dict]]) -> str:
+    """Which targets some version meets on both splits, on one split only, or on none, and which
+    cells are not above their majority baseline (``cols``: (label, results by split))."""
+    from .reports import SPLITS, TARGETS
+
+    both, one, none = [], [], []
+    under: dict[tuple[str, str], list[str]] = {}
+    for t in TARGETS:
+        met = set()
+        for label, by_split in cols:
+            for s in SPLITS:
+                v = by_split[s].value(t.task, t.key) if s in by_split else None
+                if v is None:
+                    continue
+                if t.met(v):
+                    met.add((label, s))
+                base = by_split[s].baseline(t.task, t.key)
+                if base is not None and not (v > base if t.higher_is_better else v < base):
+                    under.setdefault((t.label, s), []).append(label)
+        per_version = {label: {s for lab, s in met if lab == label} for label, _ in cols}
+        if any(len(splits) == len(SPLITS) for splits in per_version.values()):
+            both.append(t.label)
+        elif met:
+            one.append(t.label + " (" + ", ".join(f"{lab} {s}" for lab, s in sorted(met)) + ")")
+        else:
+            none.append(t.label)
+    parts = [
+        f"Met by some version on both splits: {', '.join(both) or 'none'}.",
+        f"On one split only: {'; '.join(one) or 'none'}.",
+        f"By no version: {', '.join(none) or 'none'}.",
+        "Not above the majority baseline: "
+        + ("; ".join(f"{m} on {s} ({', '.join(labs)})" for (m, s), labs in under.items()) or "none")
+        + ".",
+    ]
+    return " ".join(parts) + "\n\n"
 
 
 def _num(v: float | None, bold: bool = False) -> str:

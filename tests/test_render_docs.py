@@ -274,6 +274,17 @@ def test_candidates_table_puts_versions_side_by_side_on_the_same_items(tmp_path)
     assert "| AVE accuracy | >= 0.92 | 0.500 / 0.400 | **0.930** / 0.830 | 0.800 / 0.700 |" in out
     assert "| ARIG cIoU | >= 0.60 | - / - | - / - | - / - |" in out  # no result: a dash, not a zero
     assert "test: seed 501" in out and "results/v9/crab_tiny_quality.json" in out
+    # the summary under the table is read from the same cells
+    assert "Met by some version on both splits: AVVP segment F1 visual." in out
+    assert "On one split only: AVE accuracy (shipped test)." in out
+    assert "By no version: AVQA accuracy, AVVP segment F1 audio," in out and "Ref-AVS null S" in out
+    assert "Not above the majority baseline: none." in out
+    (results / "v10").mkdir()
+    low = {"test": _split(501, 0.45, 0.5), "test-compositional": _split(502, 0.95, 0.4)}
+    (results / "v10" / "crab_tiny_quality.json").write_text(json.dumps(low))
+    out = candidates_table([("shipped", ""), ("v10", "v10")])(ctx)
+    assert "Not above the majority baseline: AVE accuracy on test (v10)." in out
+    assert "On one split only: AVE accuracy (shipped test, v10 test-compositional)." in out
     # a version scored on other items cannot stand in the same table
     other = {"test": _split(601, 0.9, 0.5), "test-compositional": _split(502, 0.8, 0.4)}
     (results / "v9" / "crab_tiny_quality.json").write_text(json.dumps(other))
