@@ -219,22 +219,20 @@ def _reach_summary(cols: Sequence[tuple[str, dict]]) -> str:
     both, one, none = [], [], []
     under: dict[tuple[str, str], list[str]] = {}
     for t in TARGETS:
-        met = set()
+        met: dict[str, list[str]] = {}  # version -> splits on which it meets the target
         for label, by_split in cols:
-            for s in SPLITS:
-                v = by_split[s].value(t.task, t.key) if s in by_split else None
+            for s in (s for s in SPLITS if s in by_split):
+                v, base = by_split[s].value(t.task, t.key), by_split[s].baseline(t.task, t.key)
                 if v is None:
                     continue
                 if t.met(v):
-                    met.add((label, s))
-                base = by_split[s].baseline(t.task, t.key)
+                    met.setdefault(label, []).append(s)
                 if base is not None and not (v > base if t.higher_is_better else v < base):
                     under.setdefault((t.label, s), []).append(label)
-        per_version = {label: {s for lab, s in met if lab == label} for label, _ in cols}
-        if any(len(splits) == len(SPLITS) for splits in per_version.values()):
+        if any(len(splits) == len(SPLITS) for splits in met.values()):
             both.append(t.label)
         elif met:
-            one.append(t.label + " (" + ", ".join(f"{lab} {s}" for lab, s in sorted(met)) + ")")
+            one.append(f"{t.label} (" + ", ".join(f"{lab} {s[0]}" for lab, s in met.items()) + ")")
         else:
             none.append(t.label)
     parts = [
